@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+# CPU build on this machine; GPU users override, e.g. `make demo TORCH=torch==2.13.0+cu126`.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-out
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install demo test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	HF_HOME=$$(mktemp -d) $(BIN)/mmbench build --sample --out $(DEMO_DIR)
+	$(BIN)/mmbench info $(DEMO_DIR)
+
+test: install
+	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

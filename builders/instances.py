@@ -1,0 +1,127 @@
+"""Stage 7, instances: the evaluation instances of the next-track and paper-sampled tasks."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+
+from mmbench.errors import MmbenchError
+
+INSTANCE_SCHEMA = {
+    "instance_id": pl.String,
+    "task": pl.String,
+    "user_id": pl.String,
+    "session_id": pl.String,
+    "position": pl.Int32,
+    "target_track_id": pl.String,
+    "candidates": pl.List(pl.String),
+}
+
+
+def _stable_seed(seed: int, key: str) -> list[int]:
+    return [seed, int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")]
+
+
+def sample_negatives(n_catalog: int, excluded: np.ndarray, n: int, seed: int, key: str) -> np.ndarray:
+    """``n`` distinct catalogue indices drawn uniformly from those not in ``excluded``.
+
+    The generator is seeded by (seed, SHA-256 of ``key``), so each instance's draw is fixed
+    and independent of every other instance.
+    """
+    excluded = np.unique(excluded)
+    if n_catalog - excluded.size < n:
+        raise MmbenchError(
+            f"{key}: only {n_catalog - excluded.size} tracks outside the user's history, "
+            f"{n} negatives requested"
+        )
+    rng = np.random.default_rng(_stable_seed(seed, key))
+    drawn = rng.choice(n_catalog, size=min(n_catalog, n + excluded.size), replace=False)
+    return drawn[~np.isin(drawn, excluded)][:n]
+
+
+def build_instances(
+    plays: pl.DataFrame,
+    sessions: pl.DataFrame,
+    catalog: np.ndarray,
+    track_ids: pl.Series,
+    user_ids: pl.Series,
+    negatives: int,
+    seed: int,
+) -> tuple[dict[str, pl.DataFrame], dict]:
+    """The instances of both tasks for the validation and test splits.
+
+    ``plays`` hold ``session`` and ``track`` codes in session order; ``sessions`` are the split
+    stage's output with a ``session_id``; ``catalog`` holds the sorted track codes of the
+    catalogue, ``track_ids`` maps track codes to ids and ``user_ids`` user codes to ids. next-track: one instance per session of
+    the split whose user has a training session, target its last track. paper-sampled: per such
+    user, the first play of their first session in the split, with ``negatives`` tracks drawn
+    uniformly from the catalogue minus the user's training history.
+    """
+    plays = plays.join(sessions.select("session", "session_id", "split", "user"), on="session")
+    train_users = sessions.filter(pl.col("split") == "train")["user"].unique()
+    history = plays.filter(pl.col("split") == "train").group_by("user").agg(pl.col("track").unique())
+    history_of = dict(zip(history["user"].to_list(), history["track"].to_list(), strict=True))
+    out: dict[str, pl.DataFrame] = {}
+    report: dict = {"next-track": {}, "paper-sampled": {}}
+    for split in ("validation", "test"):
+        eligible = sessions.filter((pl.col("split") == split) & pl.col("user").is_in(train_users.implode()))
+        in_split = plays.filter(pl.col("session").is_in(eligible["session"].implode()))
+        last = in_split.group_by("session", maintain_order=True).agg(
+            pl.col("session_id").first(),
+            pl.col("user").first(),
+            pl.col("track").last(),
+            (pl.len() - 1).cast(pl.Int32).alias("position"),
+        )
+        next_track = last.select(
+            pl.format("next-track/{}", "session_id").alias("instance_id"),
+            pl.lit("next-track").alias("task"),
+            pl.col("user"),
+            pl.col("session_id"),
+            pl.col("position"),
+            pl.col("track"),
+        )
+        first = (
+            eligible.sort("user", "start", "session")
+            .group_by("user", maintain_order=True)
+            .agg(pl.col("session").first(), pl.col("session_id").first())
+            .join(
+                in_split.group_by("session", maintain_order=True).agg(pl.col("track").first()), on="session"
+            )
+            .sort("user")
+        )
+        candidates = []
+        for user, session_id, target in first.select("user", "session_id", "track").iter_rows():
+            excluded = np.searchsorted(catalog, np.append(history_of[user], target))
+            drawn = sample_negatives(
+                len(catalog), excluded, negatives, seed, f"paper-sampled/{split}/{session_id}"
+            )
+            candidates.append(sorted(track_ids.gather(np.append(catalog[drawn], target)).to_list()))
+        paper = first.select(
+            pl.format("paper-sampled/{}/{}", pl.lit(split), "session_id").alias("instance_id"),
+            pl.lit("paper-sampled").alias("task"),
+            pl.col("user"),
+            pl.col("session_id"),
+            pl.lit(0, dtype=pl.Int32).alias("position"),
+            pl.col("track"),
+        ).with_columns(pl.Series("candidates", candidates, dtype=pl.List(pl.String)))
+        table = pl.concat(
+            [next_track.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("candidates")), paper]
+        )
+        table = (
+            table.with_columns(
+                pl.Series("user_id", user_ids.gather(table["user"])),
+                pl.Series("target_track_id", track_ids.gather(table["track"])),
+            )
+            .select(list(INSTANCE_SCHEMA))
+            .sort("task", "instance_id")
+        )
+        out[split] = table
+        report["next-track"][split] = next_track.height
+        report["paper-sampled"][split] = paper.height
+        if table.height == 0:
+            raise MmbenchError(f"no {split} instance: no {split} session has a user with a training session")
+    report["rows_in"] = report["rows_out"] = plays.height
+    report["removed"] = {}
+    return out, report

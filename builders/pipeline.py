@@ -1,0 +1,324 @@
+"""The build: every stage in order, each cached under ``<out>/.build`` so that a rerun resumes.
+
+A stage's artefacts are Arrow IPC files plus a JSON marker holding the stage's key (a digest of
+its code version, its upstream key and the recipe keys it reads). The marker is written last
+and atomically, so a stage killed halfway is simply run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from mmbench.builders import (
+    completion,
+    filter,
+    identify,
+    ingest,
+    instances,
+    publish,
+    sample,
+    sessionize,
+    split,
+)
+from mmbench.builders.recipe import recipe_digest
+
+from mmbench.errors import MmbenchError
+
+CACHE_VERSION = "1"
+WORK = ".build"
+
+
+class StageCache:
+    """Runs stages, or loads their artefacts when their key is unchanged."""
+
+    def __init__(self, work: Path, log: Callable[[str], None]):
+        self.work = work
+        self.log = log
+        work.mkdir(parents=True, exist_ok=True)
+
+    def run(
+        self,
+        name: str,
+        key_parts: dict[str, Any],
+        compute: Callable[[], tuple[dict[str, pl.DataFrame], dict]],
+    ) -> tuple[dict[str, pl.DataFrame], dict, str]:
+        key = hashlib.sha256(
+            json.dumps({"stage": name, "cache": CACHE_VERSION, **key_parts}, sort_keys=True).encode()
+        ).hexdigest()
+        marker = self.work / f"{name}.json"
+        folder = self.work / name
+        if marker.exists():
+            done = json.loads(marker.read_text())
+            if done["key"] == key and all((folder / f"{f}.arrow").exists() for f in done["frames"]):
+                self.log(f"{name}: unchanged, reusing {folder}")
+                frames = {f: pl.read_ipc(folder / f"{f}.arrow") for f in done["frames"]}
+                return frames, done["report"], key
+            marker.unlink()
+        frames, report = compute()
+        folder.mkdir(exist_ok=True)
+        for f, frame in frames.items():
+            tmp = folder / f"{f}.arrow.tmp"
+            frame.write_ipc(tmp, compression="lz4")
+            tmp.replace(folder / f"{f}.arrow")
+        publish.write_text_atomic(
+            marker, json.dumps({"key": key, "frames": list(frames), "report": report}, indent=1)
+        )
+        return frames, report, key
+
+
+def read_durations(path: Path) -> pl.DataFrame:
+    """A durations manifest (CSV or JSON Lines with artist_name, track_name, duration_seconds)
+    as (track_id, duration_seconds); the first row wins for a song listed twice."""
+    try:
+        frame = (
+            pl.read_ndjson(path)
+            if path.suffix in (".jsonl", ".ndjson")
+            else pl.read_csv(path, infer_schema=False)
+        )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise MmbenchError(f"{path}: cannot read the durations manifest: {exc}") from None
+    missing = {"artist_name", "track_name", "duration_seconds"} - set(frame.columns)
+    if missing:
+        raise MmbenchError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))}; expected artist_name, track_name, duration_seconds"
+        )
+    frame = frame.with_columns(pl.col("duration_seconds").cast(pl.Float64, strict=False))
+    bad = frame.with_row_index("row").filter(
+        pl.col("duration_seconds").is_null() | (pl.col("duration_seconds") <= 0)
+    )
+    if bad.height:
+        raise MmbenchError(f"{path}: line {bad['row'][0] + 2}: duration_seconds must be a positive number")
+    ids = [
+        identify.track_id_for(a, t) for a, t in zip(frame["artist_name"], frame["track_name"], strict=True)
+    ]
+    return (
+        frame.with_columns(pl.Series("track_id", ids))
+        .unique("track_id", keep="first", maintain_order=True)
+        .select("track_id", "duration_seconds")
+    )
+
+
+def _fingerprint(path: Path | None) -> list | None:
+    return None if path is None else [str(path), path.stat().st_size, path.stat().st_mtime_ns]
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries whose behaviour shapes the outputs."""
+    out = {"python": platform.python_version()}
+    for package in ("mmbench", "polars", "pyarrow", "numpy", "datasets", "matplotlib"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def build(
+    out: Path,
+    recipe: dict[str, Any],
+    raw: Path | None = None,
+    sample_config: sample.SampleConfig | None = None,
+    durations_path: Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+) -> dict:
+    """Build the dataset folder ``out`` from ``raw`` (or from the synthetic sample) with ``recipe``.
+
+    Returns the build report (also written to ``out/build_report.json``).
+    """
+    cache = StageCache(out / WORK, log)
+    if sample_config is not None:
+        sample_dir = out / WORK / "sample-raw"
+        marker = sample_dir / "done.json"
+        wanted = asdict(sample_config)
+        if not marker.exists() or json.loads(marker.read_text()) != wanted:
+            log("sample: generating the synthetic raw set")
+            shutil.rmtree(sample_dir, ignore_errors=True)
+            sample.write_sample(sample_dir, sample_config, progress=progress)
+            publish.write_text_atomic(marker, json.dumps(wanted))
+        raw = sample_dir / ingest.ARCHIVE_NAME
+        durations_path = durations_path or sample_dir / "durations.csv"
+    assert raw is not None
+    source = ingest.resolve_raw(raw)
+    rejects_path = out / WORK / "rejects.jsonl"
+
+    def run_ingest() -> tuple[dict[str, pl.DataFrame], dict]:
+        result = ingest.ingest(source, rejects_path, progress=progress)
+        return {"plays": result.plays, "users": result.users, "pairs": result.pairs}, result.report
+
+    frames, ingest_report, key = cache.run("ingest", {"source": source.fingerprint()}, run_ingest)
+    stages: dict[str, dict] = {"ingest": ingest_report}
+    users = frames["users"]
+
+    def run_identify() -> tuple[dict[str, pl.DataFrame], dict]:
+        plays, tracks, report = identify.identify(frames["plays"], frames["pairs"])
+        return {"plays": plays, "tracks": tracks}, report
+
+    ident, stages["identify"], key = cache.run("identify", {"up": key}, run_identify)
+    tracks = ident["tracks"]
+    plays = ident["plays"]
+    durations = pl.DataFrame(schema={"track": pl.UInt32, "duration_seconds": pl.Float32})
+    if durations_path is not None:
+        known = read_durations(durations_path)
+        durations = tracks.join(known, on="track_id").select(
+            "track", pl.col("duration_seconds").cast(pl.Float32)
+        )
+
+    filters = recipe["filters"]
+    before = recipe["sessionize"]["after_filters"]
+    after = [f for f in filters if f not in before]
+    if before:
+
+        def run_prefilter() -> tuple[dict[str, pl.DataFrame], dict]:
+            kept, report = filter.apply_filters(plays, filters, before)
+            return {"plays": kept}, report
+
+        done, stages["filter_before_sessionize"], key = cache.run(
+            "filter_before_sessionize", {"up": key, "filters": {f: filters[f] for f in before}}, run_prefilter
+        )
+        plays = done["plays"]
+
+    def run_sessionize() -> tuple[dict[str, pl.DataFrame], dict]:
+        ordered, report = sessionize.sessionize(plays, recipe["sessionize"]["gap_seconds"])
+        return {"plays": ordered}, report
+
+    done, stages["sessionize"], key = cache.run(
+        "sessionize", {"up": key, "gap": recipe["sessionize"]["gap_seconds"]}, run_sessionize
+    )
+
+    def run_completion() -> tuple[dict[str, pl.DataFrame], dict]:
+        with_ratios, report = completion.completion_ratios(done["plays"], durations)
+        report["tracks_with_duration"] = durations.height
+        return {"plays": with_ratios}, report
+
+    done, stages["completion"], key = cache.run(
+        "completion", {"up": key, "durations": _fingerprint(durations_path)}, run_completion
+    )
+
+    def run_filter() -> tuple[dict[str, pl.DataFrame], dict]:
+        kept, report = filter.apply_filters(done["plays"], filters, after)
+        if kept.height == 0:
+            raise MmbenchError(
+                "the recipe's filters removed every play; relax them (e.g. --set filters.min_user_plays=...)"
+            )
+        return {"plays": kept}, report
+
+    done, stages["filter"], key = cache.run(
+        "filter", {"up": key, "filters": {f: filters[f] for f in after}}, run_filter
+    )
+    plays = done["plays"]
+
+    def run_split() -> tuple[dict[str, pl.DataFrame], dict]:
+        sessions, report = split.temporal_split(
+            plays, recipe["split"]["test_quantile"], recipe["split"]["validation_quantile"]
+        )
+        user_ids = users["user_id"]
+        sessions = sessions.with_columns(
+            pl.format("{}:{}", pl.Series(user_ids.gather(sessions["user"])), "start").alias("session_id")
+        )
+        return {"sessions": sessions}, report
+
+    done, stages["split"], key = cache.run(
+        "split", {"up": key, "split": recipe_digest(recipe, "split")}, run_split
+    )
+    sessions = done["sessions"]
+    catalog_codes = np.sort(plays["track"].unique().to_numpy())
+
+    def run_instances() -> tuple[dict[str, pl.DataFrame], dict]:
+        tables, report = instances.build_instances(
+            plays,
+            sessions,
+            catalog_codes,
+            tracks["track_id"],
+            users["user_id"],
+            recipe["instances"]["paper_sampled_negatives"],
+            recipe["instances"]["seed"],
+        )
+        return tables, report
+
+    inst, stages["instances"], key = cache.run(
+        "instances", {"up": key, "instances": recipe_digest(recipe, "instances")}, run_instances
+    )
+
+    log("publish: writing parquet, card, plots and report")
+    return _publish(out, recipe, stages, plays, sessions, tracks, durations, users, inst, rejects_path)
+
+
+def _publish(
+    out: Path,
+    recipe: dict,
+    stages: dict,
+    plays: pl.DataFrame,
+    sessions: pl.DataFrame,
+    tracks: pl.DataFrame,
+    durations: pl.DataFrame,
+    users: pl.DataFrame,
+    inst: dict[str, pl.DataFrame],
+    rejects_path: Path,
+) -> dict:
+    staging = out / WORK / "publish"
+    shutil.rmtree(staging, ignore_errors=True)
+    catalog = publish.track_catalog(tracks, durations, plays, sessions)
+    user_table = publish.user_catalog(users, sessions)
+    session_rows = publish.session_table(plays, sessions, tracks["track_id"], users["user_id"])
+    for name in ("train", "validation", "test"):
+        rows = session_rows.filter(pl.col("split") == name)
+        publish.write_parquet_shards(publish.to_arrow(rows, "sessions"), staging / "data" / "sessions", name)
+    for name, table in inst.items():
+        publish.write_parquet_shards(
+            publish.to_arrow(table, "instances"), staging / "data" / "instances", name
+        )
+    publish.write_parquet_shards(publish.to_arrow(catalog, "tracks"), staging / "data" / "tracks", "catalog")
+    publish.write_parquet_shards(publish.to_arrow(user_table, "users"), staging / "data" / "users", "catalog")
+    recipe_toml = _recipe_toml(recipe)
+    statistics = {
+        "plays": plays.height,
+        "sessions": sessions.height,
+        "users": user_table.height,
+        "tracks": catalog.height,
+        "tracks_cold": int((catalog["n_plays_train"] == 0).sum()),
+        "tracks_with_duration": int(catalog["duration_seconds"].is_not_null().sum()),
+        "instances": {k: v for k, v in stages["instances"].items() if k in ("next-track", "paper-sampled")},
+    }
+    report: dict[str, Any] = {
+        "mmbench_version": versions()["mmbench"],
+        "recipe": recipe,
+        "inputs": stages["ingest"]["inputs"],
+        "stages": stages,
+        "statistics": statistics,
+        "versions": versions(),
+    }
+    plots = publish.write_plots(staging / "plots", sessions, catalog, plays, stages["split"])
+    report["outputs"] = {
+        str(p.relative_to(staging)): publish.sha256_file(p)
+        for p in sorted((staging / "data").rglob("*.parquet"))
+    }
+    publish.write_text_atomic(staging / "README.md", publish.card_text(report, plots, recipe_toml))
+    publish.write_text_atomic(staging / "build_report.json", publish.dumps_report(report))
+    shutil.copyfile(rejects_path, staging / "rejects.jsonl")
+    for entry in ("data", "plots"):
+        publish.replace_tree(staging / entry, out / entry)
+    for entry in ("README.md", "rejects.jsonl", "build_report.json"):
+        (staging / entry).replace(out / entry)
+    shutil.rmtree(staging)
+    return report
+
+
+def _recipe_toml(recipe: dict) -> str:
+    lines = [f"name = {json.dumps(recipe['name'])}", f"description = {json.dumps(recipe['description'])}"]
+    for section in ("sessionize", "filters", "split", "instances"):
+        lines.append(f"\n[{section}]")
+        for k, v in recipe[section].items():
+            lines.append(f"{k} = {json.dumps(v)}")
+    return "\n".join(lines) + "\n"

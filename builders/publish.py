@@ -1,0 +1,274 @@
+"""Stage 9, publish: the Hub-ready folder (parquet per config and split, card, plots, report).
+
+Every file is written to a temporary name and renamed into place. Parquet bytes depend only
+on the data and the library versions (no timestamps, fixed row groups), so two builds of the
+same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from mmbench.builders.ingest import LASTFM_PAGE
+
+from mmbench.errors import MmbenchError
+from mmbench.schema import DEFAULT_CONFIG, SCHEMAS, SPLITS
+
+ROWS_PER_SHARD = 500_000
+ROW_GROUP = 50_000
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def to_arrow(frame: pl.DataFrame, config: str) -> pa.Table:
+    """Convert to the config's exact Arrow schema (plain strings, second-resolution UTC times)."""
+    table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+    return table.select(SCHEMAS[config].names).cast(SCHEMAS[config])
+
+
+def write_parquet_shards(table: pa.Table, folder: Path, split: str) -> list[Path]:
+    """Write ``<split>-0000i-of-0000N.parquet`` files atomically; refuse an empty split."""
+    if table.num_rows == 0:
+        raise MmbenchError(f"{folder.name}/{split} would be empty; an empty split cannot be loaded")
+    folder.mkdir(parents=True, exist_ok=True)
+    n = math.ceil(table.num_rows / ROWS_PER_SHARD)
+    paths = []
+    for i in range(n):
+        path = folder / f"{split}-{i:05d}-of-{n:05d}.parquet"
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(
+            table.slice(i * ROWS_PER_SHARD, ROWS_PER_SHARD),
+            tmp,
+            compression="zstd",
+            row_group_size=ROW_GROUP,
+            write_page_index=False,
+        )
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def session_table(
+    plays: pl.DataFrame, sessions: pl.DataFrame, track_ids: pl.Series, user_ids: pl.Series
+) -> pl.DataFrame:
+    """One row per session with its lists, in (user, start) order; ``split`` kept for routing."""
+    grouped = plays.group_by("session", maintain_order=True).agg(
+        pl.col("track"),
+        pl.col("timestamp").alias("timestamps"),
+        pl.col("listen_seconds"),
+        pl.col("completion_ratio").alias("completion_ratios"),
+    )
+    out = sessions.join(grouped, on="session", maintain_order="left")
+    return out.with_columns(
+        pl.Series("user_id", user_ids.gather(out["user"])),
+        pl.col("start").alias("start_time"),
+        pl.col("track")
+        .list.eval(
+            pl.element().replace_strict(pl.int_range(track_ids.len(), dtype=pl.UInt32, eager=True), track_ids)
+        )
+        .alias("track_ids"),
+    )
+
+
+def track_catalog(
+    tracks: pl.DataFrame, durations: pl.DataFrame, plays: pl.DataFrame, sessions: pl.DataFrame
+) -> pl.DataFrame:
+    """The tracks of the kept plays, with their training play counts."""
+    train = plays.join(sessions.filter(pl.col("split") == "train").select("session"), on="session")
+    counts = train.group_by("track").agg(pl.len().cast(pl.Int64).alias("n_plays_train"))
+    kept = plays.select(pl.col("track").unique())
+    return (
+        tracks.join(kept, on="track")
+        .join(durations, on="track", how="left")
+        .join(counts, on="track", how="left")
+        .with_columns(pl.col("n_plays_train").fill_null(0))
+        .sort("track_id")
+    )
+
+
+def user_catalog(users: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """The users of the kept sessions, with their profile and number of training sessions."""
+    n_train = sessions.group_by("user").agg(
+        (pl.col("split") == "train").sum().cast(pl.Int32).alias("n_sessions_train")
+    )
+    return users.join(n_train, on="user").sort("user_id")
+
+
+def write_plots(
+    folder: Path, sessions: pl.DataFrame, tracks: pl.DataFrame, plays: pl.DataFrame, cutoffs: dict
+) -> list[str]:
+    """The card's figures as PNG; returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        tmp = folder / f"{name}.tmp.png"
+        fig.savefig(tmp, dpi=90, metadata={"Software": None})
+        plt.close(fig)
+        tmp.replace(folder / f"{name}.png")
+        names.append(f"{name}.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    lengths = sessions["n_tracks"].to_numpy()
+    ax.hist(lengths, bins=np.arange(0.5, lengths.max() + 1.5), color="#4472c4")
+    ax.set(xlabel="tracks per session (after filters)", ylabel="sessions", title="Session lengths")
+    save(fig, "session_lengths")
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ratios = plays["completion_ratio"].drop_nulls().to_numpy()
+    ax.hist(ratios, bins=40, range=(0, 1), color="#70ad47")
+    ax.set(
+        xlabel="completion ratio",
+        ylabel="plays",
+        title=f"Completion ratios ({ratios.size:,} plays with a known ratio)",
+    )
+    save(fig, "completion_ratios")
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    counts = np.sort(tracks["n_plays_train"].to_numpy())[::-1]
+    ax.loglog(np.arange(1, counts.size + 1), np.maximum(counts, 0.8), color="#c55a11")
+    ax.set(xlabel="track rank", ylabel="training plays", title="Track popularity (long tail)")
+    save(fig, "popularity")
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    days = plays["timestamp"].to_numpy() // 86400
+    ax.hist(days.astype("datetime64[D]"), bins=60, color="#7f7f7f")
+    for key, color in (("validation_cutoff", "#ffc000"), ("test_cutoff", "#c00000")):
+        ax.axvline(np.datetime64(int(cutoffs[key]), "s"), color=color, label=key.replace("_", " "))
+    ax.set(ylabel="plays", title="Plays over time")
+    ax.legend()
+    save(fig, "plays_over_time")
+    return names
+
+
+def card_text(report: dict, plots: list[str], recipe_toml: str) -> str:
+    """The dataset card: YAML front matter with every config and split, then the description."""
+    lines = [
+        "---",
+        "license: other",
+        "license_name: lastfm-1k-non-commercial",
+        f"license_link: {LASTFM_PAGE}",
+        "pretty_name: LastFM-1K-MM",
+        "tags:",
+        "- music",
+        "- recommendation",
+        "- session-based-recommendation",
+        "configs:",
+    ]
+    for config, splits in SPLITS.items():
+        lines.append(f"- config_name: {config}")
+        if config == DEFAULT_CONFIG:
+            lines.append("  default: true")
+        lines.append("  data_files:")
+        for split in splits:
+            lines += [f"  - split: {split}", f"    path: data/{config}/{split}-*.parquet"]
+    lines.append("---")
+    split = report["stages"]["split"]
+    stats = report["statistics"]
+    body = (
+        f"""
+# LastFM-1K-MM ({report["recipe"]["name"]} recipe)
+
+Session-based music recommendation on the LastFM-1K listening logs: listening sessions with
+per-play listening times and completion ratios, a global temporal split, and the evaluation
+instances of the `next-track` (official, full-catalogue ranking) and `paper-sampled` tasks.
+Built by `mmbench build` (version {report["mmbench_version"]}); `build_report.json` holds the
+full accounting of every stage, the input and output checksums and the package versions.
+
+```python
+from datasets import load_dataset
+sessions = load_dataset("mmbench/lastfm1k-mm", "sessions")   # or a local build folder
+```
+
+## Licence and attribution
+
+The LastFM-1K data was collected by Òscar Celma from the Last.fm API and is distributed for
+**non-commercial use only**; see {LASTFM_PAGE} and https://www.last.fm. Any use of this
+dataset must reference that page and Last.fm, and cite: O. Celma, *Music Recommendation and
+Discovery in the Long Tail*, Springer, 2010. The mmbench code is MIT-licensed.
+
+## Statistics
+
+| | train | validation | test |
+|---|---:|---:|---:|
+| sessions | {split["sessions"]["train"]:,} | {split["sessions"]["validation"]:,} | {split["sessions"]["test"]:,} |
+| plays | {split["plays"]["train"]:,} | {split["plays"]["validation"]:,} | {split["plays"]["test"]:,} |
+| users | {split["users"]["train"]:,} | {split["users"]["validation"]:,} | {split["users"]["test"]:,} |
+| next-track instances | | {stats["instances"]["next-track"]["validation"]:,} | {stats["instances"]["next-track"]["test"]:,} |
+| paper-sampled instances | | {stats["instances"]["paper-sampled"]["validation"]:,} | {stats["instances"]["paper-sampled"]["test"]:,} |
+
+Catalogue: {stats["tracks"]:,} tracks ({stats["tracks_cold"]:,} never played in training),
+{stats["users"]:,} users. Raw lines read: {report["stages"]["ingest"]["rows_in"]:,}; rejected:
+{sum(report["stages"]["ingest"]["removed"].values()):,} (see `rejects.jsonl`). Validation cutoff
+{split["validation_cutoff_utc"]}, test cutoff {split["test_cutoff_utc"]}: a session belongs to the
+split of its start time.
+
+"""
+        + "\n".join(f"![{p[:-4].replace('_', ' ')}](plots/{p})" for p in plots)
+        + f"""
+
+## Recipe
+
+```toml
+{recipe_toml.strip()}
+```
+
+## Citation
+
+```bibtex
+@misc{{mmbench2026,
+  title  = {{LastFM-1K-MM: a benchmark for multimodal session-based music recommendation}},
+  author = {{mmbench contributors}},
+  year   = {{2026}},
+  note   = {{https://huggingface.co/datasets/mmbench/lastfm1k-mm}}
+}}
+```
+"""
+    )
+    return "\n".join(lines) + "\n" + body
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary name, then rename it into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def replace_tree(staging: Path, target: Path) -> None:
+    """Move a freshly written folder over an older one of the same name."""
+    if target.exists():
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.replace(old)
+        staging.replace(target)
+        shutil.rmtree(old)
+    else:
+        staging.replace(target)
+
+
+def dumps_report(report: dict) -> str:
+    """The build report as stable JSON (sorted keys within stages, fixed indentation)."""
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"

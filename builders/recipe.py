@@ -1,0 +1,146 @@
+"""Recipes: the build's parameters as TOML data, with ``key=value`` overrides from the CLI."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mmbench.errors import MmbenchError
+
+PLAY_FILTERS = ("min_user_plays", "min_track_plays")
+SESSION_FILTERS = (
+    "dedupe_session_repeats",
+    "min_session_length",
+    "max_session_length",
+    "min_user_sessions",
+)
+
+
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped with the package."""
+    folder = resources.files("mmbench.builders") / "recipes"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a built-in recipe by name, or a TOML file by path, then apply ``key=value`` overrides.
+
+    Overrides use dotted keys (``filters.min_user_plays=500``); values are TOML literals, and a
+    bare word is taken as a string. Only keys the recipe already has can be set, with a value of
+    the same type, so that a typo fails loudly instead of being ignored.
+    """
+    path = Path(name_or_path)
+    if name_or_path in builtin_recipes():
+        text = (resources.files("mmbench.builders") / "recipes" / f"{name_or_path}.toml").read_text()
+        origin = f"built-in recipe {name_or_path!r}"
+    elif path.suffix == ".toml" and path.is_file():
+        text = path.read_text(encoding="utf-8")
+        origin = str(path)
+    else:
+        raise MmbenchError(
+            f"unknown recipe {name_or_path!r}: expected one of {', '.join(builtin_recipes())} "
+            "or the path of a .toml file"
+        )
+    try:
+        recipe = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MmbenchError(f"{origin}: invalid TOML: {exc}") from None
+    recipe = copy.deepcopy(recipe)
+    for item in overrides:
+        _apply_override(recipe, item)
+    validate_recipe(recipe, origin)
+    return recipe
+
+
+def _apply_override(recipe: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise MmbenchError(f"--set {item!r}: expected key=value, e.g. filters.min_user_plays=500")
+    parts = key.strip().split(".")
+    node = recipe
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise MmbenchError(f"--set {item!r}: unknown recipe key {key.strip()!r}")
+        node = node[part]
+    leaf = parts[-1]
+    if leaf not in node or isinstance(node[leaf], dict):
+        known = ", ".join(_leaf_keys(recipe))
+        raise MmbenchError(f"--set {item!r}: unknown recipe key {key.strip()!r} (known: {known})")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    old = node[leaf]
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not type(old):
+        raise MmbenchError(
+            f"--set {item!r}: {key.strip()} expects a {type(old).__name__}, got {raw.strip()!r}"
+        )
+    node[leaf] = value
+
+
+def _leaf_keys(node: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in node.items():
+        if isinstance(v, dict):
+            keys += _leaf_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(prefix + k)
+    return keys
+
+
+def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
+    """Check a recipe's keys, types and ranges; raise :class:`MmbenchError` naming the key."""
+    expected = {
+        "sessionize": {"gap_seconds": int, "after_filters": list},
+        "split": {"test_quantile": float, "validation_quantile": float},
+        "instances": {"paper_sampled_negatives": int, "seed": int},
+    }
+    for key in ("name", "description"):
+        if not isinstance(recipe.get(key), str):
+            raise MmbenchError(f"{origin}: '{key}' must be a string")
+    for section, fields in expected.items():
+        table = recipe.get(section)
+        if not isinstance(table, dict):
+            raise MmbenchError(f"{origin}: missing table [{section}]")
+        for name, kind in fields.items():
+            if not isinstance(table.get(name), kind) or isinstance(table.get(name), bool):
+                raise MmbenchError(f"{origin}: {section}.{name} must be a {kind.__name__}")
+        unknown = set(table) - set(fields)
+        if unknown:
+            raise MmbenchError(f"{origin}: unknown key {section}.{sorted(unknown)[0]}")
+    filters = recipe.get("filters")
+    if not isinstance(filters, dict):
+        raise MmbenchError(f"{origin}: missing table [filters]")
+    for name, value in filters.items():
+        if name not in PLAY_FILTERS + SESSION_FILTERS:
+            known = ", ".join(PLAY_FILTERS + SESSION_FILTERS)
+            raise MmbenchError(f"{origin}: unknown filter filters.{name} (known: {known})")
+        kind = bool if name == "dedupe_session_repeats" else int
+        if type(value) is not kind or (kind is int and value < 0):
+            raise MmbenchError(f"{origin}: filters.{name} must be a non-negative {kind.__name__}")
+    before = recipe["sessionize"]["after_filters"]
+    if list(filters)[: len(before)] != before or not set(before) <= set(PLAY_FILTERS):
+        raise MmbenchError(
+            f"{origin}: sessionize.after_filters must be the first filters of [filters] and only "
+            f"play filters ({', '.join(PLAY_FILTERS)}); got {before}"
+        )
+    if recipe["sessionize"]["gap_seconds"] <= 0:
+        raise MmbenchError(f"{origin}: sessionize.gap_seconds must be positive")
+    for name in ("test_quantile", "validation_quantile"):
+        if not 0.0 < recipe["split"][name] < 1.0:
+            raise MmbenchError(f"{origin}: split.{name} must lie strictly between 0 and 1")
+    if recipe["instances"]["paper_sampled_negatives"] < 1:
+        raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
+
+
+def recipe_digest(recipe: dict[str, Any], *sections: str) -> str:
+    """A stable digest of the named sections of a recipe (all of it when none are named)."""
+    part = {k: recipe[k] for k in sections} if sections else recipe
+    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()

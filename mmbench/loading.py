@@ -1,0 +1,70 @@
+"""Loading the dataset: a local build first, the Hub otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmbench.errors import MmbenchError
+from mmbench.schema import DEFAULT_CONFIG, HUB_ID, SPLITS
+
+
+def default_local_dir() -> Path:
+    """Where ``mmbench build`` writes by default and ``mmbench.load`` looks first:
+    ``$MMBENCH_HOME/lastfm1k-mm`` (``MMBENCH_HOME`` defaults to ``~/.cache/mmbench``)."""
+    home = os.environ.get("MMBENCH_HOME") or Path.home() / ".cache" / "mmbench"
+    return Path(home) / "lastfm1k-mm"
+
+
+def resolve_source(source: str | os.PathLike | None = None) -> str:
+    """The folder or Hub id to load from.
+
+    ``source`` may be a build folder or a Hub id. When omitted: the default local build if it
+    exists, else the Hub id ``mmbench/lastfm1k-mm``.
+    """
+    if source is not None:
+        path = Path(source)
+        if path.is_dir():
+            if not (path / "README.md").is_file() or not (path / "data").is_dir():
+                raise MmbenchError(
+                    f"{path}: not a built dataset folder (no README.md and data/); run mmbench build"
+                )
+            return str(path)
+        if str(source).count("/") == 1 and not str(source).startswith((".", "/")):
+            return str(source)
+        raise MmbenchError(f"{source}: no such dataset folder")
+    local = default_local_dir()
+    return str(local) if (local / "README.md").is_file() else HUB_ID
+
+
+def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | os.PathLike | None = None):
+    """Load a config of LastFM-1K-MM as a ``datasets.Dataset`` (or ``DatasetDict`` if ``split`` is None).
+
+    Configs and splits: sessions (train, validation, test), instances (validation, test),
+    tracks and users (catalog), and the content configs a build adds (audio-*, lyrics-*, mgphot).
+    """
+    import datasets
+
+    where = resolve_source(source)
+    local = Path(where).is_dir()
+    if local:
+        available = sorted(p.name for p in (Path(where) / "data").iterdir() if p.is_dir())
+        if config not in available:
+            raise MmbenchError(f"{where}: no config {config!r}; available: {', '.join(available)}")
+        splits = sorted(p.name.split("-")[0] for p in (Path(where) / "data" / config).glob("*.parquet"))
+    else:
+        splits = list(SPLITS.get(config, ()))
+    if split is not None and splits and split not in splits:
+        raise MmbenchError(
+            f"config {config!r} has no split {split!r}; splits: {', '.join(sorted(set(splits)))}"
+        )
+    try:
+        return datasets.load_dataset(where, config, split=split)
+    except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as exc:
+        if local:
+            raise MmbenchError(f"{where}: cannot load config {config!r}: {exc}") from None
+        raise MmbenchError(
+            f"no local build at {default_local_dir()} and the Hub dataset {where} could not be loaded "
+            f"({type(exc).__name__}); run `mmbench build --sample` or `mmbench build --raw PATH`, "
+            "or pass source=FOLDER"
+        ) from None
