@@ -82,14 +82,14 @@ def resolve_raw(path: str | Path) -> RawSource:
     return RawSource("file", p, p, profile if profile.is_file() else None)
 
 
-def _blocks(stream: IO[bytes], digest: hashlib._Hash, bar: tqdm) -> Iterator[bytes]:
+def _blocks(stream: IO[bytes], digest: hashlib._Hash, bar: tqdm, block_bytes: int) -> Iterator[bytes]:
     """Blocks of whole lines; a reader thread decompresses and hashes ahead of the parser."""
     out: queue.Queue = queue.Queue(maxsize=2)
 
     def read() -> None:
         try:
             rest = b""
-            while chunk := stream.read(BLOCK_BYTES):
+            while chunk := stream.read(block_bytes):
                 digest.update(chunk)
                 bar.update(len(chunk))
                 chunk = rest + chunk
@@ -243,8 +243,14 @@ def _open_members(source: RawSource) -> Iterator[tuple[str, IO[bytes], int]]:
                 yield path.name, stream, path.stat().st_size
 
 
-def ingest(source: RawSource, rejects_path: Path, progress: bool = True) -> IngestResult:
-    """Read the plays and the profiles of ``source``; write rejected lines to ``rejects_path``."""
+def ingest(
+    source: RawSource, rejects_path: Path, progress: bool = True, block_bytes: int = BLOCK_BYTES
+) -> IngestResult:
+    """Read the plays and the profiles of ``source``; write rejected lines to ``rejects_path``.
+
+    The plays are parsed ``block_bytes`` at a time (whole lines), so memory stays bounded by the
+    compact columns kept per play, not by the size of the file.
+    """
     users = _Codes(["user_id"])
     pairs = _Codes(["artist_name", "track_name"])
     blocks: list[pl.DataFrame] = []
@@ -264,7 +270,7 @@ def ingest(source: RawSource, rejects_path: Path, progress: bool = True) -> Inge
             with tqdm(
                 total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress
             ) as bar:
-                for block in _blocks(stream, digest, bar):
+                for block in _blocks(stream, digest, bar, block_bytes):
                     valid, rejects = parse_block(block, lines_read + 1)
                     lines_read += valid.height + rejects.height
                     for record in _reject_records(rejects, name):
@@ -311,11 +317,15 @@ def ingest(source: RawSource, rejects_path: Path, progress: bool = True) -> Inge
     for name, info in checksums.items():
         info["published_md5"] = PUBLISHED_MD5[name]
         info["matches_published"] = info["md5"] == PUBLISHED_MD5[name]
-    plays = pl.concat(blocks)
-    # Renumber users in sorted id order so that codes do not depend on the file's order.
+    # Renumber users and name pairs in sorted order, so that codes depend on the content only,
+    # not on the file's order or the block size.
     order = users.table.sort("user_id").with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("user"))
-    plays = plays.with_columns(
-        pl.col("user").replace_strict(order["code"], order["user"], return_dtype=pl.UInt32)
+    pair_order = pairs.table.sort("artist_name", "track_name").with_columns(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("pair")
+    )
+    plays = pl.concat(blocks).with_columns(
+        pl.col("user").replace_strict(order["code"], order["user"], return_dtype=pl.UInt32),
+        pl.col("pair").replace_strict(pair_order["code"], pair_order["pair"], return_dtype=pl.UInt32),
     )
     profiles, profile_rejects = parse_profiles(profile_bytes)
     for record in profile_rejects:
@@ -328,8 +338,8 @@ def ingest(source: RawSource, rejects_path: Path, progress: bool = True) -> Inge
         pl.concat(mbids)
         .group_by("code", "artist_mbid", "track_mbid")
         .agg(pl.col("len").sum().alias("n"))
-        .join(pairs.table, on="code")
-        .rename({"code": "pair"})
+        .join(pair_order, on="code")
+        .drop("code")
         .sort("pair", "artist_mbid", "track_mbid", nulls_last=True)
     )
     report = {

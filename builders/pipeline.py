@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
 from mmbench.builders import (
     completion,
     filter,
@@ -32,7 +33,6 @@ from mmbench.builders import (
     split,
 )
 from mmbench.builders.recipe import recipe_digest
-
 from mmbench.errors import MmbenchError
 
 CACHE_VERSION = "1"

@@ -18,8 +18,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from mmbench.builders.ingest import LASTFM_PAGE
 
+from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.errors import MmbenchError
 from mmbench.schema import DEFAULT_CONFIG, SCHEMAS, SPLITS
 

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from mmbench.builders.ingest import ARCHIVE_NAME, PLAYS_NAME, PROFILE_NAME
 from tqdm.auto import tqdm
+
+from mmbench.builders.ingest import ARCHIVE_NAME, PLAYS_NAME, PROFILE_NAME
 
 THEMES = [
     (

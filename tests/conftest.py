@@ -1,0 +1,116 @@
+"""Shared fixtures: a small raw set in the real LastFM-1K formats with every quirk, written here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mmbench.builders.ingest import PLAYS_NAME, PROFILE_NAME
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+T0 = int(datetime(2008, 1, 1, tzinfo=UTC).timestamp())
+
+
+def stamp(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# (user, seconds after T0, artist, track, track mbid). Listed in time order; the file reverses it.
+PLAYS = [
+    # user_000001, session 1: equal timestamps, a gap of exactly 1200 s (same session).
+    ("user_000001", 0, 'The "Quoted" Band', "Song A", "mbid-a"),
+    ("user_000001", 100, "Björk", "Jóga", ""),
+    ("user_000001", 100, "Björk", "Hyperballad", "mbid-h"),
+    ("user_000001", 1300, "björk", "JÓGA", ""),  # same song as line above, another spelling
+    # session 2: the gap is 1201 s.
+    ("user_000001", 2501, "Sigur Rós", "Hoppípolla", "mbid-s1"),
+    ("user_000001", 2800, "Sigur Rós", "Hoppípolla", "mbid-s2"),  # a repeat, another MBID
+    ("user_000001", 3000, 'The "Quoted" Band', "Song A", "mbid-a"),
+    # session 3, much later.
+    ("user_000001", 90000, "Björk", "Hyperballad", "mbid-h"),
+    ("user_000001", 90200, "Unknown  Artist ", "No  Duration", ""),
+    # user_000002: one session, then another.
+    ("user_000002", 50, 'The "Quoted" Band', "Song A", ""),
+    ("user_000002", 250, "Björk", "Hyperballad", "mbid-h"),
+    ("user_000002", 80000, "Sigur Rós", "Hoppípolla", "mbid-s1"),
+    ("user_000002", 80100, "東京事変", "群青日和", ""),
+]
+DURATIONS = {
+    ('The "Quoted" Band', "Song A"): 200.0,
+    ("Björk", "Jóga"): 300.0,
+    ("Björk", "Hyperballad"): 250.0,
+    ("Sigur Rós", "Hoppípolla"): 400.0,
+    ("東京事変", "群青日和"): 150.0,
+}
+# Malformed lines, inserted in the file after the line given (1-based), with their reason.
+MALFORMED = [
+    ("user_000001\t2008-01-01T00:00:00Z\t\tFive Fields\tOnly", "wrong_field_count"),
+    ("user_000001\t2008-01-01 00:00:00\t\tArtist\t\tBad Time", "bad_timestamp"),
+    ("\t2008-01-01T00:00:00Z\t\tArtist\t\tNo User", "empty_user_id"),
+]
+
+
+def plays_lines() -> tuple[list[bytes], dict[int, str]]:
+    """The plays file's lines (newest first per user) and the expected rejects by line number."""
+    lines: list[bytes] = []
+    for user in ("user_000001", "user_000002"):
+        mine = [p for p in PLAYS if p[0] == user]
+        for _, t, artist, track, mbid in reversed(mine):
+            artist_mbid = "amb-" + artist.lower()[:3] if artist.startswith("B") else ""
+            lines.append("\t".join([user, stamp(T0 + t), artist_mbid, artist, mbid, track]).encode())
+    rejects = {}
+    for offset, (text, reason) in enumerate(MALFORMED):
+        position = 2 + 3 * offset
+        lines.insert(position, text.encode())
+        rejects[position + 1] = reason
+    lines.insert(6, b"user_000002\t2008-01-01T00:00:00Z\t\tLatin-1 \xe9\t\tBytes")
+    rejects = {(k + 1 if k > 6 else k): v for k, v in rejects.items()}
+    rejects[7] = "invalid_utf8"
+    return lines, rejects
+
+
+def write_fixture(folder: Path, profile: bool = True) -> dict[str, Path]:
+    """Write the extracted-folder layout plus a durations manifest; return the paths."""
+    raw = folder / "lastfm-dataset-1K"
+    raw.mkdir(parents=True, exist_ok=True)
+    lines, _ = plays_lines()
+    (raw / PLAYS_NAME).write_bytes(b"\n".join(lines) + b"\n")
+    if profile:
+        (raw / PROFILE_NAME).write_text(
+            "#id\tgender\tage\tcountry\tregistered\n"
+            "user_000001\tf\t\tIceland\tAug 13, 2006\n"
+            "user_000002\t\t31\t\t\n",
+            encoding="utf-8",
+        )
+    durations = folder / "durations.csv"
+    rows = ["artist_name,track_name,duration_seconds"]
+    rows += [f'"{a.replace(chr(34), chr(34) * 2)}","{t}",{d}' for (a, t), d in DURATIONS.items()]
+    durations.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return {"folder": raw, "plays": raw / PLAYS_NAME, "durations": durations}
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``mmbench`` console script in a subprocess."""
+    exe = Path(sys.executable).with_name("mmbench")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture
+def fixture_raw(tmp_path: Path) -> dict[str, Path]:
+    return write_fixture(tmp_path / "raw")
+
+
+@pytest.fixture(scope="session")
+def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample benchmark built once by the real CLI, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("sample") / "lastfm1k-mm"
+    result = run_cli("build", "--sample", "--quiet", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out

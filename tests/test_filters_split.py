@@ -1,0 +1,131 @@
+"""The filters and the split against straightforward reference implementations on random data."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mmbench.builders.filter import apply_filters
+from mmbench.builders.sessionize import sessionize
+from mmbench.builders.split import temporal_split
+
+ORDER = [
+    "min_user_plays",
+    "min_track_plays",
+    "dedupe_session_repeats",
+    "min_session_length",
+    "max_session_length",
+    "min_user_sessions",
+]
+
+
+def _random_plays(seed: int, n: int = 3000) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, 13)
+    user = rng.choice(12, size=n, p=weights / weights.sum())
+    gaps = rng.choice([0, 30, 200, 1200, 1201, 5000], size=n, p=[0.05, 0.3, 0.4, 0.05, 0.05, 0.15])
+    frame = pl.DataFrame({"user": user.astype(np.uint32), "gap": gaps})
+    frame = frame.with_columns(
+        (1_200_000_000 + pl.col("gap").cum_sum().over("user")).cast(pl.Int64).alias("timestamp")
+    )
+    order = rng.permutation(n)  # the file's order is not the time order
+    return frame[order].select(
+        pl.int_range(1, n + 1, dtype=pl.UInt32).alias("line"),
+        "user",
+        "timestamp",
+        pl.Series("track", rng.zipf(1.6, n).clip(max=60).astype(np.uint32)),
+    )
+
+
+def _reference(rows: list[dict], values: dict, gap: int) -> list[tuple]:
+    """Sessionize and filter with plain Python lists, one rule at a time."""
+    by_user: dict[int, list[dict]] = {}
+    for r in rows:
+        by_user.setdefault(r["user"], []).append(r)
+    plays = []
+    session = -1
+    for user in sorted(by_user):
+        ordered = sorted(by_user[user], key=lambda r: (r["timestamp"], -r["line"]))
+        for i, r in enumerate(ordered):
+            if i == 0 or r["timestamp"] - ordered[i - 1]["timestamp"] > gap:
+                session += 1
+            plays.append({**r, "session": session})
+    for name in ORDER:
+        v = values[name]
+        if name == "min_user_plays":
+            c = Counter(p["user"] for p in plays)
+            plays = [p for p in plays if c[p["user"]] >= v]
+        elif name == "min_track_plays":
+            c = Counter(p["track"] for p in plays)
+            plays = [p for p in plays if c[p["track"]] >= v]
+        elif name == "dedupe_session_repeats":
+            seen, out = set(), []
+            for p in plays:
+                if (p["session"], p["track"]) not in seen:
+                    seen.add((p["session"], p["track"]))
+                    out.append(p)
+            plays = out
+        elif name == "min_session_length":
+            c = Counter(p["session"] for p in plays)
+            plays = [p for p in plays if c[p["session"]] >= v]
+        elif name == "max_session_length":
+            pos: Counter = Counter()
+            out = []
+            for p in plays:
+                if pos[p["session"]] < v:
+                    out.append(p)
+                pos[p["session"]] += 1
+            plays = out
+        elif name == "min_user_sessions":
+            sessions: dict[int, set] = {}
+            for p in plays:
+                sessions.setdefault(p["user"], set()).add(p["session"])
+            plays = [p for p in plays if len(sessions[p["user"]]) >= v]
+    return [(p["line"], p["session"]) for p in plays]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sessionize_and_filters_match_the_reference(seed):
+    frame = _random_plays(seed)
+    values = {
+        "min_user_plays": 150,
+        "min_track_plays": 4,
+        "dedupe_session_repeats": True,
+        "min_session_length": 3,
+        "max_session_length": 5,
+        "min_user_sessions": 40,
+    }
+    ordered, _ = sessionize(frame, 1200)
+    kept, report = apply_filters(ordered, values, ORDER)
+    expected = _reference(frame.to_dicts(), values, 1200)
+    assert list(zip(kept["line"].to_list(), kept["session"].to_list(), strict=True)) == expected
+    assert report["rows_in"] == report["rows_out"] + sum(report["removed"].values())
+    assert all(report["removed"][name] > 0 for name in ORDER), report["removed"]
+
+
+def test_split_matches_hand_written_quantiles_and_never_leaks():
+    ordered, _ = sessionize(_random_plays(5), 1200)
+    sessions, report = temporal_split(ordered, 0.8, 0.75)
+    stamps = sorted(ordered["timestamp"].to_list())
+
+    def quantile(v, q):
+        pos = q * (len(v) - 1)
+        lo = math.floor(pos)
+        return v[lo] + (v[min(lo + 1, len(v) - 1)] - v[lo]) * (pos - lo)
+
+    test_cut = quantile(stamps, 0.8)
+    val_cut = quantile([t for t in stamps if t < test_cut], 0.75)
+    assert report["test_cutoff"] == pytest.approx(test_cut) and report["validation_cutoff"] == pytest.approx(
+        val_cut
+    )
+    starts = ordered.group_by("session").agg(pl.col("timestamp").min().alias("s"))
+    expected = {
+        r["session"]: ("test" if r["s"] >= test_cut else "validation" if r["s"] >= val_cut else "train")
+        for r in starts.to_dicts()
+    }
+    assert dict(zip(sessions["session"].to_list(), sessions["split"].to_list(), strict=True)) == expected
+    assert sessions.filter(pl.col("split") == "train")["start"].max() < val_cut
+    assert sessions.filter(pl.col("split") == "test")["start"].min() >= test_cut
+    assert sessions["session"].n_unique() == sessions.height

@@ -1,0 +1,74 @@
+"""Byte-identical outputs from identical inputs, and a killed build that resumes to the same bytes."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    files = [p for p in folder.rglob("*") if p.is_file() and ".build" not in p.parts]
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
+
+
+def test_two_builds_of_the_same_input_are_byte_identical(fixture_raw, tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = run_cli(
+            "build",
+            "--raw",
+            str(fixture_raw["folder"]),
+            "--durations",
+            str(fixture_raw["durations"]),
+            "--recipe",
+            "sample",
+            "--set",
+            "filters.min_user_plays=0",
+            "--set",
+            "filters.min_track_plays=0",
+            "--set",
+            "filters.min_session_length=0",
+            "--set",
+            "filters.min_user_sessions=0",
+            "--set",
+            "filters.dedupe_session_repeats=false",
+            "--set",
+            "instances.paper_sampled_negatives=1",
+            "--out",
+            str(out),
+            "--quiet",
+        )
+        assert result.returncode == 0, result.stderr
+        outs.append(_digests(out))
+    parquet = [k for k in outs[0] if k.endswith(".parquet")]
+    assert len(parquet) == 7
+    assert outs[0] == outs[1]
+
+
+def test_killed_build_resumes_to_the_same_bytes(sample_build, tmp_path):
+    out = tmp_path / "killed"
+    exe = Path(sys.executable).with_name("mmbench")
+    proc = subprocess.Popen(
+        [str(exe), "build", "--sample", "--quiet", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    marker = out / ".build" / "ingest.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the build ended before the ingest stage finished"
+    assert not (out / "build_report.json").exists(), "the build finished before it could be interrupted"
+    result = run_cli("build", "--sample", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "ingest: unchanged" in result.stderr  # resumed, not restarted
+    assert _digests(out) == _digests(sample_build)
