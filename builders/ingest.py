@@ -16,8 +16,9 @@ import queue
 import tarfile
 import threading
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,6 @@ from typing import IO
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from tqdm.auto import tqdm
 
 from mmbench.errors import MmbenchError
@@ -82,23 +82,27 @@ def resolve_raw(path: str | Path) -> RawSource:
     return RawSource("file", p, p, profile if profile.is_file() else None)
 
 
-def _blocks(stream: IO[bytes], digest: hashlib._Hash, bar: tqdm, block_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole lines; a reader thread decompresses and hashes ahead of the parser."""
+def _blocks(
+    stream: IO[bytes], digest: hashlib._Hash, bar: tqdm, block_bytes: int
+) -> Iterator[tuple[bytes, int]]:
+    """(block of whole lines, its first line number); a thread reads and hashes ahead."""
     out: queue.Queue = queue.Queue(maxsize=2)
 
     def read() -> None:
         try:
             rest = b""
+            first_line = 1
             while chunk := stream.read(block_bytes):
                 digest.update(chunk)
                 bar.update(len(chunk))
                 chunk = rest + chunk
                 cut = chunk.rfind(b"\n") + 1
                 if cut:
-                    out.put(chunk[:cut])
+                    out.put((chunk[:cut], first_line))
+                    first_line += chunk.count(b"\n", 0, cut)
                 rest = chunk[cut:]
             if rest:
-                out.put(rest + b"\n")
+                out.put((rest + b"\n", first_line))
             out.put(None)
         except BaseException as exc:  # handed to the parsing thread, which re-raises it
             out.put(exc)
@@ -128,87 +132,89 @@ def _invalid_utf8_lines(block: bytes, line_ends: np.ndarray) -> np.ndarray:
             start = int(line_ends[line]) + 1
 
 
-def parse_block(block: bytes, first_line: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read_fields(data: bytes) -> pl.DataFrame:
+    return pl.read_csv(
+        data,
+        separator="\t",
+        has_header=False,
+        quote_char=None,
+        new_columns=list(PLAYS_FIELDS),
+        schema=dict.fromkeys(PLAYS_FIELDS, pl.String),
+        empty_string_is_null=False,
+    )
+
+
+def parse_block(block: bytes, first_line: int) -> tuple[pl.DataFrame, list[dict]]:
     """Parse a block of whole lines; return (valid plays, rejects).
 
     ``first_line`` is the 1-based line number of the block's first line. Valid plays have the
-    columns of :data:`PLAYS_FIELDS` plus ``line`` (UInt32) and ``timestamp`` as Int64 seconds.
+    columns ``line`` (UInt32), :data:`PLAYS_FIELDS` as strings (empty MBIDs as null) and
+    ``timestamp`` as Int64 epoch seconds. Rejects are dicts with the line number, the reason
+    (one of :data:`REJECT_REASONS`) and the line's text.
     """
     data = np.frombuffer(block, dtype=np.uint8)
+    n = int(np.count_nonzero(data == 10))
+    frame = None
+    if np.count_nonzero(data == 9) == 5 * n:
+        # Fast path: the CSV reader refuses lines with more than six fields and invalid UTF-8,
+        # so with five tabs per line on average it has seen exactly six fields everywhere.
+        try:
+            frame = _read_fields(block)
+            good = np.arange(n)
+            reason = np.zeros(n, dtype=np.int8)
+        except pl.exceptions.ComputeError:
+            frame = None
     line_ends = np.flatnonzero(data == 10)
-    n = len(line_ends)
-    tabs = np.bincount(np.searchsorted(line_ends, np.flatnonzero(data == 9)), minlength=n)[:n]
-    reason = np.zeros(n, dtype=np.int8)  # 0 = fine, else 1 + index in REJECT_REASONS
-    reason[tabs != 5] = 2
-    reason[_invalid_utf8_lines(block, line_ends)] = 1
-    offsets = np.concatenate([[0], line_ends + 1]).astype(np.int32)
-    lines = pl.from_arrow(
-        pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
-    )
-    line_no = pl.Series("line", np.arange(first_line, first_line + n, dtype=np.uint32))
-    frame = pl.DataFrame([line_no, lines.alias("raw"), pl.Series("reason", reason)])
-    good = frame.filter(pl.col("reason") == 0)
-    fields = (
-        good["raw"]
-        .cast(pl.String)
-        .str.strip_suffix("\n")
-        .str.split_exact("\t", 5)
-        .struct.rename_fields(list(PLAYS_FIELDS))
-        .struct.unnest()
-    )
-    ts_ok = fields["timestamp"].str.contains(TIMESTAMP_PATTERN)
-    parsed = fields.with_columns(
-        pl.Series("line", good["line"]),
+    starts = np.concatenate([[0], line_ends[:-1] + 1])
+    if frame is None:
+        tabs = np.bincount(np.searchsorted(line_ends, np.flatnonzero(data == 9)), minlength=n)[:n]
+        reason = np.where(tabs == 5, 0, 2).astype(np.int8)  # 0 = fine, else 1 + index in REJECT_REASONS
+        reason[_invalid_utf8_lines(block, line_ends)] = 1
+        good = np.flatnonzero(reason == 0)
+        # Drop the bad lines' bytes, so that the CSV reader sees six fields everywhere.
+        clean = data[np.repeat(reason == 0, line_ends - starts + 1)].tobytes()
+        frame = (
+            _read_fields(clean) if good.size else pl.DataFrame(schema=dict.fromkeys(PLAYS_FIELDS, pl.String))
+        )
+    ts_ok = pl.col("timestamp").str.contains(TIMESTAMP_PATTERN)
+    parsed = frame.with_columns(
+        pl.Series("line", (first_line + good).astype(np.uint32)),
         pl.when(ts_ok)
         .then(pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_unit="ms"))
         .dt.epoch("s")
         .alias("timestamp"),
         *[pl.col(c).replace("", None) for c in ("artist_mbid", "track_mbid")],
-    ).with_columns(
-        pl.when(pl.col("user_id") == "")
-        .then(3)
-        .when(pl.col("timestamp").is_null())
-        .then(4)
-        .otherwise(0)
-        .cast(pl.Int8)
-        .alias("reason")
     )
-    late = parsed.filter(pl.col("reason") != 0).select("line", "reason")
-    rejects = (
-        pl.concat([frame.filter(pl.col("reason") != 0).select("line", "reason"), late])
-        .join(frame.select("line", "raw"), on="line")
-        .sort("line")
-    )
-    valid = parsed.filter(pl.col("reason") == 0).drop("reason")
+    empty_user = pl.col("user_id") == ""
+    late = pl.when(empty_user).then(3).when(pl.col("timestamp").is_null()).then(4).otherwise(0)
+    late_reason = parsed.select(late.cast(pl.Int8)).to_series().to_numpy()
+    reason[good] = late_reason
+    rejects = [
+        {
+            "line": first_line + int(i),
+            "reason": REJECT_REASONS[reason[i] - 1],
+            "text": block[starts[i] : line_ends[i]].decode("utf-8", "backslashreplace")[:500],
+        }
+        for i in np.flatnonzero(reason)
+    ]
+    valid = parsed.filter(pl.Series(late_reason == 0))
     return valid.select("line", *PLAYS_FIELDS), rejects
 
 
-def _reject_records(rejects: pl.DataFrame, source: str) -> list[dict]:
-    records = []
-    for line, reason, raw in rejects.iter_rows():
-        text = raw.rstrip(b"\n").decode("utf-8", "backslashreplace")
-        records.append(
-            {"file": source, "line": line, "reason": REJECT_REASONS[reason - 1], "text": text[:500]}
-        )
-    return records
+def _parse_and_code(block: bytes, first_line: int) -> tuple[pl.DataFrame, pl.DataFrame, list[dict]]:
+    """Parse a block; return its plays with categorical names, its MBID counts and its rejects."""
+    valid, rejects = parse_block(block, first_line)
+    # Categoricals share one process-wide dictionary: each name gets a UInt32 code that is the
+    # same in every block, without a join per block.
+    coded = valid.with_columns(pl.col("user_id", "artist_name", "track_name").cast(pl.Categorical))
+    stats = coded.group_by("artist_name", "track_name", "artist_mbid", "track_mbid").len()
+    return coded.select("line", "user_id", "timestamp", "artist_name", "track_name"), stats, rejects
 
 
-class _Codes:
-    """Incremental dictionary encoding of a key (one or more string columns) across blocks."""
-
-    def __init__(self, columns: list[str]):
-        self.columns = columns
-        self.table = pl.DataFrame(schema={**{c: pl.String for c in columns}, "code": pl.UInt32})
-
-    def encode(self, frame: pl.DataFrame) -> pl.Series:
-        keys = frame.select(self.columns)
-        new = keys.unique().join(self.table, on=self.columns, how="anti", nulls_equal=True)
-        if new.height:
-            new = new.sort(self.columns).with_columns(
-                (pl.int_range(new.height, dtype=pl.UInt32) + self.table.height).alias("code")
-            )
-            self.table = pl.concat([self.table, new])
-        return keys.join(self.table, on=self.columns, how="left", nulls_equal=True)["code"]
+def _pair_key() -> pl.Expr:
+    """One UInt64 per (artist name, track name) from their categorical codes."""
+    artist = pl.col("artist_name").to_physical().cast(pl.UInt64)
+    return artist * (1 << 32) + pl.col("track_name").to_physical().cast(pl.UInt64)
 
 
 @dataclass
@@ -224,7 +230,8 @@ class IngestResult:
 
 
 def _open_members(source: RawSource) -> Iterator[tuple[str, IO[bytes], int]]:
-    """Yield (member name, binary stream, size) for the plays and profile files."""
+    """Yield (role, binary stream, size) for the plays and profile files; the role is the file's
+    name in the archive, whatever the user's copy is called."""
     if source.kind == "archive":
         try:
             with tarfile.open(source.path, mode="r|*") as tar:
@@ -237,10 +244,10 @@ def _open_members(source: RawSource) -> Iterator[tuple[str, IO[bytes], int]]:
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise MmbenchError(f"{source.path}: cannot read the archive: {exc}") from None
         return
-    for path in (source.plays, source.profile):
+    for role, path in ((PLAYS_NAME, source.plays), (PROFILE_NAME, source.profile)):
         if path is not None:
             with path.open("rb") as stream:
-                yield path.name, stream, path.stat().st_size
+                yield role, stream, path.stat().st_size
 
 
 def ingest(
@@ -251,8 +258,6 @@ def ingest(
     The plays are parsed ``block_bytes`` at a time (whole lines), so memory stays bounded by the
     compact columns kept per play, not by the size of the file.
     """
-    users = _Codes(["user_id"])
-    pairs = _Codes(["artist_name", "track_name"])
     blocks: list[pl.DataFrame] = []
     mbids: list[pl.DataFrame] = []
     reasons: Counter[str] = Counter()
@@ -260,7 +265,7 @@ def ingest(
     profile_bytes: bytes | None = None
     lines_read = 0
     tmp_rejects = rejects_path.with_name(rejects_path.name + ".tmp")
-    with tmp_rejects.open("w", encoding="utf-8") as rejects_out:
+    with tmp_rejects.open("w", encoding="utf-8") as rejects_out, ThreadPoolExecutor(2) as pool:
         for name, stream, size in _open_members(source):
             if name == PROFILE_NAME:
                 profile_bytes = stream.read()
@@ -270,36 +275,29 @@ def ingest(
             with tqdm(
                 total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress
             ) as bar:
-                for block in _blocks(stream, digest, bar, block_bytes):
-                    valid, rejects = parse_block(block, lines_read + 1)
-                    lines_read += valid.height + rejects.height
-                    for record in _reject_records(rejects, name):
+                pending: deque[Future] = deque()
+                blocks_in = _blocks(stream, digest, bar, block_bytes)
+                while True:
+                    # Two blocks parse at once (numpy and polars release the GIL); a bounded
+                    # queue keeps memory to a few blocks whatever the file's size.
+                    while len(pending) < 3 and (item := next(blocks_in, None)) is not None:
+                        pending.append(pool.submit(_parse_and_code, *item))
+                    if not pending:
+                        break
+                    coded, stats, rejects = pending.popleft().result()
+                    lines_read += coded.height + len(rejects)
+                    for record in rejects:
                         reasons[record["reason"]] += 1
-                        rejects_out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        rejects_out.write(json.dumps({"file": name, **record}, ensure_ascii=False) + "\n")
                     if lines_read > 10_000 and sum(reasons.values()) > 0.5 * lines_read:
                         raise MmbenchError(
                             f"{name}: {sum(reasons.values()):,} of the first {lines_read:,} lines "
                             f"are malformed ({dict(reasons)}); is this the LastFM-1K plays file? "
                             f"See {rejects_path.name} for examples"
                         )
-                    if valid.height == 0:
-                        continue
-                    pair = pairs.encode(valid)
-                    blocks.append(
-                        pl.DataFrame(
-                            {
-                                "line": valid["line"],
-                                "user": users.encode(valid),
-                                "timestamp": valid["timestamp"],
-                                "pair": pair,
-                            }
-                        )
-                    )
-                    mbids.append(
-                        valid.select(pair, "artist_mbid", "track_mbid")
-                        .group_by("code", "artist_mbid", "track_mbid")
-                        .len()
-                    )
+                    if coded.height:
+                        blocks.append(coded)
+                        mbids.append(stats)
             checksums[name] = {"md5": digest.hexdigest(), "bytes": bar.n}
     if PLAYS_NAME not in checksums and source.kind != "file":
         tmp_rejects.unlink()
@@ -317,15 +315,39 @@ def ingest(
     for name, info in checksums.items():
         info["published_md5"] = PUBLISHED_MD5[name]
         info["matches_published"] = info["md5"] == PUBLISHED_MD5[name]
-    # Renumber users and name pairs in sorted order, so that codes depend on the content only,
-    # not on the file's order or the block size.
-    order = users.table.sort("user_id").with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("user"))
-    pair_order = pairs.table.sort("artist_name", "track_name").with_columns(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("pair")
+    # Dense codes for users and (artist, track) name pairs in sorted name order, so that codes
+    # depend on the content only, not on the file's order or the block size.
+    plays = pl.concat(blocks)
+    del blocks
+    stats = (
+        pl.concat(mbids)
+        .group_by("artist_name", "track_name", "artist_mbid", "track_mbid")
+        .agg(pl.col("len").sum().alias("n"))
+        .with_columns(_pair_key().alias("key"))
     )
-    plays = pl.concat(blocks).with_columns(
-        pl.col("user").replace_strict(order["code"], order["user"], return_dtype=pl.UInt32),
-        pl.col("pair").replace_strict(pair_order["code"], pair_order["pair"], return_dtype=pl.UInt32),
+    pair_order = (
+        stats.select("key", "artist_name", "track_name")
+        .unique("key")
+        .with_columns(pl.col("artist_name", "track_name").cast(pl.String))
+        .sort("artist_name", "track_name")
+        .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("pair"))
+    )
+    order = (
+        plays.select(pl.col("user_id").unique())
+        .with_columns(pl.col("user_id").cast(pl.String).alias("name"))
+        .sort("name")
+        .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("user"))
+    )
+    plays = plays.select(
+        "line",
+        pl.col("user_id")
+        .to_physical()
+        .replace_strict(order["user_id"].to_physical(), order["user"], return_dtype=pl.UInt32)
+        .alias("user"),
+        "timestamp",
+        _pair_key()
+        .replace_strict(pair_order["key"], pair_order["pair"], return_dtype=pl.UInt32)
+        .alias("pair"),
     )
     profiles, profile_rejects = parse_profiles(profile_bytes)
     for record in profile_rejects:
@@ -333,13 +355,12 @@ def ingest(
     if profile_rejects:
         with rejects_path.open("a", encoding="utf-8") as out:
             out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in profile_rejects)
-    user_table = order.select("user", "user_id").join(profiles, on="user_id", how="left")
+    user_table = order.select("user", pl.col("name").alias("user_id")).join(
+        profiles, on="user_id", how="left"
+    )
     pair_table = (
-        pl.concat(mbids)
-        .group_by("code", "artist_mbid", "track_mbid")
-        .agg(pl.col("len").sum().alias("n"))
-        .join(pair_order, on="code")
-        .drop("code")
+        stats.join(pair_order.select("key", "pair"), on="key")
+        .select("pair", pl.col("artist_name", "track_name").cast(pl.String), "artist_mbid", "track_mbid", "n")
         .sort("pair", "artist_mbid", "track_mbid", nulls_last=True)
     )
     report = {

@@ -12,6 +12,7 @@ import json
 import platform
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib import metadata
@@ -65,7 +66,9 @@ class StageCache:
                 frames = {f: pl.read_ipc(folder / f"{f}.arrow") for f in done["frames"]}
                 return frames, done["report"], key
             marker.unlink()
+        started = time.perf_counter()
         frames, report = compute()
+        self.log(f"{name}: {time.perf_counter() - started:.1f} s")
         folder.mkdir(exist_ok=True)
         for f, frame in frames.items():
             tmp = folder / f"{f}.arrow.tmp"
@@ -251,8 +254,10 @@ def build(
         "instances", {"up": key, "instances": recipe_digest(recipe, "instances")}, run_instances
     )
 
-    log("publish: writing parquet, card, plots and report")
-    return _publish(out, recipe, stages, plays, sessions, tracks, durations, users, inst, rejects_path)
+    started = time.perf_counter()
+    report = _publish(out, recipe, stages, plays, sessions, tracks, durations, users, inst, rejects_path)
+    log(f"publish: {time.perf_counter() - started:.1f} s")
+    return report
 
 
 def _publish(
