@@ -23,6 +23,33 @@ def track_id_for(artist_name: str, track_name: str) -> str:
     return "t" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
 
 
+def track_ids_for(artist_names: pl.Series, track_names: pl.Series) -> pl.Series:
+    """:func:`track_id_for` over columns; names of printable ASCII are normalized by polars.
+
+    For printable ASCII, NFKC changes nothing, casefold equals lowercase and the only
+    whitespace is the space, so the vectorized path gives exactly what :func:`normalize_name`
+    gives (a property test checks it); every other name goes through :func:`normalize_name`.
+    """
+    frame = pl.DataFrame({"a": artist_names, "t": track_names})
+    printable = r"^[ -~]*$"
+    simple = frame.select(
+        pl.col("a").str.contains(printable) & pl.col("t").str.contains(printable)
+    ).to_series()
+
+    def collapse(column: str) -> pl.Expr:
+        return pl.col(column).str.to_lowercase().str.replace_all(" +", " ").str.strip_chars(" ")
+
+    keys = frame.select(
+        pl.when(simple).then(pl.concat_str(collapse("a"), pl.lit("\x1f"), collapse("t")))
+    ).to_series()
+    out = []
+    for key, artist, track in zip(keys, artist_names, track_names, strict=True):
+        if key is None:
+            key = f"{normalize_name(artist)}\x1f{normalize_name(track)}"
+        out.append("t" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:16])
+    return pl.Series("track_id", out, dtype=pl.String)
+
+
 def identify(plays: pl.DataFrame, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """Map every play's raw (artist, track) pair to a track; build the raw track catalogue.
 
@@ -31,9 +58,8 @@ def identify(plays: pl.DataFrame, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl
     ``track_id``, the most played spelling of the names, the most played artist MBID, the sorted
     track MBIDs, ``n_plays``) and the stage report.
     """
-    names = pairs.group_by("pair", "artist_name", "track_name").agg(pl.col("n").sum())
-    ids = [track_id_for(a, t) for a, t in zip(names["artist_name"], names["track_name"], strict=True)]
-    names = names.with_columns(pl.Series("track_id", ids))
+    names = pairs.group_by("pair").agg(pl.col("artist_name", "track_name").first(), pl.col("n").sum())
+    names = names.with_columns(track_ids_for(names["artist_name"], names["track_name"]))
     spelling = names.sort(
         ["track_id", "n", "artist_name", "track_name"], descending=[False, True, False, False]
     )

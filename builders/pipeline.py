@@ -102,11 +102,8 @@ def read_durations(path: Path) -> pl.DataFrame:
     )
     if bad.height:
         raise MmbenchError(f"{path}: line {bad['row'][0] + 2}: duration_seconds must be a positive number")
-    ids = [
-        identify.track_id_for(a, t) for a, t in zip(frame["artist_name"], frame["track_name"], strict=True)
-    ]
     return (
-        frame.with_columns(pl.Series("track_id", ids))
+        frame.with_columns(identify.track_ids_for(frame["artist_name"], frame["track_name"]))
         .unique("track_id", keep="first", maintain_order=True)
         .select("track_id", "duration_seconds")
     )

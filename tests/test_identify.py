@@ -1,8 +1,10 @@
 import hashlib
 
 import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mmbench.builders.identify import identify, normalize_name, track_id_for
+from mmbench.builders.identify import identify, normalize_name, track_id_for, track_ids_for
 
 
 def test_normalization_nfkc_casefold_whitespace():
@@ -47,3 +49,25 @@ def test_identify_merges_spellings_and_keeps_mbids():
     assert joga["track_mbids"] == ["m1", "m2"] and joga["artist_mbid"] == "amb" and joga["n_plays"] == 8
     assert out["track"].to_list()[0] == out["track"].to_list()[1]
     assert report["raw_name_pairs"] == 3
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x2FFF), max_size=12),
+            st.text(alphabet=" \t aAbBzZ.-\"'ßÅå\u00a0\u3000ｆ", max_size=12),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_vectorized_ids_equal_the_reference(pairs):
+    artists = pl.Series([a for a, _ in pairs], dtype=pl.String)
+    tracks = pl.Series([t for _, t in pairs], dtype=pl.String)
+    assert track_ids_for(artists, tracks).to_list() == [track_id_for(a, t) for a, t in pairs]
+
+
+def test_vectorized_ids_on_printable_ascii_with_runs_of_spaces():
+    names = ["  The  Band ", "ABC", "a b", "x~y", ""]
+    ids = track_ids_for(pl.Series(names), pl.Series(list(reversed(names)))).to_list()
+    assert ids == [track_id_for(a, t) for a, t in zip(names, reversed(names), strict=True)]
