@@ -58,7 +58,9 @@ def main() -> None:
     default=None,
     help="Output folder (default: the local dataset location that mmbench.load looks at first).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--quiet", is_flag=True, help="No progress bars and no stage log; errors and warnings still print."
+)
 def build(
     sample: bool,
     raw: Path | None,
@@ -92,6 +94,7 @@ def build(
             sample_config=SampleConfig() if sample else None,
             durations_path=durations,
             progress=not quiet,
+            log=(lambda message: None) if quiet else (lambda message: click.echo(message, err=True)),
         )
     except MmbenchError:
         if created:
