@@ -132,7 +132,7 @@ def main() -> None:
     for i in range(args.repeat):
         out = args.work / "out"
         shutil.rmtree(out, ignore_errors=True)
-        wall, peak, log = timed([mmbench, "build", "--raw", str(raw), "--quiet", "--out", str(out)])
+        wall, peak, log = timed([mmbench, "build", "--raw", str(raw), "--out", str(out)])
         stages = dict(re.findall(r"^(\w+): ([\d.]+) s$", log, flags=re.M))
         core = sum(float(v) for k, v in stages.items() if k != "publish")
         ours.append((wall, core, peak))
