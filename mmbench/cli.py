@@ -142,3 +142,123 @@ def download(check: Path | None) -> None:
         return
     for line in verify_download(check):
         click.echo(line)
+
+
+def _evaluation_options(command):
+    options = [
+        click.option(
+            "--dataset",
+            default=None,
+            help="A build folder or Hub id (default: the local build, else mmbench/lastfm1k-mm).",
+        ),
+        click.option(
+            "--task",
+            type=click.Choice(["next-track", "paper-sampled"]),
+            default="next-track",
+            show_default=True,
+        ),
+        click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True),
+        click.option(
+            "--k",
+            "ks",
+            type=int,
+            multiple=True,
+            help="Cut-offs to report (repeatable; default 1 5 10 20 50 100).",
+        ),
+        click.option(
+            "--allow-missing",
+            is_flag=True,
+            help="Score instances without a prediction as misses instead of failing.",
+        ),
+        click.option(
+            "--bootstrap",
+            "n_bootstrap",
+            type=int,
+            default=1000,
+            show_default=True,
+            help="Bootstrap resamples.",
+        ),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("predictions", type=click.Path(path_type=Path))
+@_evaluation_options
+@click.option(
+    "--json", "json_out", type=click.Path(path_type=Path), help="Also write the full report as JSON."
+)
+def evaluate(
+    predictions: Path,
+    dataset: str | None,
+    task: str,
+    split: str,
+    ks: tuple[int, ...],
+    allow_missing: bool,
+    n_bootstrap: int,
+    seed: int,
+    json_out: Path | None,
+) -> None:
+    """Score a predictions file (JSON Lines, .jsonl.gz or parquet) with the official protocol."""
+    from mmbench.evaluator import Evaluator
+    from mmbench.metrics import KS
+    from mmbench.reporting import print_report, write_json
+
+    evaluator = Evaluator(task, split, dataset)
+    report = evaluator.eval_file(
+        predictions, allow_missing=allow_missing, ks=ks or KS, n_bootstrap=n_bootstrap, seed=seed
+    )
+    print_report(report)
+    if json_out is not None:
+        write_json(json_out, report.to_dict())
+        click.echo(f"wrote {json_out}")
+
+
+@main.command()
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@_evaluation_options
+@click.option(
+    "--permutations",
+    "n_permutations",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="Randomization test draws.",
+)
+@click.option(
+    "--json", "json_out", type=click.Path(path_type=Path), help="Also write the comparison as JSON."
+)
+def compare(
+    a: Path,
+    b: Path,
+    dataset: str | None,
+    task: str,
+    split: str,
+    ks: tuple[int, ...],
+    allow_missing: bool,
+    n_bootstrap: int,
+    seed: int,
+    n_permutations: int,
+    json_out: Path | None,
+) -> None:
+    """Compare two predictions files on the same instances (B - A), with paired tests."""
+    from mmbench.compare import compare_ranks
+    from mmbench.evaluator import Evaluator
+    from mmbench.metrics import KS
+    from mmbench.reporting import print_comparison, write_json
+
+    evaluator = Evaluator(task, split, dataset)
+    ranks_a = evaluator.read_file(a, allow_missing=allow_missing)
+    ranks_b = evaluator.read_file(b, allow_missing=allow_missing)
+    result = compare_ranks(
+        ranks_a.ranks, ranks_b.ranks, sorted(set(ks or KS)), n_bootstrap, n_permutations, seed
+    )
+    result.update({"a": str(a), "b": str(b), "task": task, "split": split, "dataset": evaluator.source})
+    print_comparison(result)
+    if json_out is not None:
+        write_json(json_out, result)
+        click.echo(f"wrote {json_out}")

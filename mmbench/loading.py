@@ -68,3 +68,28 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
             f"({type(exc).__name__}); run `mmbench build --sample` or `mmbench build --raw PATH`, "
             "or pass source=FOLDER"
         ) from None
+
+
+def load_table(config: str, split: str, source: str | os.PathLike | None = None):
+    """One config split as a ``pyarrow.Table``: read straight from a local build's parquet
+    files, or through ``datasets`` for a Hub id. Used by the evaluator, which needs columns,
+    not a ``datasets`` cache."""
+    import pyarrow.parquet as pq
+
+    where = resolve_source(source)
+    if Path(where).is_dir():
+        files = sorted((Path(where) / "data" / config).glob(f"{split}-*.parquet"))
+        if not files:
+            raise MmbenchError(f"{where}: no {config}/{split} data (data/{config}/{split}-*.parquet)")
+        return pq.ParquetDataset(files).read()
+    return load(config, split, where).data.table
+
+
+def has_config(config_prefix: str, source: str | os.PathLike | None = None) -> list[str]:
+    """The configs of a local build whose name starts with ``config_prefix``."""
+    where = resolve_source(source)
+    if not Path(where).is_dir():
+        return []
+    return sorted(
+        p.name for p in (Path(where) / "data").iterdir() if p.is_dir() and p.name.startswith(config_prefix)
+    )

@@ -1,0 +1,530 @@
+"""The official evaluator: strict reading of predictions, ranks, metrics, intervals, segments.
+
+    >>> from mmbench.evaluator import Evaluator
+    >>> evaluator = Evaluator("next-track", split="test", source="DIR")
+    >>> print(evaluator.expected_input_format)
+    >>> report = evaluator.eval({"next-track/user_000001:1233282878": ["t...", ...]})
+    >>> report = evaluator.eval_file("predictions.jsonl.gz")
+
+Every failure of the input is a :class:`PredictionsError` (an :class:`MmbenchError`) whose
+message names the file, the line (or row), the instance id where known, and what was expected.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmbench.errors import MmbenchError
+from mmbench.metrics import KS, METRICS, chance_level, coverage_at_k, metric_by_rank
+from mmbench.schema import MAX_PREDICTIONS, TASKS
+
+NOT_SEEN = MAX_PREDICTIONS + 1
+BATCH = 20_000
+
+
+class PredictionsError(MmbenchError):
+    """A predictions file or object that does not follow the format."""
+
+
+@dataclass
+class Ranks:
+    """The outcome of reading predictions: the target's rank per instance (0 = absent)."""
+
+    ranks: np.ndarray  # int16 per instance, in the evaluator's instance order
+    predicted: np.ndarray  # bool per instance: a prediction was given
+    first_position: np.ndarray  # int16 per catalogue track: best position in any ranking, NOT_SEEN if none
+
+
+@dataclass
+class Report:
+    """Everything `mmbench evaluate` prints, as data (its JSON form is documented in docs/)."""
+
+    task: str
+    split: str
+    dataset: str
+    n_instances: int
+    n_predicted: int
+    n_catalog: int
+    ks: list[int]
+    metrics: dict[str, dict[str, float]]
+    chance: dict[str, float]
+    coverage: dict[str, float]
+    segments: dict[str, dict[str, dict[str, Any]]]
+    bootstrap: dict[str, Any]
+    predictions: str | None = None
+    rank_histogram: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (schema version 1, see docs/evaluation.md)."""
+        return {"schema_version": 1, **self.__dict__}
+
+
+def _fail(where: str, message: str, instance_id: str | None = None) -> PredictionsError:
+    about = f" (instance {instance_id!r})" if instance_id is not None else ""
+    return PredictionsError(f"{where}{about}: {message}")
+
+
+class Evaluator:
+    """Scores rankings for one task and split of a LastFM-1K-MM build (OGB-style).
+
+    ``source`` is a build folder or a Hub id (default: the local build, else the Hub).
+    """
+
+    def __init__(
+        self, task: str = "next-track", split: str = "test", source: str | os.PathLike | None = None
+    ):
+        from mmbench.loading import load_table, resolve_source
+
+        if task not in TASKS:
+            raise MmbenchError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        if split not in ("validation", "test"):
+            raise MmbenchError(f"unknown split {split!r}; expected validation or test")
+        self.task, self.split = task, split
+        self.source = resolve_source(source)
+        instances = load_table("instances", split, self.source)
+        instances = instances.filter(_equals(instances["task"], task))
+        tracks = load_table("tracks", "catalog", self.source)
+        self.track_ids: list[str] = tracks["track_id"].to_pylist()
+        self.catalog = {t: i for i, t in enumerate(self.track_ids)}
+        self.instance_ids: list[str] = instances["instance_id"].to_pylist()
+        if not self.instance_ids:
+            raise MmbenchError(f"{self.source}: no {task} instances in the {split} split")
+        self.index = {iid: i for i, iid in enumerate(self.instance_ids)}
+        self.targets = np.array(
+            [self.catalog[t] for t in instances["target_track_id"].to_pylist()], dtype=np.int64
+        )
+        self.user_ids = instances["user_id"].to_pylist()
+        self.session_ids = instances["session_id"].to_pylist()
+        self.positions = instances["position"].to_numpy()
+        self.candidates: list[frozenset[int]] | None = None
+        if task == "paper-sampled":
+            self.candidates = [
+                frozenset(self.catalog[t] for t in c) for c in instances["candidates"].to_pylist()
+            ]
+        self.n_items = len(self.candidates[0]) if self.candidates else len(self.track_ids)
+        self._n_plays_train = tracks["n_plays_train"].to_numpy()
+
+    # -- the contract -------------------------------------------------------------------------
+
+    @property
+    def expected_input_format(self) -> str:
+        """What :meth:`eval` and :meth:`eval_file` accept."""
+        scope = (
+            "the instance's 200 candidates (the `candidates` column)"
+            if self.task == "paper-sampled"
+            else f"the {len(self.track_ids):,} catalogue tracks (the `tracks` config)"
+        )
+        return (
+            f"==== Expected input format of Evaluator({self.task!r}, split={self.split!r})\n"
+            f"One ranking per instance of the {self.split} split ({len(self.instance_ids):,} instances, ids in the\n"
+            f"`instances` config, e.g. {self.instance_ids[0]!r}).\n"
+            "- JSON Lines (optionally .gz): one object per line,\n"
+            '  {"instance_id": "<id>", "predictions": ["<track_id>", ...]}; other keys are ignored.\n'
+            "- parquet: the same two columns, instance_id string and predictions list<string>.\n"
+            "- in Python: a dict {instance_id: [track_id, ...]}, a list of such objects, a pandas or\n"
+            "  pyarrow table with those columns, or a 2-D numpy array of track ids in instance order.\n"
+            f"Each ranking: best first, 1 to {MAX_PREDICTIONS} distinct track ids, all from {scope}.\n"
+            "Every instance needs a ranking unless allow_missing=True (then a missing one scores 0)."
+        )
+
+    @property
+    def expected_output_format(self) -> str:
+        """What :meth:`eval` returns."""
+        return (
+            f"==== Expected output format of Evaluator({self.task!r})\n"
+            "A Report: metrics {'ndcg@10': {'value', 'ci_low', 'ci_high'}, ...} for recall, ndcg and mrr at\n"
+            f"K in {list(KS)} (means over instances, 95% bootstrap intervals), chance levels, coverage@K,\n"
+            "and segments {segment: {group: {'n', metrics}}}; Report.to_dict() is the JSON written by --json."
+        )
+
+    # -- entry points ---------------------------------------------------------------------------
+
+    def eval(self, predictions: Any, allow_missing: bool = False, **options: Any) -> Report:
+        """Score predictions given as Python objects (see :attr:`expected_input_format`)."""
+        rows = _rows_from_object(predictions, self.instance_ids)
+        ranks = self.read_rows(rows, allow_missing=allow_missing, origin="predictions")
+        return self.report(ranks, predictions=None, **options)
+
+    def eval_file(self, path: str | os.PathLike, allow_missing: bool = False, **options: Any) -> Report:
+        """Score a predictions file: JSON Lines, ``.jsonl.gz`` or parquet."""
+        ranks = self.read_file(path, allow_missing=allow_missing)
+        return self.report(ranks, predictions=str(path), **options)
+
+    def read_file(self, path: str | os.PathLike, allow_missing: bool = False) -> Ranks:
+        """Validate a predictions file and return the ranks (streams; memory does not grow with it)."""
+        path = Path(path)
+        name = str(path)
+        if not path.exists():
+            raise PredictionsError(f"{name}: no such file")
+        if path.is_dir():
+            raise PredictionsError(f"{name}: is a folder; expected a .jsonl, .jsonl.gz or .parquet file")
+        try:
+            with path.open("rb") as f:
+                head = f.read(4)
+        except OSError as exc:
+            raise PredictionsError(f"{name}: cannot read ({exc.strerror})") from None
+        if not head:
+            raise PredictionsError(f"{name}: the file is empty; expected one JSON object per line")
+        if head == b"PAR1":
+            return self.read_rows(_parquet_rows(path), allow_missing, name, unit="row")
+        return self.read_rows(_jsonl_rows(path, gzipped=head[:2] == b"\x1f\x8b"), allow_missing, name)
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def read_rows(
+        self, rows: Iterable[tuple[int, Any]], allow_missing: bool, origin: str, unit: str = "line"
+    ) -> Ranks:
+        """Check (line number, parsed object) pairs and compute each instance's target rank."""
+        n = len(self.instance_ids)
+        ranks = np.zeros(n, dtype=np.int16)
+        line_of = np.zeros(n, dtype=np.int64)
+        first_position = np.full(len(self.track_ids), NOT_SEEN, dtype=np.int16)
+        index_get, catalog_get = self.index.get, self.catalog.get
+        targets, candidates = self.targets.tolist(), self.candidates
+        flat: list[int] = []
+        lengths: list[int] = []
+        for number, obj in rows:
+            where = f"{origin}: {unit} {number}"
+            if type(obj) is not dict:
+                raise _fail(where, f"expected a JSON object, got {_kind(obj)}")
+            iid = obj.get("instance_id")
+            preds = obj.get("predictions")
+            if type(iid) is not str:
+                raise _fail(
+                    where,
+                    "missing 'instance_id'"
+                    if iid is None
+                    else f"'instance_id' must be a string, got {_kind(iid)}",
+                )
+            i = index_get(iid)
+            if i is None:
+                raise _fail(where, f"unknown instance for task {self.task!r}, split {self.split!r}", iid)
+            if line_of[i]:
+                raise _fail(where, f"duplicate instance: already given at {unit} {line_of[i]}", iid)
+            if type(preds) is not list:
+                raise _fail(
+                    where,
+                    "missing 'predictions'"
+                    if preds is None
+                    else f"'predictions' must be a list of track ids, got {_kind(preds)}",
+                    iid,
+                )
+            if not preds:
+                raise _fail(where, "empty ranking; expected 1 to 100 track ids", iid)
+            if len(preds) > MAX_PREDICTIONS:
+                raise _fail(where, f"{len(preds)} predictions; at most {MAX_PREDICTIONS} are allowed", iid)
+            try:
+                codes = [catalog_get(t, -1) for t in preds]
+            except TypeError:
+                codes = [-1]
+            if -1 in codes:
+                raise _fail(where, self._explain_unknown(preds), iid)
+            if len(set(codes)) != len(codes):
+                raise _fail(where, _explain_duplicates(preds), iid)
+            if candidates is not None and not candidates[i].issuperset(codes):
+                bad = next(t for t, c in zip(preds, codes, strict=True) if c not in candidates[i])
+                raise _fail(
+                    where,
+                    f"track id {bad!r} is not among this instance's candidates; paper-sampled rankings may only rank the instance's candidates",
+                    iid,
+                )
+            target = targets[i]
+            if target in codes:
+                ranks[i] = codes.index(target) + 1
+            line_of[i] = number
+            flat.extend(codes)
+            lengths.append(len(codes))
+            if len(lengths) >= BATCH:
+                _mark_positions(first_position, flat, lengths)
+                flat, lengths = [], []
+        _mark_positions(first_position, flat, lengths)
+        predicted = line_of > 0
+        missing = int(n - predicted.sum())
+        if missing and not allow_missing:
+            example = self.instance_ids[int(np.argmin(predicted))]
+            raise PredictionsError(
+                f"{origin}: {missing:,} of {n:,} {self.task} {self.split} instances have no prediction "
+                f"(e.g. {example!r}); pass --allow-missing to score them as misses"
+            )
+        return Ranks(ranks, predicted, first_position)
+
+    def _explain_unknown(self, preds: list) -> str:
+        for position, t in enumerate(preds, start=1):
+            if type(t) is not str:
+                return f"prediction {position} is {_kind(t)}; expected a track id string"
+            if t not in self.catalog:
+                return f"prediction {position}, {t!r}, is not a track id of the catalogue (the tracks config)"
+        return "predictions must be track id strings"
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    def report(
+        self,
+        ranks: Ranks,
+        predictions: str | None = None,
+        ks: Iterable[int] = KS,
+        n_bootstrap: int = 1000,
+        seed: int = 0,
+        segments: bool = True,
+    ) -> Report:
+        """Metrics with bootstrap intervals, chance levels, coverage and segments from ranks."""
+        ks = sorted(set(ks))
+        bad = [k for k in ks if not 1 <= k <= MAX_PREDICTIONS]
+        if bad:
+            raise MmbenchError(f"--k {bad[0]}: K must lie between 1 and {MAX_PREDICTIONS}")
+        names = [f"{m}@{k}" for m in METRICS for k in ks]
+        table = np.stack([metric_by_rank(m, k) for m in METRICS for k in ks], axis=1)
+        hist = np.bincount(ranks.ranks, minlength=MAX_PREDICTIONS + 1)
+        rng = np.random.default_rng(seed)
+        metrics = _summarize(hist, table, names, n_bootstrap, rng)
+        groups: dict[str, dict[str, dict[str, Any]]] = {}
+        if segments:
+            for segment, masks in self.segments().items():
+                groups[segment] = {}
+                for group, mask in masks.items():
+                    h = np.bincount(ranks.ranks[mask], minlength=MAX_PREDICTIONS + 1)
+                    groups[segment][group] = {
+                        "n": int(mask.sum()),
+                        **(_summarize(h, table, names, n_bootstrap, rng) if mask.any() else {}),
+                    }
+        return Report(
+            task=self.task,
+            split=self.split,
+            dataset=self.source,
+            n_instances=len(self.instance_ids),
+            n_predicted=int(ranks.predicted.sum()),
+            n_catalog=len(self.track_ids),
+            ks=ks,
+            metrics=metrics,
+            chance={
+                name: chance_level(m, k, self.n_items)
+                for name, (m, k) in zip(names, [(m, k) for m in METRICS for k in ks], strict=True)
+            },
+            coverage={f"coverage@{k}": coverage_at_k(ranks.first_position, k) for k in ks},
+            segments=groups,
+            bootstrap={"resamples": n_bootstrap, "seed": seed, "level": 0.95},
+            predictions=predictions,
+            rank_histogram=hist.tolist(),
+        )
+
+    def segments(self) -> dict[str, dict[str, np.ndarray]]:
+        """Boolean masks over instances for each segment of the breakdown (computed once)."""
+        if hasattr(self, "_segments"):
+            return self._segments
+        plays = self._n_plays_train[self.targets]
+        order = np.sort(self._n_plays_train)[::-1]
+        share = np.cumsum(order) / max(order.sum(), 1)
+        head_min = order[np.searchsorted(share, 1 / 3)] if order.sum() else 1
+        torso_min = order[np.searchsorted(share, 2 / 3)] if order.sum() else 1
+        out = {
+            "target_history": self._heard_before(),
+            "target_popularity": {
+                "head": plays >= max(head_min, 1),
+                "torso": (plays < max(head_min, 1)) & (plays >= max(torso_min, 1)),
+                "tail": plays < max(torso_min, 1),
+            },
+            "target_cold": {"cold": plays == 0, "warm": plays > 0},
+        }
+        from mmbench.loading import has_config, load_table
+
+        for prefix in ("audio-", "lyrics-", "mgphot"):
+            for config in has_config(prefix, self.source):
+                covered = set(load_table(config, "catalog", self.source)["track_id"].to_pylist())
+                has = np.array([self.track_ids[t] in covered for t in self.targets])
+                out[f"target_{config}"] = {"with": has, "without": ~has}
+        self._segments = out
+        return out
+
+    def _heard_before(self) -> dict[str, np.ndarray]:
+        """Whether the user played the target before it: in an earlier session or the prefix."""
+        import polars as pl
+
+        from mmbench.loading import load_table
+
+        sessions = pl.concat(
+            [
+                pl.from_arrow(
+                    load_table("sessions", s, self.source).select(
+                        ["session_id", "user_id", "start_time", "track_ids"]
+                    )
+                )
+                for s in ("train", "validation", "test")
+            ]
+        )
+        inst = pl.DataFrame(
+            {
+                "i": np.arange(len(self.instance_ids)),
+                "session_id": self.session_ids,
+                "user_id": self.user_ids,
+                "position": self.positions.astype(np.int64),
+                "target": [self.track_ids[t] for t in self.targets],
+            }
+        ).join(sessions.select("session_id", pl.col("start_time").alias("inst_start")), on="session_id")
+        earlier = (
+            sessions.select("user_id", "start_time", "track_ids")
+            .explode("track_ids")
+            .join(
+                inst.select("i", "user_id", "inst_start", "target"),
+                left_on=["user_id", "track_ids"],
+                right_on=["user_id", "target"],
+            )
+            .filter(pl.col("start_time") < pl.col("inst_start"))["i"]
+            .unique()
+        )
+        prefix = inst.join(sessions.select("session_id", "track_ids"), on="session_id").filter(
+            pl.col("track_ids").list.head(pl.col("position")).list.contains(pl.col("target"))
+        )["i"]
+        heard = np.zeros(len(self.instance_ids), dtype=bool)
+        heard[earlier.to_numpy()] = True
+        heard[prefix.to_numpy()] = True
+        return {"new": ~heard, "heard_before": heard}
+
+
+def _summarize(
+    hist: np.ndarray, table: np.ndarray, names: list[str], n_bootstrap: int, rng: np.random.Generator
+) -> dict[str, dict[str, float]]:
+    """Means and percentile bootstrap intervals from a rank histogram.
+
+    Every metric is a function of the rank alone, so resampling n instances with replacement
+    is drawing the rank histogram from a multinomial with the observed rank frequencies.
+    """
+    n = int(hist.sum())
+    values = hist @ table / n
+    out = {}
+    if n_bootstrap > 0:
+        draws = rng.multinomial(n, hist / n, size=n_bootstrap) @ table / n
+        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    else:
+        low = high = values
+    for j, name in enumerate(names):
+        out[name] = {"value": float(values[j]), "ci_low": float(low[j]), "ci_high": float(high[j])}
+    return out
+
+
+def _mark_positions(first_position: np.ndarray, flat: list[int], lengths: list[int]) -> None:
+    if not flat:
+        return
+    codes = np.asarray(flat, dtype=np.int64)
+    starts = np.repeat(np.cumsum([0, *lengths[:-1]]), lengths)
+    positions = (np.arange(codes.size) - starts + 1).astype(np.int16)
+    np.minimum.at(first_position, codes, positions)
+
+
+def _equals(column, value):
+    import pyarrow.compute as pc
+
+    return pc.equal(column, value)
+
+
+def _kind(value: Any) -> str:
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _explain_duplicates(preds: list) -> str:
+    seen: dict[str, int] = {}
+    for position, t in enumerate(preds, start=1):
+        if t in seen:
+            return f"track id {t!r} appears twice in the ranking (positions {seen[t]} and {position}); each track may appear once"
+        seen[t] = position
+    return "duplicate track ids in the ranking"
+
+
+def _jsonl_rows(path: Path, gzipped: bool) -> Iterator[tuple[int, Any]]:
+    import orjson
+
+    name = str(path)
+    opener = gzip.open if gzipped else open
+    number = 0
+    try:
+        with opener(path, "rb") as stream:
+            for number, line in enumerate(stream, start=1):  # noqa: B007 (number is used after the loop)
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    text = line.strip()
+                    what = "an empty line" if not text else f"not valid JSON ({exc})"
+                    raise PredictionsError(
+                        f"{name}: line {number}: {what}; expected one JSON object per line"
+                    ) from None
+                yield number, obj
+    except (OSError, EOFError) as exc:
+        raise PredictionsError(f"{name}: line {number + 1}: cannot read ({exc})") from None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = str(path)
+    try:
+        file = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise PredictionsError(f"{name}: not a readable parquet file ({exc})") from None
+    schema = file.schema_arrow
+    for column, ok in (
+        ("instance_id", pa.types.is_string),
+        ("predictions", lambda t: pa.types.is_list(t) or pa.types.is_large_list(t)),
+    ):
+        if column not in schema.names:
+            raise PredictionsError(
+                f"{name}: missing column {column!r}; expected instance_id (string) and predictions (list of strings)"
+            )
+        if not ok(schema.field(column).type) and not pa.types.is_large_string(schema.field(column).type):
+            raise PredictionsError(
+                f"{name}: column {column!r} has type {schema.field(column).type}; expected instance_id string and predictions list<string>"
+            )
+    number = 0
+    for batch in file.iter_batches(columns=["instance_id", "predictions"], batch_size=BATCH):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
+
+
+def _rows_from_object(predictions: Any, instance_ids: list[str]) -> Iterable[tuple[int, Any]]:
+    """Normalize the Python inputs of :meth:`Evaluator.eval` to (number, object) rows."""
+    if isinstance(predictions, dict):
+        return (
+            (i, {"instance_id": k, "predictions": _as_list(v)})
+            for i, (k, v) in enumerate(predictions.items(), start=1)
+        )
+    if isinstance(predictions, np.ndarray):
+        if predictions.ndim != 2 or predictions.shape[0] != len(instance_ids):
+            raise PredictionsError(
+                f"predictions: a numpy array must have shape (n_instances={len(instance_ids)}, k), got {predictions.shape}"
+            )
+        return (
+            (i + 1, {"instance_id": iid, "predictions": [str(t) for t in row]})
+            for i, (iid, row) in enumerate(zip(instance_ids, predictions, strict=True))
+        )
+    if hasattr(predictions, "to_pylist"):  # pyarrow Table
+        return enumerate(predictions.to_pylist(), start=1)
+    if hasattr(predictions, "to_dict") and hasattr(predictions, "columns"):  # pandas DataFrame
+        return (
+            (i, {k: _as_list(v) if k == "predictions" else v for k, v in row.items()})
+            for i, row in enumerate(predictions.to_dict("records"), start=1)
+        )
+    if isinstance(predictions, list):
+        return enumerate(predictions, start=1)
+    raise PredictionsError(
+        f"predictions: got {type(predictions).__name__}; expected a dict, a list of dicts, a numpy array or a table"
+    )
+
+
+def _as_list(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value

@@ -1,0 +1,104 @@
+"""Human-readable tables (rich) and JSON files for evaluation reports and comparisons."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mmbench.evaluator import Report
+from mmbench.metrics import HEADLINE
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary name, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
+def _ci(entry: dict[str, float]) -> str:
+    return f"[{entry['ci_low']:.4f}, {entry['ci_high']:.4f}]"
+
+
+def print_report(report: Report, console: Console | None = None) -> None:
+    """The evaluation report: headline, every metric with its interval and chance, segments."""
+    console = console or _console()
+    m = report.metrics
+    console.print(
+        f"[bold]{report.task}[/] on {report.split} of {report.dataset}: {report.n_predicted:,} of "
+        f"{report.n_instances:,} instances predicted, catalogue {report.n_catalog:,} tracks"
+    )
+    console.print(
+        "  ".join(f"[bold]{h.upper()} = {m[h]['value']:.4f}[/] {_ci(m[h])}" for h in HEADLINE if h in m)
+    )
+    table = Table(title="metrics (mean over instances, 95% bootstrap CI, chance = random ranking)")
+    for column in ("metric", "value", "95% CI", "chance"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, entry in m.items():
+        table.add_row(name, f"{entry['value']:.4f}", _ci(entry), f"{report.chance[name]:.4f}")
+    for name, value in report.coverage.items():
+        table.add_row(name, f"{value:.4f}", "", "")
+    console.print(table)
+    if report.segments:
+        seg = Table(title="segments (by the target)")
+        for column in ("segment", "group", "n", *(f"{h}" for h in HEADLINE)):
+            seg.add_column(column, justify="right" if column not in ("segment", "group") else "left")
+        for segment, groups in report.segments.items():
+            for group, entry in groups.items():
+                cells = [f"{entry[h]['value']:.4f} {_ci(entry[h])}" if h in entry else "-" for h in HEADLINE]
+                seg.add_row(segment, group, f"{entry['n']:,}", *cells)
+        console.print(seg)
+
+
+def print_comparison(result: dict[str, Any], console: Console | None = None) -> None:
+    """The paired comparison table and a plain sentence on what is significant."""
+    console = console or _console()
+    table = Table(
+        title=f"B - A on {result['n_instances']:,} {result['task']} {result['split']} instances "
+        f"(A = {result['a']}, B = {result['b']})"
+    )
+    for column in ("metric", "A", "B", "B - A", "95% CI", "p rand.", "p t-test", "p Holm", "significant"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for row in result["metrics"]:
+        table.add_row(
+            row["metric"],
+            f"{row['a']:.4f}",
+            f"{row['b']:.4f}",
+            f"{row['difference']:+.4f}",
+            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]",
+            f"{row['p_randomization']:.4f}",
+            f"{row['p_t_test']:.2g}",
+            f"{row['p_randomization_holm']:.4f}",
+            "yes" if row["significant"] else "no",
+        )
+    console.print(table)
+    significant = [r for r in result["metrics"] if r["significant"]]
+    if not significant:
+        console.print(
+            f"No difference is significant at {result['alpha']} (paired randomization test, Holm correction "
+            f"over {len(result['metrics'])} metrics)."
+        )
+        return
+    better = [r["metric"] for r in significant if r["difference"] > 0]
+    worse = [r["metric"] for r in significant if r["difference"] < 0]
+    if better:
+        console.print(
+            f"B is significantly better than A at {result['alpha']} (Holm over {len(result['metrics'])} metrics) on: {', '.join(better)}."
+        )
+    if worse:
+        console.print(
+            f"B is significantly worse than A at {result['alpha']} (Holm over {len(result['metrics'])} metrics) on: {', '.join(worse)}."
+        )
+    headline = [r for r in result["metrics"] if r["metric"] in HEADLINE and not r["significant"]]
+    for r in headline:
+        console.print(f"The difference on {r['metric']} is not significant.")
