@@ -1,0 +1,275 @@
+"""The evaluator on the sample benchmark: formats, metrics against a reference, bad input."""
+
+import gzip
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import run_cli
+from mmbench.baselines.pop import popularity_order, write_predictions
+from mmbench.errors import MmbenchError
+from mmbench.evaluator import Evaluator
+
+
+@pytest.fixture(scope="module")
+def evaluator(sample_build):
+    return Evaluator("next-track", "test", sample_build)
+
+
+@pytest.fixture(scope="module")
+def pop_file(sample_build, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pop") / "pop.jsonl"
+    write_predictions(sample_build, out)
+    return out
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _write(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_cli_report_and_json(sample_build, pop_file, tmp_path):
+    result = run_cli(
+        "evaluate", str(pop_file), "--dataset", str(sample_build), "--json", str(tmp_path / "r.json")
+    )
+    assert result.returncode == 0, result.stderr
+    assert "NDCG@10" in result.stdout and "segments" in result.stdout and "chance" in result.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["schema_version"] == 1 and report["n_predicted"] == report["n_instances"]
+    assert set(report["segments"]) >= {"target_history", "target_popularity", "target_cold"}
+    assert (
+        report["metrics"]["ndcg@10"]["ci_low"]
+        <= report["metrics"]["ndcg@10"]["value"]
+        <= report["metrics"]["ndcg@10"]["ci_high"]
+    )
+    assert report["metrics"]["ndcg@10"]["value"] > 5 * report["chance"]["ndcg@10"]
+
+
+def test_metrics_equal_an_independent_computation(evaluator, pop_file, sample_build):
+    import polars as pl
+
+    instances = pl.read_parquet(next((sample_build / "data" / "instances").glob("test-*.parquet")))
+    target = dict(zip(instances["instance_id"], instances["target_track_id"], strict=True))
+    rows = _lines(pop_file)
+    report = evaluator.eval_file(pop_file, n_bootstrap=0, segments=False)
+    for k in (1, 10, 100):
+        ndcg = np.mean(
+            [
+                1 / math.log2(r["predictions"].index(target[r["instance_id"]]) + 2)
+                if target[r["instance_id"]] in r["predictions"][:k]
+                else 0.0
+                for r in rows
+            ]
+        )
+        hits = np.mean([target[r["instance_id"]] in r["predictions"][:k] for r in rows])
+        assert abs(report.metrics[f"ndcg@{k}"]["value"] - ndcg) < 1e-9
+        assert abs(report.metrics[f"recall@{k}"]["value"] - hits) < 1e-9
+    assert report.coverage["coverage@10"] == pytest.approx(10 / report.n_catalog)
+
+
+def test_every_input_form_gives_the_same_scores(evaluator, pop_file, tmp_path):
+    rows = _lines(pop_file)
+    expected = evaluator.eval_file(pop_file, seed=3).metrics
+    gz = tmp_path / "p.jsonl.gz"
+    gz.write_bytes(gzip.compress(pop_file.read_bytes()))
+    parquet = tmp_path / "p.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    by_id = {r["instance_id"]: r["predictions"] for r in rows}
+    array = np.array([by_id[i] for i in evaluator.instance_ids])
+    forms = [gz, parquet]
+    for form in forms:
+        assert evaluator.eval_file(form, seed=3).metrics == expected
+    for obj in (by_id, rows, pa.Table.from_pylist(rows), pd.DataFrame(rows), array):
+        assert evaluator.eval(obj, seed=3).metrics == expected
+    assert "JSON Lines" in evaluator.expected_input_format and "Report" in evaluator.expected_output_format
+
+
+def test_allow_missing_scores_misses(evaluator, pop_file, tmp_path):
+    rows = _lines(pop_file)
+    half = _write(tmp_path / "half.jsonl", rows[: len(rows) // 2])
+    with pytest.raises(MmbenchError, match="have no prediction .* --allow-missing"):
+        evaluator.eval_file(half)
+    full = evaluator.eval_file(pop_file, n_bootstrap=0, segments=False)
+    part = evaluator.eval_file(half, allow_missing=True, n_bootstrap=0, segments=False)
+    assert part.n_predicted == len(rows) // 2
+    assert part.metrics["recall@100"]["value"] < full.metrics["recall@100"]["value"]
+
+
+def test_paper_sampled_ranks_candidates(sample_build, tmp_path):
+    out = tmp_path / "paper.jsonl"
+    write_predictions(sample_build, out, task="paper-sampled")
+    result = run_cli("evaluate", str(out), "--dataset", str(sample_build), "--task", "paper-sampled")
+    assert result.returncode == 0, result.stderr
+    evaluator = Evaluator("paper-sampled", "test", sample_build)
+    report = evaluator.eval_file(out, n_bootstrap=0, segments=False)
+    assert report.chance["recall@10"] == pytest.approx(10 / 200)
+    rows = _lines(out)
+    candidates = set(
+        evaluator.track_ids[c] for c in evaluator.candidates[evaluator.index[rows[0]["instance_id"]]]
+    )
+    outsider = next(t for t in popularity_order(sample_build) if t not in candidates)
+    rows[0]["predictions"][5] = outsider
+    bad = _write(tmp_path / "bad.jsonl", rows)
+    result = run_cli("evaluate", str(bad), "--dataset", str(sample_build), "--task", "paper-sampled")
+    assert (
+        result.returncode == 2
+        and "line 1" in result.stderr
+        and "not among this instance's candidates" in result.stderr
+    )
+
+
+def _bad_cases(rows, first_track):
+    one = rows[0]
+    iid = one["instance_id"]
+    preds = one["predictions"]
+    return {
+        "invalid_json": ([json.dumps(one), "{not json"], 2, "not valid JSON"),
+        "not_object": ([json.dumps(one), "[1, 2]"], 2, "expected a JSON object, got an array"),
+        "missing_id": ([{"predictions": preds}], 1, "missing 'instance_id'"),
+        "mistyped_id": (
+            [{"instance_id": 5, "predictions": preds}],
+            1,
+            "'instance_id' must be a string, got a number",
+        ),
+        "missing_predictions": ([{"instance_id": iid}], 1, "missing 'predictions'"),
+        "mistyped_predictions": (
+            [{"instance_id": iid, "predictions": "t1"}],
+            1,
+            "must be a list of track ids, got a string",
+        ),
+        "empty_ranking": ([{"instance_id": iid, "predictions": []}], 1, "empty ranking"),
+        "duplicate_instance": ([one, rows[1], one], 3, "duplicate instance: already given at line 1"),
+        "unknown_instance": (
+            [one, {"instance_id": "next-track/nobody:0", "predictions": preds}],
+            2,
+            "unknown instance",
+        ),
+        "unknown_track": (
+            [{"instance_id": iid, "predictions": [*preds[:3], "t0000000000000000"]}],
+            1,
+            "prediction 4, 't0000000000000000', is not a track id",
+        ),
+        "non_string_track": (
+            [{"instance_id": iid, "predictions": [preds[0], 7]}],
+            1,
+            "prediction 2 is a number",
+        ),
+        "duplicate_track": (
+            [{"instance_id": iid, "predictions": [preds[0], preds[1], preds[0]]}],
+            1,
+            "appears twice in the ranking (positions 1 and 3)",
+        ),
+        "too_many": (
+            [{"instance_id": iid, "predictions": [*preds, first_track]}],
+            1,
+            "101 predictions; at most 100",
+        ),
+        "blank_line": ([json.dumps(one), "", json.dumps(rows[1])], 2, "an empty line"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "invalid_json",
+        "not_object",
+        "missing_id",
+        "mistyped_id",
+        "missing_predictions",
+        "mistyped_predictions",
+        "empty_ranking",
+        "duplicate_instance",
+        "unknown_instance",
+        "unknown_track",
+        "non_string_track",
+        "duplicate_track",
+        "too_many",
+        "blank_line",
+    ],
+)
+def test_bad_input_names_the_line_and_exits_2(case, sample_build, pop_file, tmp_path):
+    rows = _lines(pop_file)
+    order = popularity_order(sample_build)
+    extra = next(t for t in order if t not in rows[0]["predictions"])
+    lines, line, message = _bad_cases(rows, extra)[case]
+    path = _write(tmp_path / f"{case}.jsonl", lines)
+    result = run_cli("evaluate", str(path), "--dataset", str(sample_build))
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    assert f"{path}: line {line}" in result.stderr and message in result.stderr, result.stderr
+    if case not in ("invalid_json", "not_object", "missing_id", "mistyped_id", "blank_line"):
+        assert (
+            repr(rows[0]["instance_id"] if case != "unknown_instance" else "next-track/nobody:0")
+            in result.stderr
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.jsonl", None, "no such file"),
+        ("empty.jsonl", b"", "the file is empty"),
+        ("broken.jsonl.gz", b"\x1f\x8b\x08\x00garbage", "cannot read"),
+        ("folder", "dir", "is a folder"),
+        ("nocol.parquet", "parquet", "missing column 'predictions'"),
+    ],
+)
+def test_unreadable_files(name, content, message, sample_build, tmp_path):
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif content == "parquet":
+        pq.write_table(pa.table({"instance_id": ["x"]}), path)
+    elif content is not None:
+        path.write_bytes(content)
+    result = run_cli("evaluate", str(path), "--dataset", str(sample_build))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (
+        result.stderr
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300))
+def test_random_bytes_never_crash(evaluator, tmp_path, data):
+    path = tmp_path / "random.jsonl"
+    path.write_bytes(data)
+    try:
+        evaluator.eval_file(path, n_bootstrap=10, segments=False)
+    except MmbenchError as exc:
+        assert str(exc)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    objects=st.lists(
+        json_values | st.fixed_dictionaries({"instance_id": json_values, "predictions": json_values}),
+        max_size=5,
+    )
+)
+def test_random_json_never_crashes(evaluator, tmp_path, objects):
+    path = tmp_path / "random.jsonl"
+    path.write_text("".join(json.dumps(o) + "\n" for o in objects))
+    try:
+        evaluator.eval_file(path, n_bootstrap=10, segments=False)
+    except MmbenchError as exc:
+        assert str(exc)
