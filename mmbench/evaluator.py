@@ -12,6 +12,7 @@ message names the file, the line (or row), the instance id where known, and what
 
 from __future__ import annotations
 
+import array
 import gzip
 import os
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from mmbench.errors import MmbenchError
 from mmbench.metrics import KS, METRICS, chance_level, coverage_at_k, metric_by_rank
@@ -110,6 +112,19 @@ class Evaluator:
             ]
         self.n_items = len(self.candidates[0]) if self.candidates else len(self.track_ids)
         self._n_plays_train = tracks["n_plays_train"].to_numpy()
+        self.targets_list = self.targets.tolist()
+        self._catalog_frame = None
+
+    @property
+    def catalog_frame(self):
+        """The catalogue as a polars frame (track_id, code) for vectorized lookups."""
+        import polars as pl
+
+        if self._catalog_frame is None:
+            self._catalog_frame = pl.DataFrame(
+                {"track_id": self.track_ids, "code": np.arange(len(self.track_ids))}
+            )
+        return self._catalog_frame
 
     # -- the contract -------------------------------------------------------------------------
 
@@ -174,7 +189,11 @@ class Evaluator:
             raise PredictionsError(f"{name}: the file is empty; expected one JSON object per line")
         if head == b"PAR1":
             return self.read_rows(_parquet_rows(path), allow_missing, name, unit="row")
-        return self.read_rows(_jsonl_rows(path, gzipped=head[:2] == b"\x1f\x8b"), allow_missing, name)
+        tally = _Tally(self, name, "line")
+        for block, first_line in _jsonl_blocks(path, gzipped=head[:2] == b"\x1f\x8b"):
+            if not (self.candidates is None and tally.fast_block(block, first_line)):
+                tally.rows(_jsonl_rows(block, first_line, name))
+        return tally.finish(allow_missing)
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -182,78 +201,29 @@ class Evaluator:
         self, rows: Iterable[tuple[int, Any]], allow_missing: bool, origin: str, unit: str = "line"
     ) -> Ranks:
         """Check (line number, parsed object) pairs and compute each instance's target rank."""
-        n = len(self.instance_ids)
-        ranks = np.zeros(n, dtype=np.int16)
-        line_of = np.zeros(n, dtype=np.int64)
-        first_position = np.full(len(self.track_ids), NOT_SEEN, dtype=np.int16)
-        index_get, catalog_get = self.index.get, self.catalog.get
-        targets, candidates = self.targets.tolist(), self.candidates
-        flat: list[int] = []
-        lengths: list[int] = []
-        for number, obj in rows:
-            where = f"{origin}: {unit} {number}"
-            if type(obj) is not dict:
-                raise _fail(where, f"expected a JSON object, got {_kind(obj)}")
-            iid = obj.get("instance_id")
-            preds = obj.get("predictions")
-            if type(iid) is not str:
-                raise _fail(
-                    where,
-                    "missing 'instance_id'"
-                    if iid is None
-                    else f"'instance_id' must be a string, got {_kind(iid)}",
-                )
-            i = index_get(iid)
-            if i is None:
-                raise _fail(where, f"unknown instance for task {self.task!r}, split {self.split!r}", iid)
-            if line_of[i]:
-                raise _fail(where, f"duplicate instance: already given at {unit} {line_of[i]}", iid)
-            if type(preds) is not list:
-                raise _fail(
-                    where,
-                    "missing 'predictions'"
-                    if preds is None
-                    else f"'predictions' must be a list of track ids, got {_kind(preds)}",
-                    iid,
-                )
-            if not preds:
-                raise _fail(where, "empty ranking; expected 1 to 100 track ids", iid)
-            if len(preds) > MAX_PREDICTIONS:
-                raise _fail(where, f"{len(preds)} predictions; at most {MAX_PREDICTIONS} are allowed", iid)
-            try:
-                codes = [catalog_get(t, -1) for t in preds]
-            except TypeError:
-                codes = [-1]
-            if -1 in codes:
-                raise _fail(where, self._explain_unknown(preds), iid)
-            if len(set(codes)) != len(codes):
-                raise _fail(where, _explain_duplicates(preds), iid)
-            if candidates is not None and not candidates[i].issuperset(codes):
-                bad = next(t for t, c in zip(preds, codes, strict=True) if c not in candidates[i])
-                raise _fail(
-                    where,
-                    f"track id {bad!r} is not among this instance's candidates; paper-sampled rankings may only rank the instance's candidates",
-                    iid,
-                )
-            target = targets[i]
-            if target in codes:
-                ranks[i] = codes.index(target) + 1
-            line_of[i] = number
-            flat.extend(codes)
-            lengths.append(len(codes))
-            if len(lengths) >= BATCH:
-                _mark_positions(first_position, flat, lengths)
-                flat, lengths = [], []
-        _mark_positions(first_position, flat, lengths)
-        predicted = line_of > 0
-        missing = int(n - predicted.sum())
-        if missing and not allow_missing:
-            example = self.instance_ids[int(np.argmin(predicted))]
-            raise PredictionsError(
-                f"{origin}: {missing:,} of {n:,} {self.task} {self.split} instances have no prediction "
-                f"(e.g. {example!r}); pass --allow-missing to score them as misses"
-            )
-        return Ranks(ranks, predicted, first_position)
+        tally = _Tally(self, origin, unit)
+        tally.rows(rows)
+        return tally.finish(allow_missing)
+
+    def _explain_row(
+        self, where: str, iid: Any, preds: Any, i: int | None, line_of: list[int], unit: str
+    ) -> PredictionsError:
+        """The error for a row whose id or ranking is missing, mistyped, unknown or repeated."""
+        if iid is None:
+            return _fail(where, "missing 'instance_id'")
+        if type(iid) is not str:
+            return _fail(where, f"'instance_id' must be a string, got {_kind(iid)}")
+        if i is None:
+            return _fail(where, f"unknown instance for task {self.task!r}, split {self.split!r}", iid)
+        if line_of[i]:
+            return _fail(where, f"duplicate instance: already given at {unit} {line_of[i]}", iid)
+        if preds is None:
+            return _fail(where, "missing 'predictions'", iid)
+        if type(preds) is not list:
+            return _fail(where, f"'predictions' must be a list of track ids, got {_kind(preds)}", iid)
+        if not preds:
+            return _fail(where, "empty ranking; expected 1 to 100 track ids", iid)
+        return _fail(where, f"{len(preds)} predictions; at most {MAX_PREDICTIONS} are allowed", iid)
 
     def _explain_unknown(self, preds: list) -> str:
         for position, t in enumerate(preds, start=1):
@@ -387,6 +357,132 @@ class Evaluator:
         return {"new": ~heard, "heard_before": heard}
 
 
+class _Tally:
+    """The running state of one read: each instance's rank and line, each track's best position.
+
+    Rows arrive either one parsed object at a time (:meth:`rows`, exact error messages) or as a
+    whole block of JSON Lines (:meth:`fast_block`, vectorized with polars). The fast path only
+    accepts a block in which every line is valid; otherwise the caller re-reads the block with
+    :meth:`rows`, which finds and reports the first bad line exactly.
+    """
+
+    def __init__(self, evaluator: Evaluator, origin: str, unit: str):
+        self.ev, self.origin, self.unit = evaluator, origin, unit
+        n = len(evaluator.instance_ids)
+        self.ranks = np.zeros(n, dtype=np.int16)
+        self.line_of = np.zeros(n, dtype=np.int64)
+        self.first_position = np.full(len(evaluator.track_ids), NOT_SEEN, dtype=np.int16)
+
+    def rows(self, rows: Iterable[tuple[int, Any]]) -> None:
+        """Check rows one by one; raise :class:`PredictionsError` at the first bad one."""
+        ev, origin, unit = self.ev, self.origin, self.unit
+        line_of, ranks = self.line_of, self.ranks
+        index_get, code_of = ev.index.get, ev.catalog.__getitem__
+        targets, candidates = ev.targets_list, ev.candidates
+        flat = array.array("l")
+        lengths = array.array("l")
+        for number, obj in rows:
+            if type(obj) is not dict:
+                raise _fail(f"{origin}: {unit} {number}", f"expected a JSON object, got {_kind(obj)}")
+            iid = obj.get("instance_id")
+            preds = obj.get("predictions")
+            i = index_get(iid) if type(iid) is str else None
+            if i is None or line_of[i] or type(preds) is not list or not 0 < len(preds) <= MAX_PREDICTIONS:
+                raise ev._explain_row(f"{origin}: {unit} {number}", iid, preds, i, line_of, unit)
+            try:
+                codes = list(map(code_of, preds))
+            except (KeyError, TypeError):
+                raise _fail(f"{origin}: {unit} {number}", ev._explain_unknown(preds), iid) from None
+            if len(set(codes)) != len(codes):
+                raise _fail(f"{origin}: {unit} {number}", _explain_duplicates(preds), iid)
+            if candidates is not None and not candidates[i].issuperset(codes):
+                bad = next(t for t, c in zip(preds, codes, strict=True) if c not in candidates[i])
+                raise _fail(
+                    f"{origin}: {unit} {number}",
+                    f"track id {bad!r} is not among this instance's candidates; paper-sampled rankings may only rank the instance's candidates",
+                    iid,
+                )
+            target = targets[i]
+            if target in codes:
+                ranks[i] = codes.index(target) + 1
+            line_of[i] = number
+            flat.extend(codes)
+            lengths.append(len(codes))
+            if len(lengths) >= BATCH:
+                self._mark(np.frombuffer(flat, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64))
+                flat, lengths = array.array("l"), array.array("l")
+        if lengths:
+            self._mark(np.frombuffer(flat, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64))
+
+    def fast_block(self, block: bytes, first_line: int) -> bool:
+        """Score a block of whole JSON lines at once; False (nothing changed) unless all are valid.
+
+        polars parses JSON strictly but coerces scalar types (a number becomes a string), skips
+        blank lines and keeps the first of repeated keys, so the block is only taken when each
+        line holds each key exactly once, no key is escaped, and every line gives a row; a
+        coerced value can never be a valid id, so it fails the checks below and the block goes
+        to the exact path.
+        """
+        import polars as pl
+
+        n_lines = block.count(b"\n")
+        if (
+            block.count(b'"instance_id"') != n_lines
+            or block.count(b'"predictions"') != n_lines
+            or b"\\u" in block
+        ):
+            return False
+        try:
+            frame = pl.read_ndjson(
+                block, schema={"instance_id": pl.String, "predictions": pl.List(pl.String)}
+            )
+        except (pl.exceptions.PolarsError, OSError, ValueError):
+            return False
+        if frame.height != n_lines or frame["instance_id"].null_count() or frame["predictions"].null_count():
+            return False
+        index_get = self.ev.index.get
+        rows = [index_get(iid, -1) for iid in frame["instance_id"].to_list()]
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = frame["predictions"].list.len().to_numpy().astype(np.int64)
+        if (rows < 0).any() or self.line_of[rows].any() or np.unique(rows).size != rows.size:
+            return False
+        if (lengths < 1).any() or (lengths > MAX_PREDICTIONS).any():
+            return False
+        ids = frame.select(pl.col("predictions").explode().alias("track_id"))
+        codes = ids.join(self.ev.catalog_frame, on="track_id", how="left", maintain_order="left")["code"]
+        if codes.null_count():
+            return False
+        codes = codes.to_numpy().astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        per_row = pl.Series(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(codes)))
+        if (per_row.list.n_unique().to_numpy() != lengths).any():
+            return False
+        positions = np.arange(codes.size) - np.repeat(offsets[:-1], lengths) + 1
+        hits = np.flatnonzero(codes == np.repeat(self.ev.targets[rows], lengths))
+        self.ranks[rows[np.searchsorted(offsets, hits, side="right") - 1]] = positions[hits]
+        self.line_of[rows] = first_line + np.arange(rows.size)
+        np.minimum.at(self.first_position, codes, positions.astype(np.int16))
+        return True
+
+    def _mark(self, codes: np.ndarray, lengths: np.ndarray) -> None:
+        """Lower each track's best position to the positions it has in these rankings."""
+        positions = np.arange(codes.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1
+        np.minimum.at(self.first_position, codes, positions.astype(np.int16))
+
+    def finish(self, allow_missing: bool) -> Ranks:
+        """The ranks; raise if instances have no prediction and ``allow_missing`` is false."""
+        predicted = self.line_of > 0
+        n = predicted.size
+        missing = int(n - predicted.sum())
+        if missing and not allow_missing:
+            example = self.ev.instance_ids[int(np.argmin(predicted))]
+            raise PredictionsError(
+                f"{self.origin}: {missing:,} of {n:,} {self.ev.task} {self.ev.split} instances have no prediction "
+                f"(e.g. {example!r}); pass --allow-missing to score them as misses"
+            )
+        return Ranks(self.ranks, predicted, self.first_position)
+
+
 def _summarize(
     hist: np.ndarray, table: np.ndarray, names: list[str], n_bootstrap: int, rng: np.random.Generator
 ) -> dict[str, dict[str, float]]:
@@ -406,15 +502,6 @@ def _summarize(
     for j, name in enumerate(names):
         out[name] = {"value": float(values[j]), "ci_low": float(low[j]), "ci_high": float(high[j])}
     return out
-
-
-def _mark_positions(first_position: np.ndarray, flat: list[int], lengths: list[int]) -> None:
-    if not flat:
-        return
-    codes = np.asarray(flat, dtype=np.int64)
-    starts = np.repeat(np.cumsum([0, *lengths[:-1]]), lengths)
-    positions = (np.arange(codes.size) - starts + 1).astype(np.int16)
-    np.minimum.at(first_position, codes, positions)
 
 
 def _equals(column, value):
@@ -445,26 +532,39 @@ def _explain_duplicates(preds: list) -> str:
     return "duplicate track ids in the ranking"
 
 
-def _jsonl_rows(path: Path, gzipped: bool) -> Iterator[tuple[int, Any]]:
-    import orjson
-
+def _jsonl_blocks(path: Path, gzipped: bool, block_bytes: int = 32 << 20) -> Iterator[tuple[bytes, int]]:
+    """(block of whole lines, number of its first line); the last line may lack its newline."""
     name = str(path)
     opener = gzip.open if gzipped else open
-    number = 0
+    first_line, rest = 1, b""
     try:
         with opener(path, "rb") as stream:
-            for number, line in enumerate(stream, start=1):  # noqa: B007 (number is used after the loop)
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    text = line.strip()
-                    what = "an empty line" if not text else f"not valid JSON ({exc})"
-                    raise PredictionsError(
-                        f"{name}: line {number}: {what}; expected one JSON object per line"
-                    ) from None
-                yield number, obj
+            while chunk := stream.read(block_bytes):
+                chunk = rest + chunk
+                cut = chunk.rfind(b"\n") + 1
+                if cut:
+                    yield chunk[:cut], first_line
+                    first_line += chunk.count(b"\n", 0, cut)
+                rest = chunk[cut:]
     except (OSError, EOFError) as exc:
-        raise PredictionsError(f"{name}: line {number + 1}: cannot read ({exc})") from None
+        raise PredictionsError(f"{name}: line {first_line}: cannot read ({exc})") from None
+    if rest:
+        yield rest + b"\n", first_line
+
+
+def _jsonl_rows(block: bytes, first_line: int, name: str) -> Iterator[tuple[int, Any]]:
+    """Parse a block line by line with orjson, naming the first line that is not JSON."""
+    import orjson
+
+    for number, line in enumerate(block.split(b"\n")[:-1], start=first_line):
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            what = "an empty line" if not line.strip() else f"not valid JSON ({exc})"
+            raise PredictionsError(
+                f"{name}: line {number}: {what}; expected one JSON object per line"
+            ) from None
+        yield number, obj
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:

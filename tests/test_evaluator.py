@@ -273,3 +273,27 @@ def test_random_json_never_crashes(evaluator, tmp_path, objects):
         evaluator.eval_file(path, n_bootstrap=10, segments=False)
     except MmbenchError as exc:
         assert str(exc)
+
+
+def test_fast_and_exact_paths_agree(evaluator, pop_file, tmp_path):
+    from mmbench.evaluator import _Tally
+
+    rows = _lines(pop_file)
+    rng = np.random.default_rng(0)
+    for row in rows:  # vary the rankings so that ranks and coverage differ per instance
+        rng.shuffle(row["predictions"])
+        row["predictions"] = row["predictions"][: int(rng.integers(1, 101))]
+    path = _write(tmp_path / "varied.jsonl", rows)
+    block = path.read_bytes()
+    fast = _Tally(evaluator, str(path), "line")
+    assert fast.fast_block(block, 1)
+    exact = evaluator.read_rows(enumerate(rows, start=1), allow_missing=False, origin="x")
+    assert np.array_equal(fast.ranks, exact.ranks) and np.array_equal(
+        fast.first_position, exact.first_position
+    )
+    assert np.array_equal(evaluator.read_file(path).ranks, exact.ranks)
+    # A block with one bad line is refused whole by the fast path and leaves no trace.
+    rows[3]["predictions"].append(rows[3]["predictions"][0])
+    bad = _Tally(evaluator, "x", "line")
+    assert not bad.fast_block(b"".join(json.dumps(r).encode() + b"\n" for r in rows), 1)
+    assert not bad.line_of.any() and not bad.ranks.any()
