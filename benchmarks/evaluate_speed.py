@@ -84,7 +84,7 @@ def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
     test_user = rng.integers(0, n_users, n)
     popular = np.argsort(-plays)[:20000]
     tracks = popular[rng.integers(0, popular.size, (n, 10))]
-    start = 1_230_000_000 + rng.integers(0, 10_000_000, n)
+    start = 1_230_000_000 + 7 * rng.permutation(n)  # distinct, so session ids are unique
     session_ids = np.char.add(np.char.add(users[test_user], ":"), start.astype(str))
     data = folder / "data"
     tables = {
@@ -126,7 +126,7 @@ def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
     n_train = n_users * 20
     train_user = rng.integers(0, n_users, n_train)
     train_tracks = popular[rng.integers(0, popular.size, (n_train, 10))]
-    train_start = 1_100_000_000 + rng.integers(0, 100_000_000, n_train)
+    train_start = 1_100_000_000 + 7 * rng.permutation(n_train)
     train_times = (train_start[:, None] + np.arange(10) * 200).astype("datetime64[s]")
     train = pa.table(
         {
