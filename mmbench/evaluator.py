@@ -82,6 +82,8 @@ class Evaluator:
     def __init__(
         self, task: str = "next-track", split: str = "test", source: str | os.PathLike | None = None
     ):
+        import polars as pl
+
         from mmbench.loading import load_table, resolve_source
 
         if task not in TASKS:
@@ -102,9 +104,9 @@ class Evaluator:
         self.targets = np.array(
             [self.catalog[t] for t in instances["target_track_id"].to_pylist()], dtype=np.int64
         )
-        self.user_ids = instances["user_id"].to_pylist()
-        self.session_ids = instances["session_id"].to_pylist()
-        self.positions = instances["position"].to_numpy()
+        self._instances = pl.from_arrow(
+            instances.select(["session_id", "user_id", "position", "target_track_id"])
+        )
         self.candidates: list[frozenset[int]] | None = None
         if task == "paper-sampled":
             self.candidates = [
@@ -114,6 +116,7 @@ class Evaluator:
         self._n_plays_train = tracks["n_plays_train"].to_numpy()
         self.targets_list = self.targets.tolist()
         self._catalog_frame = None
+        self._segments: dict[str, dict[str, np.ndarray]] | None = None
 
     @property
     def catalog_frame(self):
@@ -286,7 +289,7 @@ class Evaluator:
 
     def segments(self) -> dict[str, dict[str, np.ndarray]]:
         """Boolean masks over instances for each segment of the breakdown (computed once)."""
-        if hasattr(self, "_segments"):
+        if self._segments is not None:
             return self._segments
         plays = self._n_plays_train[self.targets]
         order = np.sort(self._n_plays_train)[::-1]
@@ -302,58 +305,75 @@ class Evaluator:
             },
             "target_cold": {"cold": plays == 0, "warm": plays > 0},
         }
+        import polars as pl
+
         from mmbench.loading import has_config, load_table
 
         for prefix in ("audio-", "lyrics-", "mgphot"):
             for config in has_config(prefix, self.source):
-                covered = set(load_table(config, "catalog", self.source)["track_id"].to_pylist())
-                has = np.array([self.track_ids[t] in covered for t in self.targets])
+                covered = load_table(config, "catalog", self.source)["track_id"]
+                has = self._instances["target_track_id"].is_in(pl.from_arrow(covered).implode()).to_numpy()
                 out[f"target_{config}"] = {"with": has, "without": ~has}
         self._segments = out
         return out
 
     def _heard_before(self) -> dict[str, np.ndarray]:
-        """Whether the user played the target before it: in an earlier session or the prefix."""
+        """Whether the user played the target before it: in an earlier session or the prefix.
+
+        Lazy and streaming: only the plays of (user, target) pairs that some instance asks
+        about are kept from the exploded sessions, so memory stays small on big test sets.
+        """
         import polars as pl
 
-        from mmbench.loading import load_table
+        from mmbench.loading import scan_table
 
+        inst = (
+            self._instances.lazy()
+            .with_row_index("i")
+            .select(
+                "i",
+                "session_id",
+                "user_id",
+                pl.col("position").cast(pl.Int64),
+                pl.col("target_track_id").alias("target"),
+            )
+        )
         sessions = pl.concat(
             [
-                pl.from_arrow(
-                    load_table("sessions", s, self.source).select(
-                        ["session_id", "user_id", "start_time", "track_ids"]
-                    )
+                scan_table("sessions", s, self.source).select(
+                    "session_id", "user_id", "start_time", "track_ids"
                 )
                 for s in ("train", "validation", "test")
             ]
         )
-        inst = pl.DataFrame(
-            {
-                "i": np.arange(len(self.instance_ids)),
-                "session_id": self.session_ids,
-                "user_id": self.user_ids,
-                "position": self.positions.astype(np.int64),
-                "target": [self.track_ids[t] for t in self.targets],
-            }
-        ).join(sessions.select("session_id", pl.col("start_time").alias("inst_start")), on="session_id")
-        earlier = (
+        asked = inst.select("user_id", pl.col("target").alias("track_ids")).unique()
+        first_play = (
             sessions.select("user_id", "start_time", "track_ids")
             .explode("track_ids")
-            .join(
-                inst.select("i", "user_id", "inst_start", "target"),
-                left_on=["user_id", "track_ids"],
-                right_on=["user_id", "target"],
-            )
-            .filter(pl.col("start_time") < pl.col("inst_start"))["i"]
-            .unique()
+            .join(asked, on=["user_id", "track_ids"], how="semi")
+            .group_by("user_id", "track_ids")
+            .agg(pl.col("start_time").min().alias("first_start"))
         )
-        prefix = inst.join(sessions.select("session_id", "track_ids"), on="session_id").filter(
-            pl.col("track_ids").list.head(pl.col("position")).list.contains(pl.col("target"))
-        )["i"]
-        heard = np.zeros(len(self.instance_ids), dtype=bool)
-        heard[earlier.to_numpy()] = True
-        heard[prefix.to_numpy()] = True
+        own = sessions.select(
+            "session_id", pl.col("start_time").alias("start"), pl.col("track_ids").alias("tracks")
+        )
+        heard = (
+            inst.join(own, on="session_id", how="left")
+            .join(first_play, left_on=["user_id", "target"], right_on=["user_id", "track_ids"], how="left")
+            .select(
+                "i",
+                (
+                    (pl.col("first_start") < pl.col("start")).fill_null(False)
+                    | pl.col("tracks")
+                    .list.head(pl.col("position"))
+                    .list.contains(pl.col("target"))
+                    .fill_null(False)
+                ).alias("heard"),
+            )
+            .sort("i")
+            .collect(engine="streaming")["heard"]
+            .to_numpy()
+        )
         return {"new": ~heard, "heard_before": heard}
 
 

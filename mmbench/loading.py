@@ -85,6 +85,19 @@ def load_table(config: str, split: str, source: str | os.PathLike | None = None)
     return load(config, split, where).data.table
 
 
+def scan_table(config: str, split: str, source: str | os.PathLike | None = None):
+    """One config split as a polars ``LazyFrame`` (parquet scanned lazily for a local build)."""
+    import polars as pl
+
+    where = resolve_source(source)
+    if Path(where).is_dir():
+        files = sorted((Path(where) / "data" / config).glob(f"{split}-*.parquet"))
+        if not files:
+            raise MmbenchError(f"{where}: no {config}/{split} data (data/{config}/{split}-*.parquet)")
+        return pl.scan_parquet(files)
+    return pl.from_arrow(load_table(config, split, where)).lazy()
+
+
 def has_config(config_prefix: str, source: str | os.PathLike | None = None) -> list[str]:
     """The configs of a local build whose name starts with ``config_prefix``."""
     where = resolve_source(source)

@@ -297,3 +297,29 @@ def test_fast_and_exact_paths_agree(evaluator, pop_file, tmp_path):
     bad = _Tally(evaluator, "x", "line")
     assert not bad.fast_block(b"".join(json.dumps(r).encode() + b"\n" for r in rows), 1)
     assert not bad.line_of.any() and not bad.ranks.any()
+
+
+def test_segments_match_a_direct_computation(evaluator, sample_build):
+    import polars as pl
+
+    sessions = pl.concat([pl.read_parquet(p) for p in (sample_build / "data" / "sessions").glob("*.parquet")])
+    by_user: dict[str, list] = {}
+    for row in sessions.iter_rows(named=True):
+        by_user.setdefault(row["user_id"], []).append(row)
+    own = {row["session_id"]: row for rows in by_user.values() for row in rows}
+    instances = pl.read_parquet(next((sample_build / "data" / "instances").glob("test-*.parquet")))
+    expected = []
+    for inst in instances.filter(pl.col("task") == "next-track").iter_rows(named=True):
+        session = own[inst["session_id"]]
+        earlier = any(inst["target_track_id"] in s["track_ids"] for s in by_user[inst["user_id"]]
+                      if s["start_time"] < session["start_time"])
+        expected.append(earlier or inst["target_track_id"] in session["track_ids"][: inst["position"]])
+    segments = evaluator.segments()
+    assert segments["target_history"]["heard_before"].tolist() == expected
+    assert 0 < sum(expected) < len(expected)
+    plays = pl.read_parquet(next((sample_build / "data" / "tracks").glob("*.parquet")))
+    n_train = dict(zip(plays["track_id"], plays["n_plays_train"], strict=True))
+    cold = [n_train[t] == 0 for t in instances.filter(pl.col("task") == "next-track")["target_track_id"]]
+    assert segments["target_cold"]["cold"].tolist() == cold
+    popularity = segments["target_popularity"]
+    assert (popularity["head"].astype(int) + popularity["torso"] + popularity["tail"] == 1).all()
