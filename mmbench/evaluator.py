@@ -439,7 +439,8 @@ class _Tally:
 
         polars parses JSON strictly but coerces scalar types (a number becomes a string), skips
         blank lines and keeps the first of repeated keys, so the block is only taken when each
-        line holds each key exactly once, no key is escaped, and every line gives a row; a
+        line holds each key exactly once, nothing is escaped (no backslash at all: ids never need
+        one), and every line gives a row; a
         coerced value can never be a valid id, so it fails the checks below and the block goes
         to the exact path.
         """
@@ -447,9 +448,9 @@ class _Tally:
 
         n_lines = block.count(b"\n")
         if (
-            block.count(b'"instance_id"') != n_lines
+            b"\\" in block
+            or block.count(b'"instance_id"') != n_lines
             or block.count(b'"predictions"') != n_lines
-            or b"\\u" in block
         ):
             return False
         try:

@@ -311,8 +311,11 @@ def test_segments_match_a_direct_computation(evaluator, sample_build):
     expected = []
     for inst in instances.filter(pl.col("task") == "next-track").iter_rows(named=True):
         session = own[inst["session_id"]]
-        earlier = any(inst["target_track_id"] in s["track_ids"] for s in by_user[inst["user_id"]]
-                      if s["start_time"] < session["start_time"])
+        earlier = any(
+            inst["target_track_id"] in s["track_ids"]
+            for s in by_user[inst["user_id"]]
+            if s["start_time"] < session["start_time"]
+        )
         expected.append(earlier or inst["target_track_id"] in session["track_ids"][: inst["position"]])
     segments = evaluator.segments()
     assert segments["target_history"]["heard_before"].tolist() == expected
@@ -323,3 +326,15 @@ def test_segments_match_a_direct_computation(evaluator, sample_build):
     assert segments["target_cold"]["cold"].tolist() == cold
     popularity = segments["target_popularity"]
     assert (popularity["head"].astype(int) + popularity["torso"] + popularity["tail"] == 1).all()
+
+
+def test_fast_path_refuses_repeated_or_escaped_keys(evaluator, pop_file):
+    from mmbench.evaluator import _Tally
+
+    rows = _lines(pop_file)[:2]
+    plain = json.dumps(rows[0])
+    repeated = plain[:-1] + f', "instance_id": {json.dumps(rows[1]["instance_id"])}}}'
+    escaped = plain[:-1] + f', "instance\\u005fid": {json.dumps(rows[1]["instance_id"])}}}'
+    for line in (repeated, escaped):
+        assert not _Tally(evaluator, "x", "line").fast_block((line + "\n").encode(), 1)
+    assert _Tally(evaluator, "x", "line").fast_block((plain + "\n").encode(), 1)
