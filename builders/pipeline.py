@@ -35,6 +35,7 @@ from mmbench.builders import (
 )
 from mmbench.builders.recipe import recipe_digest
 from mmbench.errors import MmbenchError
+from mmbench.info import sha256_file
 
 CACHE_VERSION = "1"
 WORK = ".build"
@@ -303,8 +304,7 @@ def _publish(
     }
     plots = publish.write_plots(staging / "plots", sessions, catalog, plays, stages["split"])
     report["outputs"] = {
-        str(p.relative_to(staging)): publish.sha256_file(p)
-        for p in sorted((staging / "data").rglob("*.parquet"))
+        str(p.relative_to(staging)): sha256_file(p) for p in sorted((staging / "data").rglob("*.parquet"))
     }
     publish.write_text_atomic(staging / "README.md", publish.card_text(report, plots, recipe_toml))
     publish.write_text_atomic(staging / "build_report.json", publish.dumps_report(report))

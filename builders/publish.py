@@ -7,7 +7,6 @@ same inputs give byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -25,15 +24,6 @@ from mmbench.schema import DEFAULT_CONFIG, SCHEMAS, SPLITS
 
 ROWS_PER_SHARD = 500_000
 ROW_GROUP = 50_000
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def to_arrow(frame: pl.DataFrame, config: str) -> pa.Table:

@@ -317,63 +317,57 @@ class Evaluator:
         self._segments = out
         return out
 
-    def _heard_before(self) -> dict[str, np.ndarray]:
+    def _heard_before(self, batch_size: int = 100_000) -> dict[str, np.ndarray]:
         """Whether the user played the target before it: in an earlier session or the prefix.
 
-        Lazy and streaming: only the plays of (user, target) pairs that some instance asks
-        about are kept from the exploded sessions, so memory stays small on big test sets.
+        Sessions are read in batches and only the plays of (user, target) pairs that some
+        instance asks about are kept, so memory stays bounded on big test sets.
         """
         import polars as pl
 
-        from mmbench.loading import scan_table
+        from mmbench.loading import iter_batches
 
-        inst = (
-            self._instances.lazy()
-            .with_row_index("i")
-            .select(
-                "i",
-                "session_id",
-                "user_id",
-                pl.col("position").cast(pl.Int64),
-                pl.col("target_track_id").alias("target"),
-            )
-        )
-        sessions = pl.concat(
-            [
-                scan_table("sessions", s, self.source).select(
-                    "session_id", "user_id", "start_time", "track_ids"
-                )
-                for s in ("train", "validation", "test")
-            ]
+        inst = self._instances.with_row_index("i").select(
+            "i",
+            "session_id",
+            "user_id",
+            pl.col("position").cast(pl.Int64),
+            pl.col("target_track_id").alias("target"),
         )
         asked = inst.select("user_id", pl.col("target").alias("track_ids")).unique()
+        columns = ["session_id", "user_id", "start_time", "track_ids"]
+        first_plays = []
+        for split in ("train", "validation", "test"):
+            for batch in iter_batches("sessions", split, self.source, columns, batch_size):
+                first_plays.append(
+                    pl.from_arrow(batch)
+                    .select("user_id", "start_time", "track_ids")
+                    .explode("track_ids")
+                    .join(asked, on=["user_id", "track_ids"], how="semi")
+                    .group_by("user_id", "track_ids")
+                    .agg(pl.col("start_time").min())
+                )
         first_play = (
-            sessions.select("user_id", "start_time", "track_ids")
-            .explode("track_ids")
-            .join(asked, on=["user_id", "track_ids"], how="semi")
+            pl.concat(first_plays)
             .group_by("user_id", "track_ids")
-            .agg(pl.col("start_time").min().alias("first_start"))
+            .agg(pl.col("start_time").min().alias("first"))
         )
-        own = sessions.select(
-            "session_id", pl.col("start_time").alias("start"), pl.col("track_ids").alias("tracks")
-        )
-        heard = (
-            inst.join(own, on="session_id", how="left")
-            .join(first_play, left_on=["user_id", "target"], right_on=["user_id", "track_ids"], how="left")
-            .select(
-                "i",
-                (
-                    (pl.col("first_start") < pl.col("start")).fill_null(False)
-                    | pl.col("tracks")
-                    .list.head(pl.col("position"))
-                    .list.contains(pl.col("target"))
-                    .fill_null(False)
-                ).alias("heard"),
+        del first_plays
+        heard = np.zeros(len(self.instance_ids), dtype=bool)
+        for batch in iter_batches("sessions", self.split, self.source, columns, batch_size):
+            hit = (
+                inst.join(
+                    pl.from_arrow(batch).select("session_id", "start_time", "track_ids"), on="session_id"
+                )
+                .join(
+                    first_play, left_on=["user_id", "target"], right_on=["user_id", "track_ids"], how="left"
+                )
+                .filter(
+                    pl.col("track_ids").list.head(pl.col("position")).list.contains(pl.col("target"))
+                    | (pl.col("first") < pl.col("start_time")).fill_null(False)
+                )["i"]
             )
-            .sort("i")
-            .collect(engine="streaming")["heard"]
-            .to_numpy()
-        )
+            heard[hit.to_numpy()] = True
         return {"new": ~heard, "heard_before": heard}
 
 

@@ -25,7 +25,8 @@ def _report(folder: Path) -> dict:
         raise MmbenchError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(1 << 22):
@@ -52,7 +53,7 @@ def check_dataset(folder: Path) -> list[str]:
     for rel, digest in report["outputs"].items():
         if rel not in found:
             problems.append(f"{rel}: listed in build_report.json but missing")
-        elif _sha256(folder / rel) != digest:
+        elif sha256_file(folder / rel) != digest:
             problems.append(f"{rel}: checksum differs from build_report.json")
     problems += [f"{rel}: not listed in build_report.json" for rel in sorted(found - set(report["outputs"]))]
     for config, splits in SPLITS.items():

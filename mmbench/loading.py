@@ -85,17 +85,21 @@ def load_table(config: str, split: str, source: str | os.PathLike | None = None)
     return load(config, split, where).data.table
 
 
-def scan_table(config: str, split: str, source: str | os.PathLike | None = None):
-    """One config split as a polars ``LazyFrame`` (parquet scanned lazily for a local build)."""
-    import polars as pl
+def iter_batches(
+    config: str, split: str, source: str | os.PathLike | None, columns: list[str], batch_size: int
+):
+    """Record batches of some columns of one config split (parquet read in pieces when local)."""
+    import pyarrow.parquet as pq
 
     where = resolve_source(source)
     if Path(where).is_dir():
         files = sorted((Path(where) / "data" / config).glob(f"{split}-*.parquet"))
         if not files:
             raise MmbenchError(f"{where}: no {config}/{split} data (data/{config}/{split}-*.parquet)")
-        return pl.scan_parquet(files)
-    return pl.from_arrow(load_table(config, split, where)).lazy()
+        for f in files:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+        return
+    yield from load_table(config, split, where).select(columns).to_batches(batch_size)
 
 
 def has_config(config_prefix: str, source: str | os.PathLike | None = None) -> list[str]:

@@ -8,17 +8,11 @@ import polars as pl
 import pytest
 
 from mmbench.builders.filter import apply_filters
+from mmbench.builders.recipe import PLAY_FILTERS, SESSION_FILTERS
 from mmbench.builders.sessionize import sessionize
 from mmbench.builders.split import temporal_split
 
-ORDER = [
-    "min_user_plays",
-    "min_track_plays",
-    "dedupe_session_repeats",
-    "min_session_length",
-    "max_session_length",
-    "min_user_sessions",
-]
+ORDER = [*PLAY_FILTERS, *SESSION_FILTERS]
 
 
 def _random_plays(seed: int, n: int = 3000) -> pl.DataFrame:
