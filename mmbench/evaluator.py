@@ -92,9 +92,12 @@ class Evaluator:
             raise MmbenchError(f"unknown split {split!r}; expected validation or test")
         self.task, self.split = task, split
         self.source = resolve_source(source)
-        instances = load_table("instances", split, self.source)
+        columns = ["instance_id", "task", "user_id", "session_id", "position", "target_track_id"]
+        instances = load_table(
+            "instances", split, self.source, columns + (["candidates"] if task == "paper-sampled" else [])
+        )
         instances = instances.filter(_equals(instances["task"], task))
-        tracks = load_table("tracks", "catalog", self.source)
+        tracks = load_table("tracks", "catalog", self.source, ["track_id", "n_plays_train"])
         self.track_ids: list[str] = tracks["track_id"].to_pylist()
         self.catalog = {t: i for i, t in enumerate(self.track_ids)}
         self.instance_ids: list[str] = instances["instance_id"].to_pylist()

@@ -70,7 +70,9 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
         ) from None
 
 
-def load_table(config: str, split: str, source: str | os.PathLike | None = None):
+def load_table(
+    config: str, split: str, source: str | os.PathLike | None = None, columns: list[str] | None = None
+):
     """One config split as a ``pyarrow.Table``: read straight from a local build's parquet
     files, or through ``datasets`` for a Hub id. Used by the evaluator, which needs columns,
     not a ``datasets`` cache."""
@@ -81,8 +83,9 @@ def load_table(config: str, split: str, source: str | os.PathLike | None = None)
         files = sorted((Path(where) / "data" / config).glob(f"{split}-*.parquet"))
         if not files:
             raise MmbenchError(f"{where}: no {config}/{split} data (data/{config}/{split}-*.parquet)")
-        return pq.ParquetDataset(files).read()
-    return load(config, split, where).data.table
+        return pq.ParquetDataset(files).read(columns=columns)
+    table = load(config, split, where).data.table
+    return table.select(columns) if columns else table
 
 
 def iter_batches(
