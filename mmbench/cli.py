@@ -100,9 +100,9 @@ def build(
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    from mmbench.builders.ingest import warn_on_checksums
+    from mmbench.builders.ingest import checksum_warnings
 
-    for message in warn_on_checksums(report) if not sample else []:
+    for message in checksum_warnings(report) if not sample else []:
         click.echo(f"warning: {message}", err=True)
     stats = report["statistics"]
     click.echo(

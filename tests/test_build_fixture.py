@@ -42,6 +42,8 @@ def _build(raw, out, *extra):
         args += ["--set", item]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
+    # Not the real files: one warning per file whose MD5 differs from the published one.
+    assert result.stderr.count("warning: ") == 2 and "differs from the published" in result.stderr
     return out
 
 
