@@ -22,7 +22,8 @@ install: $(VENV)/.installed
 demo: install
 	HF_HOME=$$(mktemp -d) $(BIN)/mmbench build --sample --out $(DEMO_DIR)
 	$(BIN)/mmbench info $(DEMO_DIR)
-	$(BIN)/python -m mmbench.baselines.pop $(DEMO_DIR) $(DEMO_DIR)/predictions-pop.jsonl
+	$(BIN)/mmbench baseline train pop --dataset $(DEMO_DIR) --out $(DEMO_DIR)/models/pop
+	$(BIN)/mmbench baseline predict $(DEMO_DIR)/models/pop --out $(DEMO_DIR)/predictions-pop.jsonl
 	$(BIN)/mmbench evaluate $(DEMO_DIR)/predictions-pop.jsonl --dataset $(DEMO_DIR) --json $(DEMO_DIR)/report-pop.json
 
 test: install

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.errors import MmbenchError
+from mmbench.settings import apply_override
 
 PLAY_FILTERS = ("min_user_plays", "min_track_plays")
 SESSION_FILTERS = (
@@ -52,47 +53,9 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
         raise MmbenchError(f"{origin}: invalid TOML: {exc}") from None
     recipe = copy.deepcopy(recipe)
     for item in overrides:
-        _apply_override(recipe, item)
+        apply_override(recipe, item, what="recipe")
     validate_recipe(recipe, origin)
     return recipe
-
-
-def _apply_override(recipe: dict[str, Any], item: str) -> None:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise MmbenchError(f"--set {item!r}: expected key=value, e.g. filters.min_user_plays=500")
-    parts = key.strip().split(".")
-    node = recipe
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            raise MmbenchError(f"--set {item!r}: unknown recipe key {key.strip()!r}")
-        node = node[part]
-    leaf = parts[-1]
-    if leaf not in node or isinstance(node[leaf], dict):
-        known = ", ".join(_leaf_keys(recipe))
-        raise MmbenchError(f"--set {item!r}: unknown recipe key {key.strip()!r} (known: {known})")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    old = node[leaf]
-    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if type(value) is not type(old):
-        raise MmbenchError(
-            f"--set {item!r}: {key.strip()} expects a {type(old).__name__}, got {raw.strip()!r}"
-        )
-    node[leaf] = value
-
-
-def _leaf_keys(node: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in node.items():
-        if isinstance(v, dict):
-            keys += _leaf_keys(v, f"{prefix}{k}.")
-        else:
-            keys.append(prefix + k)
-    return keys
 
 
 def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:

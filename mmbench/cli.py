@@ -262,3 +262,53 @@ def compare(
     if json_out is not None:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
+
+
+@main.group()
+def baseline() -> None:
+    """Train baselines and write their predictions."""
+
+
+@baseline.command("list")
+def baseline_list() -> None:
+    """The available baselines and their default hyperparameters."""
+    from mmbench.baselines import BASELINES
+    from mmbench.baselines.runner import model_config
+
+    for name in BASELINES:
+        config = model_config(name)
+        settings = ", ".join(f"{k}={v!r}" for k, v in config.items() if k != "description")
+        click.echo(f"{name:12s} {config['description']}" + (f"  [{settings}]" if settings else ""))
+
+
+@baseline.command("train")
+@click.argument("name")
+@click.option(
+    "--dataset", default=None, help="A build folder or Hub id (default: the local build, else the Hub)."
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Folder for the trained baseline."
+)
+def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], out: Path) -> None:
+    """Train baseline NAME on the training sessions."""
+    from mmbench.baselines.runner import train
+
+    train(name, dataset, overrides, out)
+    click.echo(f"trained {name} -> {out}")
+
+
+@baseline.command("predict")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--task", type=click.Choice(["next-track", "paper-sampled"]), default="next-track", show_default=True
+)
+@click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
+@click.option("--dataset", default=None, help="Predict on this build instead of the one it was trained on.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Predictions file (JSON Lines).")
+def baseline_predict(model_dir: Path, task: str, split: str, dataset: str | None, out: Path) -> None:
+    """Write the trained baseline's ranking of every instance."""
+    from mmbench.baselines.runner import predict
+
+    n = predict(model_dir, task, split, out, source=dataset)
+    click.echo(f"wrote {n:,} {task} {split} predictions to {out}")

@@ -114,3 +114,12 @@ def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_cli("build", "--sample", "--quiet", "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
+
+
+def pop_predictions(dataset: Path, out: Path, task: str = "next-track", split: str = "test") -> Path:
+    """Train the pop baseline on ``dataset`` and write its predictions to ``out``."""
+    from mmbench.baselines.runner import predict, train
+
+    model = train("pop", dataset, (), out.with_suffix(".model"))
+    predict(model, task, split, out, progress=False)
+    return out

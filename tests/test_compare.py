@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import pop_predictions, run_cli
 from mmbench.compare import compare_ranks, holm, sign_flip_p
 
 
@@ -46,11 +46,10 @@ def test_identical_systems_and_a_clear_winner():
 
 
 def test_cli_compare(sample_build, tmp_path):
-    from mmbench.baselines.pop import write_predictions
     from mmbench.evaluator import Evaluator
 
     pop = tmp_path / "pop.jsonl"
-    write_predictions(sample_build, pop)
+    pop_predictions(sample_build, pop)
     evaluator = Evaluator("next-track", "test", sample_build)
     rng = np.random.default_rng(0)
     random_rows = [

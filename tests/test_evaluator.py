@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
-from mmbench.baselines.pop import popularity_order, write_predictions
+from conftest import pop_predictions, run_cli
+from mmbench.baselines.runner import popularity_order
 from mmbench.errors import MmbenchError
 from mmbench.evaluator import Evaluator
 
@@ -26,7 +26,7 @@ def evaluator(sample_build):
 @pytest.fixture(scope="module")
 def pop_file(sample_build, tmp_path_factory):
     out = tmp_path_factory.mktemp("pop") / "pop.jsonl"
-    write_predictions(sample_build, out)
+    pop_predictions(sample_build, out)
     return out
 
 
@@ -108,7 +108,7 @@ def test_allow_missing_scores_misses(evaluator, pop_file, tmp_path):
 
 def test_paper_sampled_ranks_candidates(sample_build, tmp_path):
     out = tmp_path / "paper.jsonl"
-    write_predictions(sample_build, out, task="paper-sampled")
+    pop_predictions(sample_build, out, task="paper-sampled")
     result = run_cli("evaluate", str(out), "--dataset", str(sample_build), "--task", "paper-sampled")
     assert result.returncode == 0, result.stderr
     evaluator = Evaluator("paper-sampled", "test", sample_build)

@@ -1,0 +1,173 @@
+"""Training and prediction for every baseline: inputs per instance, ranking, checkpoints.
+
+A trained baseline is a folder with ``config.json``: the model, its hyperparameters, the dataset
+it was trained on and that dataset's fingerprint (SHA-256 of its catalogue's track ids), so that
+predicting on a dataset with other track ids fails clearly. Memory-based models (pop,
+user-repeat, sknn) have no weights: their ``fit`` reruns at prediction time on the training
+sessions, which is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm.auto import tqdm
+
+import mmbench
+from mmbench.baselines import BASELINES
+from mmbench.errors import MmbenchError
+from mmbench.schema import MAX_PREDICTIONS
+from mmbench.settings import apply_override
+
+
+def model_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The model's default hyperparameters (``baselines/configs/NAME.toml``) with overrides."""
+    if name not in BASELINES:
+        raise MmbenchError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
+    text = (resources.files("mmbench.baselines") / "configs" / f"{name}.toml").read_text(encoding="utf-8")
+    config = tomllib.loads(text)
+    for item in overrides:
+        apply_override(config, item, what=f"{name} hyperparameter")
+    return config
+
+
+def dataset_fingerprint(track_ids: list[str]) -> str:
+    """SHA-256 over the catalogue's track ids in order: two datasets with other ids differ."""
+    return hashlib.sha256("\n".join(track_ids).encode("utf-8")).hexdigest()
+
+
+def popularity_order(source: str | os.PathLike | None) -> list[str]:
+    """All catalogue track ids, most played in training first, ties broken by track id."""
+    tracks = mmbench.load("tracks", "catalog", source=source).to_polars()
+    return tracks.sort(["n_plays_train", "track_id"], descending=[True, False])["track_id"].to_list()
+
+
+def _sessions(source: str | os.PathLike | None, splits: tuple[str, ...]) -> pl.DataFrame:
+    return pl.concat(
+        [
+            mmbench.load("sessions", s, source=source)
+            .to_polars()
+            .select("session_id", "user_id", "start_time", "track_ids")
+            for s in splits
+        ]
+    )
+
+
+def instance_inputs(source: str | os.PathLike | None, task: str, split: str) -> list[dict[str, Any]]:
+    """Per instance: its id, the user's plays before the session (time order), the session
+    prefix before the target, and the candidates (paper-sampled only)."""
+    instances = mmbench.load("instances", split, source=source).to_polars().filter(pl.col("task") == task)
+    sessions = _sessions(source, ("train", "validation", "test"))
+    own = instances.join(
+        sessions.select(
+            "session_id", pl.col("start_time").alias("start"), pl.col("track_ids").alias("tracks")
+        ),
+        on="session_id",
+    )
+    history = (
+        own.select("instance_id", "user_id", "start")
+        .join(sessions.select("user_id", "start_time", "track_ids"), on="user_id")
+        .filter(pl.col("start_time") < pl.col("start"))
+        .sort("instance_id", "start_time")
+        .group_by("instance_id", maintain_order=True)
+        .agg(pl.col("track_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("history"))
+    )
+    rows = (
+        own.join(history, on="instance_id", how="left")
+        .select(
+            "instance_id",
+            pl.col("history").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            pl.col("tracks").list.head(pl.col("position")).alias("prefix"),
+            "candidates",
+        )
+        .sort("instance_id")
+    )
+    return rows.to_dicts()
+
+
+def rank(
+    scores: dict[str, float],
+    pop_rank: dict[str, int],
+    pop_order: list[str],
+    candidates: list[str] | None,
+    k: int = MAX_PREDICTIONS,
+) -> list[str]:
+    """Best first by score, then by popularity, then by id; only ``candidates`` when given."""
+
+    def key(track: str) -> tuple:
+        return (-scores.get(track, 0.0), pop_rank.get(track, len(pop_rank)), track)
+
+    if candidates is not None:
+        return sorted(candidates, key=key)[:k]
+    ranking = sorted((t for t in scores if t in pop_rank), key=key)[:k]
+    if len(ranking) < k:
+        seen = set(ranking)
+        ranking += [t for t in pop_order[: k + len(seen)] if t not in seen][: k - len(ranking)]
+    return ranking
+
+
+def train(
+    name: str, source: str | os.PathLike | None, overrides: list[str] | tuple[str, ...], out: Path
+) -> Path:
+    """Check the hyperparameters and write the baseline's folder (config and dataset identity)."""
+    config = model_config(name, overrides)
+    where = mmbench.loading.resolve_source(source)
+    tracks = mmbench.load("tracks", "catalog", source=where)["track_id"]
+    module = importlib.import_module(BASELINES[name])
+    module.fit(_sessions(where, ("train",)), config)  # fails early on a config the model cannot use
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "model": name,
+        "config": config,
+        "dataset": str(Path(where).resolve()) if Path(where).is_dir() else where,
+        "dataset_fingerprint": dataset_fingerprint(tracks),
+        "mmbench_version": mmbench.__version__,
+    }
+    tmp = out / "config.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / "config.json")
+    return out
+
+
+def predict(
+    model_dir: Path,
+    task: str,
+    split: str,
+    out: Path,
+    source: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> int:
+    """Write the ranking of every instance of ``task``/``split``; return how many."""
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise MmbenchError(
+            f"{model_dir}: no config.json; expected a folder written by `mmbench baseline train`"
+        )
+    record = json.loads(path.read_text(encoding="utf-8"))
+    name, config = record["model"], record["config"]
+    where = source if source is not None else record["dataset"]
+    pop_order = popularity_order(where)
+    fingerprint = dataset_fingerprint(sorted(pop_order))
+    if fingerprint != record["dataset_fingerprint"]:
+        raise MmbenchError(
+            f"{model_dir}: trained on a dataset with other track ids than {where}; retrain it on this dataset"
+        )
+    module = importlib.import_module(BASELINES[name])
+    state = module.fit(_sessions(where, ("train",)), config)
+    pop_rank = {t: i for i, t in enumerate(pop_order)}
+    inputs = instance_inputs(where, task, split)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in tqdm(inputs, desc=f"{name} {task} {split}", disable=not progress):
+            ranking = rank(module.score(row, state, config), pop_rank, pop_order, row["candidates"])
+            f.write(json.dumps({"instance_id": row["instance_id"], "predictions": ranking}) + "\n")
+    tmp.replace(out)
+    return len(inputs)
