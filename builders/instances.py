@@ -54,10 +54,12 @@ def build_instances(
 
     ``plays`` hold ``session`` and ``track`` codes in session order; ``sessions`` are the split
     stage's output with a ``session_id``; ``catalog`` holds the sorted track codes of the
-    catalogue, ``track_ids`` maps track codes to ids and ``user_ids`` user codes to ids. next-track: one instance per session of
-    the split whose user has a training session, target its last track. paper-sampled: per such
-    user, the first play of their first session in the split, with ``negatives`` tracks drawn
-    uniformly from the catalogue minus the user's training history.
+    catalogue, ``track_ids`` maps track codes to ids and ``user_ids`` user codes to ids.
+
+    next-track: one instance per session of the split whose user has a training session,
+    target its last track. paper-sampled: per such user, the first play of their first session
+    in the split, with ``negatives`` tracks drawn uniformly from the catalogue minus the user's
+    training history and the target.
     """
     plays = plays.join(sessions.select("session", "session_id", "split", "user"), on="session")
     train_users = sessions.filter(pl.col("split") == "train")["user"].unique()
