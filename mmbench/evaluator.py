@@ -13,6 +13,7 @@ message names the file, the line (or row), the instance id where known, and what
 from __future__ import annotations
 
 import array
+import functools
 import gzip
 import os
 from collections.abc import Iterable, Iterator
@@ -100,15 +101,25 @@ class Evaluator:
         tracks = load_table("tracks", "catalog", self.source, ["track_id", "n_plays_train"])
         self.track_ids: list[str] = tracks["track_id"].to_pylist()
         self.catalog = {t: i for i, t in enumerate(self.track_ids)}
+        self._catalog_frame = None
         self.instance_ids: list[str] = instances["instance_id"].to_pylist()
         if not self.instance_ids:
             raise MmbenchError(f"{self.source}: no {task} instances in the {split} split")
         self.index = {iid: i for i, iid in enumerate(self.instance_ids)}
-        self.targets = np.array(
-            [self.catalog[t] for t in instances["target_track_id"].to_pylist()], dtype=np.int64
-        )
         self._instances = pl.from_arrow(
             instances.select(["session_id", "user_id", "position", "target_track_id"])
+        )
+        self.targets = (
+            self._instances.select("target_track_id")
+            .join(
+                self.catalog_frame,
+                left_on="target_track_id",
+                right_on="track_id",
+                how="left",
+                maintain_order="left",
+            )["code"]
+            .to_numpy()
+            .astype(np.int64)
         )
         self.candidates: list[frozenset[int]] | None = None
         if task == "paper-sampled":
@@ -117,9 +128,12 @@ class Evaluator:
             ]
         self.n_items = len(self.candidates[0]) if self.candidates else len(self.track_ids)
         self._n_plays_train = tracks["n_plays_train"].to_numpy()
-        self.targets_list = self.targets.tolist()
-        self._catalog_frame = None
         self._segments: dict[str, dict[str, np.ndarray]] | None = None
+
+    @functools.cached_property
+    def targets_list(self) -> list[int]:
+        """The targets' catalogue codes as Python ints (for the per-row path)."""
+        return self.targets.tolist()
 
     @property
     def catalog_frame(self):
