@@ -123,3 +123,35 @@ def pop_predictions(dataset: Path, out: Path, task: str = "next-track", split: s
     model = train("pop", dataset, (), out.with_suffix(".model"))
     predict(model, task, split, out, progress=False)
     return out
+
+
+NO_FILTERS = [
+    f"filters.{name}={value}"
+    for name, value in [
+        ("min_user_plays", 0),
+        ("min_track_plays", 0),
+        ("dedupe_session_repeats", "false"),
+        ("min_session_length", 0),
+        ("max_session_length", 0),
+        ("min_user_sessions", 0),
+    ]
+]
+
+
+def build_fixture(raw: dict[str, Path], out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`mmbench build` of the fixture with every filter off (it is tiny) and 2 negatives."""
+    args = [
+        "build",
+        "--raw",
+        str(raw["folder"]),
+        "--durations",
+        str(raw["durations"]),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "instances.paper_sampled_negatives=2",
+    ]
+    for item in (*NO_FILTERS, *overrides):
+        args += ["--set", item]
+    return run_cli(*args)

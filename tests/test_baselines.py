@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import build_fixture, run_cli
 from mmbench.baselines.runner import rank
 from mmbench.evaluator import Evaluator
 
@@ -98,29 +98,7 @@ def test_bad_input(args, message, sample_build, tmp_path):
 
 def test_checkpoint_from_another_dataset(trained, fixture_raw, tmp_path):
     other = tmp_path / "other"
-    build = run_cli(
-        "build",
-        "--raw",
-        str(fixture_raw["folder"]),
-        "--out",
-        str(other),
-        "--quiet",
-        "--set",
-        "instances.paper_sampled_negatives=2",
-        *[
-            x
-            for k in (
-                "min_user_plays",
-                "min_track_plays",
-                "min_session_length",
-                "max_session_length",
-                "min_user_sessions",
-            )
-            for x in ("--set", f"filters.{k}=0")
-        ],
-        "--set",
-        "filters.dedupe_session_repeats=false",
-    )
+    build = build_fixture(fixture_raw, other)
     assert build.returncode == 0, build.stderr
     result = run_cli(
         "baseline",

@@ -6,41 +6,15 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import T0, run_cli
+from conftest import T0, build_fixture
 from mmbench.builders.filter import apply_filters
 from mmbench.builders.identify import identify, track_id_for
 from mmbench.builders.ingest import ingest, resolve_raw
 from mmbench.builders.sessionize import sessionize
 
-NO_FILTERS = [
-    f"filters.{k}={v}"
-    for k, v in [
-        ("min_user_plays", 0),
-        ("min_track_plays", 0),
-        ("dedupe_session_repeats", "false"),
-        ("min_session_length", 0),
-        ("max_session_length", 0),
-        ("min_user_sessions", 0),
-    ]
-]
-
 
 def _build(raw, out, *extra):
-    args = [
-        "build",
-        "--raw",
-        str(raw["folder"]),
-        "--durations",
-        str(raw["durations"]),
-        "--out",
-        str(out),
-        "--quiet",
-        "--set",
-        "instances.paper_sampled_negatives=2",
-    ]
-    for item in (*NO_FILTERS, *extra):
-        args += ["--set", item]
-    result = run_cli(*args)
+    result = build_fixture(raw, out, *extra)
     assert result.returncode == 0, result.stderr
     # Not the real files: one warning per file whose MD5 differs from the published one.
     assert result.stderr.count("warning: ") == 2 and "differs from the published" in result.stderr

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import run_cli
+from conftest import build_fixture, run_cli
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -20,30 +20,7 @@ def test_two_builds_of_the_same_input_are_byte_identical(fixture_raw, tmp_path):
     outs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        result = run_cli(
-            "build",
-            "--raw",
-            str(fixture_raw["folder"]),
-            "--durations",
-            str(fixture_raw["durations"]),
-            "--recipe",
-            "sample",
-            "--set",
-            "filters.min_user_plays=0",
-            "--set",
-            "filters.min_track_plays=0",
-            "--set",
-            "filters.min_session_length=0",
-            "--set",
-            "filters.min_user_sessions=0",
-            "--set",
-            "filters.dedupe_session_repeats=false",
-            "--set",
-            "instances.paper_sampled_negatives=1",
-            "--out",
-            str(out),
-            "--quiet",
-        )
+        result = build_fixture(fixture_raw, out)
         assert result.returncode == 0, result.stderr
         outs.append(_digests(out))
     parquet = [k for k in outs[0] if k.endswith(".parquet")]
