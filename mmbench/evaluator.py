@@ -351,7 +351,14 @@ class Evaluator:
             pl.col("position").cast(pl.Int64),
             pl.col("target_track_id").alias("target"),
         )
-        asked = inst.select("user_id", pl.col("target").alias("track_ids")).unique()
+        # Users and tracks as categoricals (UInt32 codes) keep the million-row frames small.
+        inst = inst.with_columns(
+            pl.col("user_id").cast(pl.Categorical).alias("user_code"),
+            pl.col("target").cast(pl.Categorical).alias("target_code"),
+        )
+        asked = inst.select(
+            pl.col("user_code").alias("user_id"), pl.col("target_code").alias("track_ids")
+        ).unique()
         columns = ["session_id", "user_id", "start_time", "track_ids"]
         first_plays = []
         for split in ("train", "validation", "test"):
@@ -360,6 +367,7 @@ class Evaluator:
                     pl.from_arrow(batch)
                     .select("user_id", "start_time", "track_ids")
                     .explode("track_ids")
+                    .with_columns(pl.col("user_id", "track_ids").cast(pl.Categorical))
                     .join(asked, on=["user_id", "track_ids"], how="semi")
                     .group_by("user_id", "track_ids")
                     .agg(pl.col("start_time").min())
@@ -377,7 +385,10 @@ class Evaluator:
                     pl.from_arrow(batch).select("session_id", "start_time", "track_ids"), on="session_id"
                 )
                 .join(
-                    first_play, left_on=["user_id", "target"], right_on=["user_id", "track_ids"], how="left"
+                    first_play,
+                    left_on=["user_code", "target_code"],
+                    right_on=["user_id", "track_ids"],
+                    how="left",
                 )
                 .filter(
                     pl.col("track_ids").list.head(pl.col("position")).list.contains(pl.col("target"))
