@@ -60,7 +60,7 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
         )
     try:
         return datasets.load_dataset(where, config, split=split)
-    except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as exc:
+    except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         if local:
             raise MmbenchError(f"{where}: cannot load config {config!r}: {exc}") from None
         raise MmbenchError(
