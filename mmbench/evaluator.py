@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mmbench.errors import MmbenchError
 from mmbench.metrics import KS, METRICS, chance_level, coverage_at_k, metric_by_rank
@@ -97,7 +98,7 @@ class Evaluator:
         instances = load_table(
             "instances", split, self.source, columns + (["candidates"] if task == "paper-sampled" else [])
         )
-        instances = instances.filter(_equals(instances["task"], task))
+        instances = instances.filter(pc.equal(instances["task"], task))
         tracks = load_table("tracks", "catalog", self.source, ["track_id", "n_plays_train"])
         self.track_ids: list[str] = tracks["track_id"].to_pylist()
         self.catalog = {t: i for i, t in enumerate(self.track_ids)}
@@ -545,12 +546,6 @@ def _summarize(
     for j, name in enumerate(names):
         out[name] = {"value": float(values[j]), "ci_low": float(low[j]), "ci_high": float(high[j])}
     return out
-
-
-def _equals(column, value):
-    import pyarrow.compute as pc
-
-    return pc.equal(column, value)
 
 
 def _kind(value: Any) -> str:

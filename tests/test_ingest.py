@@ -1,5 +1,4 @@
 import hashlib
-import io
 import json
 import tarfile
 from datetime import date
@@ -10,7 +9,6 @@ import pytest
 
 from conftest import PLAYS, plays_lines, write_fixture
 from mmbench.builders.ingest import PLAYS_NAME, PROFILE_NAME, ingest, parse_profiles, resolve_raw
-from mmbench.errors import MmbenchError
 
 
 def _archive(folder: Path, target: Path) -> Path:
@@ -84,17 +82,7 @@ def test_profiles_header_empty_fields_and_dates():
     assert [(r["line"], r["reason"]) for r in rejects] == [(4, "wrong_field_count")]
 
 
-def test_equal_bytes_folder_and_file_layouts(tmp_path):
+def test_folder_without_profile_and_plays_file_alone(tmp_path):
     paths = write_fixture(tmp_path / "x", profile=False)
     assert resolve_raw(paths["folder"]).profile is None
     assert resolve_raw(paths["plays"]).kind == "file"
-
-
-def test_archive_without_plays_is_refused(tmp_path):
-    archive = tmp_path / "other.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        info = tarfile.TarInfo("readme.txt")
-        info.size = 2
-        tar.addfile(info, io.BytesIO(b"hi"))
-    with pytest.raises(MmbenchError, match="holds no userid-timestamp"):
-        ingest(resolve_raw(archive), tmp_path / "r.jsonl", progress=False)
