@@ -22,7 +22,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 import mmbench
-from mmbench.baselines import BASELINES
+from mmbench.baselines import BASELINES, training
 from mmbench.errors import MmbenchError
 from mmbench.schema import MAX_PREDICTIONS
 from mmbench.settings import apply_override
@@ -115,25 +115,40 @@ def rank(
 
 
 def train(
-    name: str, source: str | os.PathLike | None, overrides: list[str] | tuple[str, ...], out: Path
+    name: str,
+    source: str | os.PathLike | None,
+    overrides: list[str] | tuple[str, ...],
+    out: Path,
+    progress: bool = True,
 ) -> Path:
-    """Check the hyperparameters and write the baseline's folder (config and dataset identity)."""
+    """Train the baseline and write its folder: ``config.json`` (hyperparameters, dataset
+    identity) and, for the neural models, the weights and the item-embedding table."""
     config = model_config(name, overrides)
     where = mmbench.loading.resolve_source(source)
-    tracks = mmbench.load("tracks", "catalog", source=where)["track_id"]
+    track_ids = training.catalog_ids(where)
     module = importlib.import_module(BASELINES[name])
-    module.fit(_sessions(where, ("train",)), config)  # fails early on a config the model cannot use
-    out.mkdir(parents=True, exist_ok=True)
     record = {
         "model": name,
         "config": config,
         "dataset": str(Path(where).resolve()) if Path(where).is_dir() else where,
-        "dataset_fingerprint": dataset_fingerprint(tracks),
+        "dataset_fingerprint": dataset_fingerprint(track_ids),
         "mmbench_version": mmbench.__version__,
     }
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / "config.json")
+    if not hasattr(module, "build"):
+        module.fit(_sessions(where, ("train",)), config)  # fails early on a config the model cannot use
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "config.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(out / "config.json")
+        return out
+    training.seed_everything(config["seed"])
+    model = module.build(len(track_ids), config, where).to(training.pick_device(config["device"]))
+    windows = training.training_windows(where, track_ids, config["max_len"])
+    validate = training.validation_scorer(where, track_ids, config["max_len"])
+    epochs = training.fit(model, windows, config, validate, progress=progress)
+    best = max(epochs, key=lambda e: e["validation_ndcg@10"])
+    record["training"] = {"windows": len(windows), "best_epoch": best["epoch"], "epochs": epochs}
+    training.save_checkpoint(model, out, record, track_ids)
     return out
 
 
@@ -161,13 +176,26 @@ def predict(
             f"{model_dir}: trained on a dataset with other track ids than {where}; retrain it on this dataset"
         )
     module = importlib.import_module(BASELINES[name])
-    state = module.fit(_sessions(where, ("train",)), config)
-    pop_rank = {t: i for i, t in enumerate(pop_order)}
-    inputs = instance_inputs(where, task, split)
+    if hasattr(module, "build"):
+        track_ids = sorted(pop_order)
+        model = module.build(len(track_ids), config, where).to(training.pick_device(config["device"]))
+        training.load_weights(model, model_dir)
+        ids, seqs, candidates = training.instance_sequences(where, task, split, track_ids, config["max_len"])
+        ranked = training.rankings(
+            model, seqs, track_ids, candidates, progress=progress, desc=f"{name} {task} {split}"
+        )
+    else:
+        state = module.fit(_sessions(where, ("train",)), config)
+        pop_rank = {t: i for i, t in enumerate(pop_order)}
+        inputs = instance_inputs(where, task, split)
+        ids = [row["instance_id"] for row in inputs]
+        ranked = [
+            rank(module.score(row, state, config), pop_rank, pop_order, row["candidates"])
+            for row in tqdm(inputs, desc=f"{name} {task} {split}", disable=not progress)
+        ]
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        for row in tqdm(inputs, desc=f"{name} {task} {split}", disable=not progress):
-            ranking = rank(module.score(row, state, config), pop_rank, pop_order, row["candidates"])
-            f.write(json.dumps({"instance_id": row["instance_id"], "predictions": ranking}) + "\n")
+        for instance_id, ranking in zip(ids, ranked, strict=True):
+            f.write(json.dumps({"instance_id": instance_id, "predictions": ranking}) + "\n")
     tmp.replace(out)
-    return len(inputs)
+    return len(ids)

@@ -290,11 +290,12 @@ def baseline_list() -> None:
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Folder for the trained baseline."
 )
-def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], out: Path) -> None:
-    """Train baseline NAME on the training sessions."""
+@click.option("--quiet", is_flag=True, help="No progress bars or per-epoch log.")
+def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], out: Path, quiet: bool) -> None:
+    """Train baseline NAME on the training sessions (neural ones: early stopping on validation)."""
     from mmbench.baselines.runner import train
 
-    train(name, dataset, overrides, out)
+    train(name, dataset, overrides, out, progress=not quiet)
     click.echo(f"trained {name} -> {out}")
 
 
@@ -306,9 +307,10 @@ def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], o
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
 @click.option("--dataset", default=None, help="Predict on this build instead of the one it was trained on.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Predictions file (JSON Lines).")
-def baseline_predict(model_dir: Path, task: str, split: str, dataset: str | None, out: Path) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def baseline_predict(model_dir: Path, task: str, split: str, dataset: str | None, out: Path, quiet: bool) -> None:
     """Write the trained baseline's ranking of every instance."""
     from mmbench.baselines.runner import predict
 
-    n = predict(model_dir, task, split, out, source=dataset)
+    n = predict(model_dir, task, split, out, source=dataset, progress=not quiet)
     click.echo(f"wrote {n:,} {task} {split} predictions to {out}")

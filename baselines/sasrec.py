@@ -1,0 +1,80 @@
+"""SASRec (Kang & McAuley, "Self-attentive sequential recommendation", ICDM 2018): causal
+self-attention over the item sequence, next-item cross-entropy at every position."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmbench.baselines.training import next_item_targets
+
+
+class AttentionEncoder(nn.Module):
+    """Pre-norm Transformer blocks over left-padded item embeddings with learned positions
+    counted from the end (the last item always has the same position). A position attends only
+    to real items (and to itself, so that padding rows stay finite); ``causal`` also hides the
+    items after it."""
+
+    def __init__(self, dim: int, layers: int, heads: int, dropout: float, max_len: int, causal: bool):
+        super().__init__()
+        self.heads, self.max_len, self.causal = heads, max_len, causal
+        self.positions = nn.Embedding(max_len, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+            )
+            for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, L, D] item representations, ``real`` [B, L] True where not padding."""
+        length = x.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"sequence of {length} items is longer than max_len={self.max_len}")
+        where = torch.arange(self.max_len - length, self.max_len, device=x.device)
+        x = self.dropout(x + self.positions(where)[None])
+        allowed = real[:, None, :] | torch.eye(length, dtype=torch.bool, device=x.device)[None]
+        if self.causal:
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=x.device).tril()[None]
+        blocked = (~allowed).repeat_interleave(self.heads, dim=0)
+        for block in self.blocks:
+            x = block(x, src_mask=blocked)
+        return self.norm(x)
+
+
+class SASRec(nn.Module):
+    """Item embeddings (shared with the output layer) + a causal :class:`AttentionEncoder`."""
+
+    def __init__(self, n_items: int, dim: int, layers: int, heads: int, dropout: float, max_len: int):
+        super().__init__()
+        self.dim = dim
+        self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        nn.init.normal_(self.items.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+        self.encoder = AttentionEncoder(dim, layers, heads, dropout, max_len, causal=True)
+
+    def item_table(self) -> torch.Tensor:
+        return self.items.weight
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        """Hidden state [B, L, D] at every position, from the items up to that position."""
+        return self.encoder(self.items(seqs) * math.sqrt(self.dim), seqs > 0)
+
+    def loss_inputs(self, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = next_item_targets(batch)
+        return self.encode(inputs), targets
+
+    def query(self, seqs: torch.Tensor) -> torch.Tensor:
+        return self.encode(seqs)[:, -1]
+
+
+def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> SASRec:
+    """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
+    return SASRec(n_items, config["dim"], config["layers"], config["heads"], config["dropout"], config["max_len"])

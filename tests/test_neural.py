@@ -1,0 +1,207 @@
+"""The neural baselines: model invariants, the shared loop's losses, overfitting, checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from conftest import run_cli
+from mmbench.baselines import bert4rec, gru4rec, sasrec, training
+from mmbench.baselines.runner import instance_inputs, model_config
+
+N_ITEMS = 10
+TINY = {"dim": 32, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 12, "mask_probability": 0.3}
+MODELS = {"sasrec": sasrec, "bert4rec": bert4rec, "gru4rec": gru4rec}
+
+
+def tiny(name: str, n_items: int = N_ITEMS) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return MODELS[name].build(n_items, TINY).eval()
+
+
+def random_seqs(rows: int, length: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(1, N_ITEMS + 1, (rows, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_sasrec_is_causal():
+    model, seqs = tiny("sasrec"), random_seqs(4, 12)
+    before = model.encode(seqs)
+    for t in (0, 5, 10):
+        changed = seqs.clone()
+        changed[:, t + 1 :] = (changed[:, t + 1 :] % N_ITEMS) + 1
+        after = model.encode(changed)
+        torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1])
+        assert not torch.allclose(after[:, t + 1 :], before[:, t + 1 :])
+
+
+def test_bert4rec_is_bidirectional():
+    model, seqs = tiny("bert4rec"), random_seqs(4, 12)
+    changed = seqs.clone()
+    changed[:, -1] = (changed[:, -1] % N_ITEMS) + 1
+    assert not torch.allclose(model.encode(changed)[:, 0], model.encode(seqs)[:, 0])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_padding_does_not_change_the_query(name):
+    model = tiny(name)
+    seqs = random_seqs(3, 7)
+    padded = torch.cat([torch.zeros(3, 5, dtype=torch.long), seqs], dim=1)
+    torch.testing.assert_close(model.query(padded), model.query(seqs))
+    # Rows of different lengths in one batch: each row as if alone.
+    mixed = padded.clone()
+    mixed[1, :9] = 0
+    torch.testing.assert_close(model.query(mixed)[1], model.query(mixed[1:2, 9:])[0])
+
+
+def test_bert4rec_cloze_masks_only_real_items():
+    model = tiny("bert4rec")
+    seqs = random_seqs(64, 12)
+    seqs[:, :4] = 0
+    inputs, targets = model.cloze(seqs, torch.Generator().manual_seed(0))
+    masked = inputs == model.mask_id
+    assert masked.any(dim=1).all()  # every sequence has something to predict
+    assert not masked[:, :4].any()  # padding is never masked
+    assert torch.equal(targets[masked], seqs[masked]) and (targets[~masked] == 0).all()
+    assert torch.equal(inputs[~masked], seqs[~masked])
+    share = masked[:, 4:].float().mean().item()
+    assert 0.2 < share < 0.4  # mask_probability = 0.3
+    # Prediction appends one mask to the last max_len - 1 items.
+    assert model.query(random_seqs(2, 30)).shape == (2, TINY["dim"])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_padding_and_mask_are_never_predicted(name):
+    model = tiny(name)
+    with torch.no_grad():
+        model.items.weight[0] = 1e4  # would win every ranking if it were scored
+        if name == "bert4rec":
+            model.items.weight[model.mask_id] = 1e4
+    best = training.top_items(model, random_seqs(8, 12), N_ITEMS)
+    assert best.min() >= 1 and best.max() <= N_ITEMS
+    assert sorted(best[0].tolist()) == list(range(1, N_ITEMS + 1))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_model_overfits_a_deterministic_sequence(name):
+    # Item i is always followed by item i % N + 1: a perfect model predicts every next item.
+    start = np.arange(40) % N_ITEMS
+    windows = (start[:, None] + np.arange(TINY["max_len"] + 1)[None, :]) % N_ITEMS + 1
+    windows[::3, :4] = 0  # some padded windows
+    model = tiny(name).train()
+    config = {
+        **model_config(name),
+        **TINY,
+        "epochs": 150,
+        "batch_size": 16,
+        "learning_rate": 0.01,
+        "weight_decay": 0.0,
+    }
+    training.fit(model, windows, config, validate=None, progress=False)
+    model.eval()
+    prefixes = torch.as_tensor(windows[:, :-1])
+    best = training.top_items(model, prefixes, 1)[:, 0]
+    accuracy = (best == torch.as_tensor(windows[:, -1])).float().mean().item()
+    assert accuracy >= 0.95
+
+
+def test_chunked_full_softmax_equals_plain_cross_entropy(monkeypatch):
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 5, 8, requires_grad=True)
+    table = torch.randn(N_ITEMS + 1, 8, requires_grad=True)
+    targets = torch.randint(0, N_ITEMS + 1, (3, 5))
+    targets[0, 0] = 1
+    keep = targets > 0
+    expected = F.cross_entropy(hidden[keep] @ table[1:].T, targets[keep] - 1)
+    grads = torch.autograd.grad(expected, (hidden, table))
+    monkeypatch.setattr(training, "CHUNK_ELEMENTS", 2 * N_ITEMS)  # two positions per chunk
+    loss = training.full_softmax_loss(hidden, table, targets)
+    torch.testing.assert_close(loss, expected)
+    for got, want in zip(torch.autograd.grad(loss, (hidden, table)), grads, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_sampled_softmax_leaves_out_the_positive():
+    torch.manual_seed(0)
+    hidden, table = torch.randn(1, 1, 4), torch.randn(3, 4)  # items 1 and 2
+    targets = torch.tensor([[1]])
+    loss = training.sampled_softmax_loss(hidden, table, targets, 50, torch.Generator().manual_seed(0))
+    # The only other item is 2 (drawn about 25 times); the draws of item 1 itself are left out.
+    pos, neg = (hidden[0, 0] * table[1]).sum(), (hidden[0, 0] * table[2]).sum()
+    draws = torch.randint(1, 3, (50,), generator=torch.Generator().manual_seed(0))
+    n_neg = int((draws == 2).sum())
+    expected = -pos + torch.logsumexp(torch.cat([pos[None], neg.repeat(n_neg)]), 0)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_instance_sequences_are_the_tail_of_history_and_prefix(sample_build):
+    track_ids = training.catalog_ids(sample_build)
+    code = {t: i + 1 for i, t in enumerate(track_ids)}
+    for task in ("next-track", "paper-sampled"):
+        ids, seqs, candidates = training.instance_sequences(sample_build, task, "test", track_ids, 20)
+        rows = instance_inputs(sample_build, task, "test")
+        assert ids == [r["instance_id"] for r in rows]
+        for row, seq in zip(rows, seqs, strict=True):
+            expected = [code[t] for t in row["history"] + row["prefix"]][-20:]
+            assert seq.tolist() == [0] * (20 - len(expected)) + expected
+        assert (candidates is None) == (task == "next-track")
+
+
+@pytest.fixture(scope="module")
+def quick_sasrec(sample_build, tmp_path_factory):
+    root = tmp_path_factory.mktemp("neural")
+    outputs = []
+    for run in ("a", "b"):
+        folder = root / run
+        result = run_cli(
+            "baseline", "train", "sasrec", "--dataset", str(sample_build), "--set", "epochs=3",
+            "--set", "dim=32", "--out", str(folder), "--quiet",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        preds = root / f"{run}.jsonl"
+        result = run_cli("baseline", "predict", str(folder), "--out", str(preds), "--quiet")
+        assert result.returncode == 0, result.stderr
+        outputs.append((folder, preds))
+    return outputs
+
+
+def test_same_seed_same_weights_and_predictions(quick_sasrec):
+    (a, pa), (b, pb) = quick_sasrec
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    assert pa.read_bytes() == pb.read_bytes()
+
+
+def test_checkpoint_records_training_and_exports_item_embeddings(quick_sasrec, sample_build):
+    folder, _ = quick_sasrec[0]
+    record = json.loads((folder / "config.json").read_text())
+    assert [e["epoch"] for e in record["training"]["epochs"]] == [1, 2, 3]
+    assert 1 <= record["training"]["best_epoch"] <= 3
+    with safe_open(folder / "item_embeddings.safetensors", "pt") as f:
+        table = f.get_tensor("embedding")
+        meta = f.metadata()
+    assert json.loads(meta["track_ids"]) == training.catalog_ids(sample_build)
+    assert table.shape == (len(training.catalog_ids(sample_build)), 32)
+    assert meta["dataset_fingerprint"] == record["dataset_fingerprint"]
+
+
+def test_damaged_checkpoint_is_a_clear_error(quick_sasrec, tmp_path):
+    folder, _ = quick_sasrec[0]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    record = json.loads((folder / "config.json").read_text())
+    record["config"]["dim"] = 16  # the weights were trained with dim=32
+    (broken / "config.json").write_text(json.dumps(record))
+    (broken / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    result = run_cli("baseline", "predict", str(broken), "--out", str(tmp_path / "p.jsonl"))
+    assert result.returncode == 2 and "weights do not fit" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "p.jsonl").exists()
+
+
+def test_unknown_neural_hyperparameter_is_a_clear_error(sample_build, tmp_path):
+    result = run_cli(
+        "baseline", "train", "gru4rec", "--dataset", str(sample_build), "--set", "heads=2", "--out", str(tmp_path / "g")
+    )
+    assert result.returncode == 2 and "unknown gru4rec hyperparameter key 'heads'" in result.stderr
+    assert not (tmp_path / "g").exists()
