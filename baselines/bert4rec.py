@@ -18,7 +18,14 @@ class BERT4Rec(nn.Module):
     """Item embeddings with an extra mask token (N + 1, never scored) + a bidirectional encoder."""
 
     def __init__(
-        self, n_items: int, dim: int, layers: int, heads: int, dropout: float, max_len: int, mask_probability: float
+        self,
+        n_items: int,
+        dim: int,
+        layers: int,
+        heads: int,
+        dropout: float,
+        max_len: int,
+        mask_probability: float,
     ):
         super().__init__()
         self.dim, self.max_len, self.mask_probability = dim, max_len, mask_probability
@@ -46,7 +53,9 @@ class BERT4Rec(nn.Module):
         inputs = torch.where(masked, torch.full_like(seqs, self.mask_id), seqs)
         return inputs, torch.where(masked, seqs, torch.zeros_like(seqs))
 
-    def loss_inputs(self, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_inputs(
+        self, batch: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = self.cloze(batch[:, 1:], generator)
         return self.encode(inputs), targets
 

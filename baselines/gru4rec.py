@@ -48,7 +48,9 @@ class GRU4Rec(nn.Module):
         left = states.gather(1, ((steps - shift) % length)[..., None].expand(-1, -1, states.shape[2]))
         return self.out(self.dropout(left)) * (seqs > 0)[..., None]
 
-    def loss_inputs(self, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_inputs(
+        self, batch: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = next_item_targets(batch)
         return self.encode(inputs), targets
 

@@ -67,7 +67,9 @@ class SASRec(nn.Module):
         """Hidden state [B, L, D] at every position, from the items up to that position."""
         return self.encoder(self.items(seqs) * math.sqrt(self.dim), seqs > 0)
 
-    def loss_inputs(self, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_inputs(
+        self, batch: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = next_item_targets(batch)
         return self.encode(inputs), targets
 
@@ -77,4 +79,6 @@ class SASRec(nn.Module):
 
 def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> SASRec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
-    return SASRec(n_items, config["dim"], config["layers"], config["heads"], config["dropout"], config["max_len"])
+    return SASRec(
+        n_items, config["dim"], config["layers"], config["heads"], config["dropout"], config["max_len"]
+    )

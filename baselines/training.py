@@ -69,7 +69,9 @@ def _plays(source: str | os.PathLike | None, splits: tuple[str, ...], codes: pl.
     """One row per play with its item number, ordered by user, session start, session, position."""
     sessions = pl.concat(
         [
-            mmbench.load("sessions", s, source=source).to_polars().select("session_id", "user_id", "start_time", "track_ids")
+            mmbench.load("sessions", s, source=source)
+            .to_polars()
+            .select("session_id", "user_id", "start_time", "track_ids")
             for s in splits
         ]
     )
@@ -86,9 +88,7 @@ def _code_frame(track_ids: list[str]) -> pl.DataFrame:
     return pl.DataFrame({"track_id": track_ids, "code": np.arange(1, len(track_ids) + 1, dtype=np.int64)})
 
 
-def training_windows(
-    source: str | os.PathLike | None, track_ids: list[str], max_len: int
-) -> np.ndarray:
+def training_windows(source: str | os.PathLike | None, track_ids: list[str], max_len: int) -> np.ndarray:
     """Every user's training plays in time order, cut from the end into windows of
     ``max_len + 1`` items (left-padded), so that each play is a target exactly once."""
     plays = _plays(source, ("train",), _code_frame(track_ids))
@@ -169,7 +169,11 @@ def full_softmax_loss(hidden: torch.Tensor, table: torch.Tensor, targets: torch.
 
 
 def sampled_softmax_loss(
-    hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, n_negatives: int, generator: torch.Generator
+    hidden: torch.Tensor,
+    table: torch.Tensor,
+    targets: torch.Tensor,
+    n_negatives: int,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """Cross-entropy of each target against ``n_negatives`` items drawn uniformly from 1..N for
     the whole batch; a draw equal to a position's own target is left out of that position."""
@@ -250,7 +254,9 @@ def fit(
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config["seed"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"])
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"]
+    )
     data = torch.as_tensor(windows, dtype=torch.long)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     history: list[dict[str, float]] = []
@@ -259,7 +265,12 @@ def fit(
         model.train()
         order = torch.randperm(len(data), generator=generator)
         total, steps = 0.0, 0
-        bar = tqdm(range(0, len(data), config["batch_size"]), desc=f"epoch {epoch}", disable=not progress, leave=False)
+        bar = tqdm(
+            range(0, len(data), config["batch_size"]),
+            desc=f"epoch {epoch}",
+            disable=not progress,
+            leave=False,
+        )
         for start in bar:
             batch = data[order[start : start + config["batch_size"]]].to(device)
             with autocast:
@@ -284,7 +295,9 @@ def fit(
                 waited += 1
         history.append(record)
         if progress:
-            tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            tqdm.write(
+                " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            )
         if validate is not None and waited >= config["patience"]:
             break
     if best_state is not None:
@@ -322,19 +335,28 @@ def save_checkpoint(model: torch.nn.Module, out: Path, record: dict[str, Any], t
         "dataset_fingerprint": record["dataset_fingerprint"],
         "track_ids": json.dumps(track_ids),
     }
-    _atomic(out / "item_embeddings.safetensors", lambda p: save_file({"embedding": table}, p, metadata=metadata))
-    _atomic(out / "config.json", lambda p: Path(p).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8"))
+    _atomic(
+        out / "item_embeddings.safetensors", lambda p: save_file({"embedding": table}, p, metadata=metadata)
+    )
+    _atomic(
+        out / "config.json",
+        lambda p: Path(p).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8"),
+    )
 
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
     """Load ``model.safetensors`` of a trained folder into ``model``."""
     path = folder / "model.safetensors"
     if not path.is_file():
-        raise MmbenchError(f"{folder}: no model.safetensors; expected a folder written by `mmbench baseline train`")
+        raise MmbenchError(
+            f"{folder}: no model.safetensors; expected a folder written by `mmbench baseline train`"
+        )
     try:
         model.load_state_dict(load_file(path))
     except RuntimeError as exc:
-        raise MmbenchError(f"{path}: weights do not fit the model in config.json ({str(exc).splitlines()[0]})") from None
+        raise MmbenchError(
+            f"{path}: weights do not fit the model in config.json ({str(exc).splitlines()[0]})"
+        ) from None
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:

@@ -291,7 +291,9 @@ def baseline_list() -> None:
     "--out", type=click.Path(path_type=Path), required=True, help="Folder for the trained baseline."
 )
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch log.")
-def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], out: Path, quiet: bool) -> None:
+def baseline_train(
+    name: str, dataset: str | None, overrides: tuple[str, ...], out: Path, quiet: bool
+) -> None:
     """Train baseline NAME on the training sessions (neural ones: early stopping on validation)."""
     from mmbench.baselines.runner import train
 
@@ -308,7 +310,9 @@ def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], o
 @click.option("--dataset", default=None, help="Predict on this build instead of the one it was trained on.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Predictions file (JSON Lines).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def baseline_predict(model_dir: Path, task: str, split: str, dataset: str | None, out: Path, quiet: bool) -> None:
+def baseline_predict(
+    model_dir: Path, task: str, split: str, dataset: str | None, out: Path, quiet: bool
+) -> None:
     """Write the trained baseline's ranking of every instance."""
     from mmbench.baselines.runner import predict
 

@@ -201,7 +201,15 @@ def test_damaged_checkpoint_is_a_clear_error(quick_sasrec, tmp_path):
 
 def test_unknown_neural_hyperparameter_is_a_clear_error(sample_build, tmp_path):
     result = run_cli(
-        "baseline", "train", "gru4rec", "--dataset", str(sample_build), "--set", "heads=2", "--out", str(tmp_path / "g")
+        "baseline",
+        "train",
+        "gru4rec",
+        "--dataset",
+        str(sample_build),
+        "--set",
+        "heads=2",
+        "--out",
+        str(tmp_path / "g"),
     )
     assert result.returncode == 2 and "unknown gru4rec hyperparameter key 'heads'" in result.stderr
     assert not (tmp_path / "g").exists()
