@@ -23,11 +23,14 @@ import numpy as np
 import polars as pl
 
 from mmbench.builders import (
+    audio,
     completion,
+    content,
     filter,
     identify,
     ingest,
     instances,
+    lyrics,
     publish,
     sample,
     sessionize,
@@ -36,6 +39,7 @@ from mmbench.builders import (
 from mmbench.builders.recipe import recipe_digest
 from mmbench.errors import MmbenchError
 from mmbench.info import sha256_file
+from mmbench.schema import embedding_schema
 
 CACHE_VERSION = "1"
 WORK = ".build"
@@ -110,6 +114,11 @@ def read_durations(path: Path) -> pl.DataFrame:
     )
 
 
+def _frame_digest(frame: pl.DataFrame) -> str:
+    """SHA-256 of a small frame's rows (a stage key part that follows the data, not a file)."""
+    return hashlib.sha256(frame.write_csv().encode("utf-8")).hexdigest()
+
+
 def _fingerprint(path: Path | None) -> list | None:
     return None if path is None else [str(path), path.stat().st_size, path.stat().st_mtime_ns]
 
@@ -131,13 +140,22 @@ def build(
     raw: Path | None = None,
     sample_config: sample.SampleConfig | None = None,
     durations_path: Path | None = None,
+    audio_manifest: Path | None = None,
+    lyrics_manifest: Path | None = None,
+    encoder_options: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> dict:
     """Build the dataset folder ``out`` from ``raw`` (or from the synthetic sample) with ``recipe``.
 
+    Content stages run only when their manifest is given (the sample always gives its own):
+    ``audio_manifest`` adds durations and the ``audio-<recipe enrich.audio_encoder>`` config,
+    ``lyrics_manifest`` the ``lyrics-<enrich.lyrics_encoder>`` config. ``encoder_options``
+    (``model``, ``device``, ``trust_remote_code``) go to the audio encoder.
+
     Returns the build report (also written to ``out/build_report.json``).
     """
+    encoder_options = encoder_options or {}
     cache = StageCache(out / WORK, log)
     if sample_config is not None:
         sample_dir = out / WORK / "sample-raw"
@@ -150,6 +168,8 @@ def build(
             publish.write_text_atomic(marker, json.dumps(wanted))
         raw = sample_dir / ingest.ARCHIVE_NAME
         durations_path = durations_path or sample_dir / "durations.csv"
+        audio_manifest = audio_manifest or sample_dir / "audio_manifest.csv"
+        lyrics_manifest = lyrics_manifest or sample_dir / "lyrics_manifest.jsonl"
     assert raw is not None
     source = ingest.resolve_raw(raw)
     rejects_path = out / WORK / "rejects.jsonl"
@@ -169,12 +189,19 @@ def build(
     ident, stages["identify"], key = cache.run("identify", {"up": key}, run_identify)
     tracks = ident["tracks"]
     plays = ident["plays"]
+    audio_files = content.read_audio_manifest(audio_manifest) if audio_manifest is not None else None
+    lyric_texts = content.read_lyrics_manifest(lyrics_manifest) if lyrics_manifest is not None else None
+    known = [read_durations(durations_path)] if durations_path is not None else []
+    if audio_files is not None:
+        known.append(audio_files.select("track_id", "duration_seconds"))
     durations = pl.DataFrame(schema={"track": pl.UInt32, "duration_seconds": pl.Float32})
-    if durations_path is not None:
-        known = read_durations(durations_path)
-        durations = tracks.join(known, on="track_id").select(
-            "track", pl.col("duration_seconds").cast(pl.Float32)
-        )
+    if known:  # the durations manifest first, then the audio files
+        durations = tracks.join(
+            pl.concat([k.with_columns(pl.col("duration_seconds").cast(pl.Float32)) for k in known]).unique(
+                "track_id", keep="first", maintain_order=True
+            ),
+            on="track_id",
+        ).select("track", "duration_seconds")
 
     filters = recipe["filters"]
     before = recipe["sessionize"]["after_filters"]
@@ -204,7 +231,9 @@ def build(
         return {"plays": with_ratios}, report
 
     done, stages["completion"], key = cache.run(
-        "completion", {"up": key, "durations": _fingerprint(durations_path)}, run_completion
+        "completion",
+        {"up": key, "durations": _fingerprint(durations_path), "audio": _fingerprint(audio_manifest)},
+        run_completion,
     )
 
     def run_filter() -> tuple[dict[str, pl.DataFrame], dict]:
@@ -252,8 +281,48 @@ def build(
         "instances", {"up": key, "instances": recipe_digest(recipe, "instances")}, run_instances
     )
 
+    kept = tracks.join(
+        pl.DataFrame({"track": catalog_codes}).cast({"track": tracks["track"].dtype}), on="track"
+    )
+    enriched: dict[str, tuple[pl.DataFrame, dict]] = {}
+    if audio_files is not None:
+        name = recipe["enrich"]["audio_encoder"]
+        rows = audio_files.join(kept.select("track_id"), on="track_id").sort("track_id")
+
+        def run_audio() -> tuple[dict[str, pl.DataFrame], dict]:
+            encoder = audio.audio_encoder(name, **encoder_options)
+            ids, matrix, report = audio.embed_audio(
+                encoder, rows["track_id"].to_list(), rows["path"].to_list(), progress=progress
+            )
+            return {"embeddings": pl.DataFrame({"track_id": ids, "embedding": matrix})}, report
+
+        parts = {"files": _frame_digest(rows.select("track_id", "path")), "encoder": name, **encoder_options}
+        frames, report, _ = cache.run(f"audio-{name}", parts, run_audio)
+        enriched[f"audio-{name}"] = (frames["embeddings"], report)
+    if lyric_texts is not None:
+        name = recipe["enrich"]["lyrics_encoder"]
+        rows = lyric_texts.join(kept.select("track_id"), on="track_id").sort("track_id")
+
+        def run_lyrics() -> tuple[dict[str, pl.DataFrame], dict]:
+            device = encoder_options.get("device") or "auto"
+            matrix, report = lyrics.embed_lyrics(
+                name, rows["lyrics"].to_list(), device=device, progress=progress
+            )
+            return {"embeddings": pl.DataFrame({"track_id": rows["track_id"], "embedding": matrix})}, report
+
+        frames, report, _ = cache.run(
+            f"lyrics-{name}",
+            {"texts": _frame_digest(rows.select("track_id", "lyrics")), "encoder": name},
+            run_lyrics,
+        )
+        enriched[f"lyrics-{name}"] = (frames["embeddings"], report)
+    for config, (frame, report) in enriched.items():
+        report["coverage"] = content.coverage(kept, plays, frame["track_id"])
+
     started = time.perf_counter()
-    report = _publish(out, recipe, stages, plays, sessions, tracks, durations, users, inst, rejects_path)
+    report = _publish(
+        out, recipe, stages, plays, sessions, tracks, durations, users, inst, rejects_path, enriched
+    )
     log(f"publish: {time.perf_counter() - started:.1f} s")
     return report
 
@@ -269,6 +338,7 @@ def _publish(
     users: pl.DataFrame,
     inst: dict[str, pl.DataFrame],
     rejects_path: Path,
+    enriched: dict[str, tuple[pl.DataFrame, dict]],
 ) -> dict:
     staging = out / WORK / "publish"
     shutil.rmtree(staging, ignore_errors=True)
@@ -284,6 +354,9 @@ def _publish(
         )
     publish.write_parquet_shards(publish.to_arrow(catalog, "tracks"), staging / "data" / "tracks", "catalog")
     publish.write_parquet_shards(publish.to_arrow(user_table, "users"), staging / "data" / "users", "catalog")
+    for config, (frame, info) in enriched.items():
+        table = publish.to_arrow(frame, embedding_schema(info["dim"]))
+        publish.write_parquet_shards(table, staging / "data" / config, "catalog")
     recipe_toml = _recipe_toml(recipe)
     statistics = {
         "plays": plays.height,
@@ -300,6 +373,7 @@ def _publish(
         "inputs": stages["ingest"]["inputs"],
         "stages": stages,
         "statistics": statistics,
+        "content": {config: info for config, (_, info) in enriched.items()},
         "versions": versions(),
     }
     plots = publish.write_plots(staging / "plots", sessions, catalog, plays, stages["split"])
@@ -319,7 +393,7 @@ def _publish(
 
 def _recipe_toml(recipe: dict) -> str:
     lines = [f"name = {json.dumps(recipe['name'])}", f"description = {json.dumps(recipe['description'])}"]
-    for section in ("sessionize", "filters", "split", "instances"):
+    for section in ("sessionize", "filters", "split", "instances", "enrich"):
         lines.append(f"\n[{section}]")
         for k, v in recipe[section].items():
             lines.append(f"{k} = {json.dumps(v)}")

@@ -26,10 +26,11 @@ ROWS_PER_SHARD = 500_000
 ROW_GROUP = 50_000
 
 
-def to_arrow(frame: pl.DataFrame, config: str) -> pa.Table:
+def to_arrow(frame: pl.DataFrame, config: str | pa.Schema) -> pa.Table:
     """Convert to the config's exact Arrow schema (plain strings, second-resolution UTC times)."""
+    schema = SCHEMAS[config] if isinstance(config, str) else config
     table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
-    return table.select(SCHEMAS[config].names).cast(SCHEMAS[config])
+    return table.select(schema.names).cast(schema)
 
 
 def write_parquet_shards(table: pa.Table, folder: Path, split: str) -> list[Path]:
@@ -155,6 +156,7 @@ def write_plots(
 
 def card_text(report: dict, plots: list[str], recipe_toml: str) -> str:
     """The dataset card: YAML front matter with every config and split, then the description."""
+    content = report.get("content", {})
     lines = [
         "---",
         "license: other",
@@ -167,7 +169,7 @@ def card_text(report: dict, plots: list[str], recipe_toml: str) -> str:
         "- session-based-recommendation",
         "configs:",
     ]
-    for config, splits in SPLITS.items():
+    for config, splits in {**SPLITS, **{c: ("catalog",) for c in content}}.items():
         lines.append(f"- config_name: {config}")
         if config == DEFAULT_CONFIG:
             lines.append("  default: true")
@@ -217,6 +219,7 @@ split of its start time.
 
 """
         + "\n".join(f"![{p[:-4].replace('_', ' ')}](plots/{p})" for p in plots)
+        + content_section(content, stats["tracks"])
         + f"""
 
 ## Recipe
@@ -238,6 +241,22 @@ split of its start time.
 """
     )
     return "\n".join(lines) + "\n" + body
+
+
+def content_section(content: dict[str, dict], n_tracks: int) -> str:
+    """The card's table of content configs: what each holds and how much of the data it covers."""
+    if not content:
+        return ""
+    rows = [
+        f"| `{name}` | {c['model']} | {c['dim']} | {c['coverage']['tracks']:,} / {n_tracks:,} "
+        f"({c['coverage']['tracks_share']:.1%}) | {c['coverage']['plays_share']:.1%} |"
+        for name, c in sorted(content.items())
+    ]
+    return (
+        "\n\n## Content\n\nOne row per catalogue track that has the content; `plays covered` is the share "
+        "of kept plays whose track has it.\n\n| config | model | dim | tracks | plays covered |\n"
+        "|---|---|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -64,6 +64,7 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
         "sessionize": {"gap_seconds": int, "after_filters": list},
         "split": {"test_quantile": float, "validation_quantile": float},
         "instances": {"paper_sampled_negatives": int, "seed": int},
+        "enrich": {"audio_encoder": str, "lyrics_encoder": str},
     }
     for key in ("name", "description"):
         if not isinstance(recipe.get(key), str):
@@ -99,6 +100,13 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
     for name in ("test_quantile", "validation_quantile"):
         if not 0.0 < recipe["split"][name] < 1.0:
             raise MmbenchError(f"{origin}: split.{name} must lie strictly between 0 and 1")
+    from mmbench.builders.audio import AUDIO_ENCODERS
+
+    if recipe["enrich"]["audio_encoder"] not in AUDIO_ENCODERS:
+        raise MmbenchError(
+            f"{origin}: enrich.audio_encoder {recipe['enrich']['audio_encoder']!r} is not one of "
+            f"{', '.join(AUDIO_ENCODERS)}"
+        )
     if recipe["instances"]["paper_sampled_negatives"] < 1:
         raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
 

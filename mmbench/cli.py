@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -53,6 +54,32 @@ def main() -> None:
     help="Manifest of track durations (artist_name, track_name, duration_seconds).",
 )
 @click.option(
+    "--audio-manifest",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CSV/JSONL of artist_name, track_name, path[, duration_seconds]: audio embeddings and durations.",
+)
+@click.option(
+    "--lyrics-manifest",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CSV/JSONL of artist_name, track_name, lyrics[, language]: lyric embeddings.",
+)
+@click.option("--audio-encoder", default=None, help="Shortcut for --set enrich.audio_encoder=NAME.")
+@click.option("--lyrics-encoder", default=None, help="Shortcut for --set enrich.lyrics_encoder=NAME.")
+@click.option(
+    "--audio-model",
+    default=None,
+    help="A Hub name or local folder replacing the audio encoder's default model.",
+)
+@click.option(
+    "--trust-remote-code", is_flag=True, help="Allow encoders whose model code lives on the Hub (MERT)."
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Device of the content encoders (auto = CUDA if present).",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
@@ -67,6 +94,13 @@ def build(
     recipe: str | None,
     overrides: tuple[str, ...],
     durations: Path | None,
+    audio_manifest: Path | None,
+    lyrics_manifest: Path | None,
+    audio_encoder: str | None,
+    lyrics_encoder: str | None,
+    audio_model: str | None,
+    trust_remote_code: bool,
+    device: str,
     out: Path | None,
     quiet: bool,
 ) -> None:
@@ -76,7 +110,9 @@ def build(
 
     if sample == (raw is not None):
         raise MmbenchError("give exactly one of --sample or --raw PATH")
-    recipe_dict = load_recipe(recipe or ("sample" if sample else "official"), overrides)
+    shortcuts = [f"enrich.audio_encoder={json.dumps(audio_encoder)}"] if audio_encoder else []
+    shortcuts += [f"enrich.lyrics_encoder={json.dumps(lyrics_encoder)}"] if lyrics_encoder else []
+    recipe_dict = load_recipe(recipe or ("sample" if sample else "official"), (*overrides, *shortcuts))
     out = out or default_local_dir()
     if out.exists() and not out.is_dir():
         raise MmbenchError(f"{out}: exists and is not a folder")
@@ -93,6 +129,9 @@ def build(
             raw=raw,
             sample_config=SampleConfig() if sample else None,
             durations_path=durations,
+            audio_manifest=audio_manifest,
+            lyrics_manifest=lyrics_manifest,
+            encoder_options={"model": audio_model, "device": device, "trust_remote_code": trust_remote_code},
             progress=not quiet,
             log=(lambda message: None) if quiet else (lambda message: click.echo(message, err=True)),
         )

@@ -57,6 +57,11 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+def embedding_schema(dim: int) -> pa.Schema:
+    """Schema of an ``audio-<encoder>`` or ``lyrics-<encoder>`` config of dimension ``dim``."""
+    return pa.schema([("track_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
+
+
 def stored_schema(config: str) -> pa.Schema:
     """The schema a config has once written to parquet and read back.
 

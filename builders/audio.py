@@ -1,0 +1,214 @@
+"""Audio embeddings: one encoder interface, registered by name, and the stage that embeds the
+catalogue's audio files (decoded, resampled to the encoder's rate, cut into 30 s chunks whose
+embeddings are averaged, weighted by their length).
+
+- ``mfcc``: statistics of 20 MFCCs and their first and second deltas (mean and standard
+  deviation, 120-d); no weights (librosa), the default.
+- ``clap``: ``laion/larger_clap_music`` audio tower (512-d), transformers ``ClapModel``.
+- ``mert`` / ``mert-330m``: ``m-a-p/MERT-v1-95M`` (768-d) / ``MERT-v1-330M`` (1024-d), mean of
+  the last hidden states over time; their model code lives on the Hub, so they load only with
+  ``trust_remote_code``.
+- ``encodec``: ``facebook/encodec_24khz`` encoder output averaged over time (128-d).
+
+Every transformers encoder accepts a local folder instead of the Hub name (``model=...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmbench.errors import MmbenchError
+
+CHUNK_SECONDS = 30.0
+
+
+@dataclass
+class AudioEncoder:
+    """``embed(waveforms)`` maps mono float32 waveforms at ``sample_rate`` to ``[n, dim]`` float32."""
+
+    name: str
+    sample_rate: int
+    dim: int
+    embed: Callable[[list[np.ndarray]], np.ndarray]
+    model: str = ""
+    chunk_seconds: float = CHUNK_SECONDS
+
+
+def mfcc_encoder(**_: Any) -> AudioEncoder:
+    """MFCC statistics: 20 coefficients + deltas + second deltas, mean and std over frames."""
+    import librosa
+
+    sample_rate = 22050
+
+    def embed(waves: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for wave in waves:
+            mfcc = librosa.feature.mfcc(y=wave, sr=sample_rate, n_mfcc=20)
+            width = min(9, mfcc.shape[1] - (1 - mfcc.shape[1] % 2))
+            if width >= 3:
+                deltas = [librosa.feature.delta(mfcc, order=o, width=width) for o in (1, 2)]
+            else:
+                deltas = [np.zeros_like(mfcc)] * 2
+            feats = np.concatenate([mfcc, *deltas])
+            out.append(np.concatenate([feats.mean(axis=1), feats.std(axis=1)]))
+        return np.asarray(out, dtype=np.float32)
+
+    return AudioEncoder("mfcc", sample_rate, 120, embed, model="librosa.feature.mfcc")
+
+
+def _device(device: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def clap_encoder(model: str = "laion/larger_clap_music", device: str = "auto", **_: Any) -> AudioEncoder:
+    """CLAP's audio embedding (the projection used for audio-text similarity)."""
+    import torch
+    from transformers import ClapFeatureExtractor, ClapModel
+
+    where = _device(device)
+    net = ClapModel.from_pretrained(model).to(where).eval()
+    extractor = ClapFeatureExtractor.from_pretrained(model)
+    rate = extractor.sampling_rate
+
+    @torch.no_grad()
+    def embed(waves: list[np.ndarray]) -> np.ndarray:
+        inputs = extractor(waves, sampling_rate=rate, return_tensors="pt").to(where)
+        features = net.get_audio_features(
+            **{k: v for k, v in inputs.items() if k in ("input_features", "is_longer")}
+        )
+        features = getattr(features, "pooler_output", features)
+        return features.float().cpu().numpy()
+
+    # Chunks no longer than the extractor's window, so that it never crops (at random) or pads.
+    window = float(extractor.max_length_s)
+    return AudioEncoder("clap", rate, net.config.projection_dim, embed, model=model, chunk_seconds=window)
+
+
+def encodec_encoder(model: str = "facebook/encodec_24khz", device: str = "auto", **_: Any) -> AudioEncoder:
+    """EnCodec's continuous encoder output (before quantization), averaged over time."""
+    import torch
+    from transformers import AutoFeatureExtractor, EncodecModel
+
+    where = _device(device)
+    net = EncodecModel.from_pretrained(model).to(where).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(model)
+    rate = extractor.sampling_rate
+
+    @torch.no_grad()
+    def embed(waves: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for wave in waves:  # one at a time: padding would enter the average
+            inputs = extractor(raw_audio=wave, sampling_rate=rate, return_tensors="pt")
+            latent = net.encoder(inputs["input_values"].to(where))
+            out.append(latent.mean(dim=-1)[0].float().cpu().numpy())
+        return np.asarray(out, dtype=np.float32)
+
+    return AudioEncoder("encodec", rate, net.config.hidden_size, embed, model=model)
+
+
+def hidden_state_encoder(
+    name: str, model: str, device: str = "auto", trust_remote_code: bool = False, **_: Any
+) -> AudioEncoder:
+    """Mean of a speech/music transformer's last hidden states over time (MERT and kin)."""
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    try:
+        net = AutoModel.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise MmbenchError(
+                f"audio encoder {name!r} ({model}) runs code from its Hub repository; "
+                "pass --trust-remote-code if you trust it"
+            ) from None
+        raise
+    where = _device(device)
+    net = net.to(where).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(model, trust_remote_code=trust_remote_code)
+    rate = extractor.sampling_rate
+
+    @torch.no_grad()
+    def embed(waves: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for wave in waves:
+            inputs = extractor(wave, sampling_rate=rate, return_tensors="pt")
+            hidden = net(inputs["input_values"].to(where)).last_hidden_state
+            out.append(hidden.mean(dim=1)[0].float().cpu().numpy())
+        return np.asarray(out, dtype=np.float32)
+
+    return AudioEncoder(name, rate, net.config.hidden_size, embed, model=model)
+
+
+AUDIO_ENCODERS: dict[str, Callable[..., AudioEncoder]] = {
+    "mfcc": mfcc_encoder,
+    "clap": clap_encoder,
+    "mert": lambda **kw: hidden_state_encoder("mert", **{"model": "m-a-p/MERT-v1-95M", **kw}),
+    "mert-330m": lambda **kw: hidden_state_encoder("mert-330m", **{"model": "m-a-p/MERT-v1-330M", **kw}),
+    "encodec": encodec_encoder,
+}
+
+
+def audio_encoder(name: str, **options: Any) -> AudioEncoder:
+    """The registered encoder ``name``; ``options``: ``model`` (a Hub name or local folder),
+    ``device``, ``trust_remote_code``."""
+    if name not in AUDIO_ENCODERS:
+        raise MmbenchError(f"unknown audio encoder {name!r}; available: {', '.join(AUDIO_ENCODERS)}")
+    options = {k: v for k, v in options.items() if v not in (None, "")}
+    return AUDIO_ENCODERS[name](**options)
+
+
+def load_audio(path: str, sample_rate: int) -> np.ndarray:
+    """A file decoded to mono float32 at ``sample_rate``."""
+    import librosa
+
+    wave, _ = librosa.load(path, sr=sample_rate, mono=True)
+    return wave.astype(np.float32)
+
+
+def embed_file(encoder: AudioEncoder, wave: np.ndarray) -> np.ndarray:
+    """One track's embedding: its chunks (30 s, or the model's window) embedded and averaged,
+    weighted by their length."""
+    size = int(encoder.chunk_seconds * encoder.sample_rate)
+    chunks = [wave[i : i + size] for i in range(0, max(1, len(wave)), size)]
+    if len(chunks) > 1 and len(chunks[-1]) < encoder.sample_rate:
+        chunks.pop()  # a tail under a second says little and would skew the average
+    vectors = encoder.embed(chunks)
+    weights = np.asarray([len(c) for c in chunks], dtype=np.float64)
+    return (vectors * (weights / weights.sum())[:, None]).sum(axis=0).astype(np.float32)
+
+
+def embed_audio(
+    encoder: AudioEncoder, track_ids: list[str], paths: list[str], progress: bool = True
+) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """Embeddings of every file; a file that cannot be decoded is skipped and reported."""
+    from tqdm.auto import tqdm
+
+    kept, vectors, failed = [], [], []
+    for track_id, path in tqdm(
+        list(zip(track_ids, paths, strict=True)), desc=f"audio {encoder.name}", disable=not progress
+    ):
+        try:
+            wave = load_audio(path, encoder.sample_rate)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file, not fatal
+            failed.append({"track_id": track_id, "path": path, "error": str(exc).splitlines()[0][:200]})
+            continue
+        if len(wave) == 0:
+            failed.append({"track_id": track_id, "path": path, "error": "no samples"})
+            continue
+        kept.append(track_id)
+        vectors.append(embed_file(encoder, wave))
+    matrix = np.stack(vectors) if vectors else np.zeros((0, encoder.dim), dtype=np.float32)
+    report = {
+        "encoder": encoder.name,
+        "model": encoder.model,
+        "dim": encoder.dim,
+        "embedded": len(kept),
+        "failed": failed,
+    }
+    return kept, matrix, report

@@ -1,0 +1,102 @@
+"""Content sources: the audio and lyrics manifests a user assembles, joined to the catalogue.
+
+LastFM-1K has neither audio nor lyrics, and the builder downloads nothing: a user lists the
+files and texts they have in two manifests (CSV or JSON Lines), keyed by artist and track name
+exactly like the plays, so that the identify stage's normalized key joins them to tracks.
+
+- audio manifest: ``artist_name``, ``track_name``, ``path`` (relative to the manifest's folder
+  or absolute; WAV, FLAC, OGG or MP3), optionally ``duration_seconds`` (the full track's length
+  when the file is a preview); without it the duration is read from the file's header.
+- lyrics manifest: ``artist_name``, ``track_name``, ``lyrics``, optionally ``language``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import soundfile
+
+from mmbench.builders import identify
+from mmbench.errors import MmbenchError
+
+AUDIO_COLUMNS = ("artist_name", "track_name", "path")
+LYRICS_COLUMNS = ("artist_name", "track_name", "lyrics")
+
+
+def read_manifest(path: Path, required: tuple[str, ...], what: str) -> pl.DataFrame:
+    """A manifest as strings with ``line`` (its line in the file) and ``track_id``; the first
+    row wins for a song listed twice."""
+    if not path.is_file():
+        raise MmbenchError(f"{path}: {what} manifest not found")
+    jsonl = path.suffix in (".jsonl", ".ndjson")
+    try:
+        frame = (
+            pl.read_ndjson(path, infer_schema_length=None) if jsonl else pl.read_csv(path, infer_schema=False)
+        )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise MmbenchError(f"{path}: cannot read the {what} manifest: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise MmbenchError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)} "
+            f"(see docs/building.md)"
+        )
+    frame = frame.with_row_index("line", offset=1 if jsonl else 2)
+    empty = frame.filter(
+        pl.any_horizontal(pl.col(c).cast(pl.String).fill_null("").str.strip_chars() == "" for c in required)
+    )
+    if empty.height:
+        row = empty.row(0, named=True)
+        blank = next(c for c in required if not str(row[c] or "").strip())
+        raise MmbenchError(f"{path}: line {row['line']}: empty {blank}")
+    return frame.with_columns(
+        identify.track_ids_for(frame["artist_name"].cast(pl.String), frame["track_name"].cast(pl.String))
+    ).unique("track_id", keep="first", maintain_order=True)
+
+
+def read_audio_manifest(path: Path) -> pl.DataFrame:
+    """(track_id, path, duration_seconds) for every listed file; the files must exist, and the
+    duration is the manifest's where given, else the file header's."""
+    frame = read_manifest(path, AUDIO_COLUMNS, "audio")
+    base = path.parent
+    files = [str(p if Path(p).is_absolute() else base / p) for p in frame["path"].to_list()]
+    given = (
+        frame["duration_seconds"].cast(pl.Float64, strict=False).to_list()
+        if "duration_seconds" in frame.columns
+        else [None] * frame.height
+    )
+    durations = []
+    for line, file, seconds in zip(frame["line"].to_list(), files, given, strict=True):
+        if seconds is not None and seconds > 0:
+            durations.append(seconds)
+            continue
+        try:
+            durations.append(soundfile.info(file).duration)
+        except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
+            raise MmbenchError(f"{path}: line {line}: cannot read audio file {file}: {exc}") from None
+    return pl.DataFrame(
+        {"track_id": frame["track_id"], "path": files, "duration_seconds": durations},
+        schema={"track_id": pl.String, "path": pl.String, "duration_seconds": pl.Float32},
+    )
+
+
+def read_lyrics_manifest(path: Path) -> pl.DataFrame:
+    """(track_id, language, lyrics) for every listed song."""
+    frame = read_manifest(path, LYRICS_COLUMNS, "lyrics")
+    language = pl.col("language").cast(pl.String) if "language" in frame.columns else pl.lit(None, pl.String)
+    return frame.select("track_id", language.alias("language"), pl.col("lyrics").cast(pl.String))
+
+
+def coverage(catalog: pl.DataFrame, plays: pl.DataFrame, track_ids: pl.Series) -> dict[str, float | int]:
+    """How many catalogue tracks have the content, and the share of kept plays they cover.
+
+    ``catalog`` has ``track`` and ``track_id``; ``plays`` has ``track``.
+    """
+    has = catalog.filter(pl.col("track_id").is_in(track_ids.implode()))
+    covered = plays.join(has.select("track"), on="track").height
+    return {
+        "tracks": has.height,
+        "tracks_share": has.height / max(1, catalog.height),
+        "plays_share": covered / max(1, plays.height),
+    }
