@@ -316,7 +316,7 @@ def build(
             run_lyrics,
         )
         enriched[f"lyrics-{name}"] = (frames["embeddings"], report)
-    for config, (frame, report) in enriched.items():
+    for frame, report in enriched.values():
         report["coverage"] = content.coverage(kept, plays, frame["track_id"])
 
     started = time.perf_counter()
