@@ -14,4 +14,5 @@ BASELINES = {
     "sasrec": "mmbench.baselines.sasrec",
     "bert4rec": "mmbench.baselines.bert4rec",
     "gru4rec": "mmbench.baselines.gru4rec",
+    "sasrec-mm": "mmbench.baselines.sasrec_mm",
 }

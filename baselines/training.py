@@ -144,8 +144,11 @@ def instance_sequences(
 # Losses
 
 
-def full_softmax_loss(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the targets over all N items (rows 1..N of ``table``).
+def full_softmax_loss(
+    hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy of the targets over all N items (rows 1..N of ``table``), or over the
+    items where ``allowed`` ([N] bool) is true.
 
     The logits are computed in chunks of positions and recomputed in the backward pass, so the
     memory of one step is bounded by ``CHUNK_ELEMENTS`` logits whatever the catalogue size.
@@ -156,7 +159,10 @@ def full_softmax_loss(hidden: torch.Tensor, table: torch.Tensor, targets: torch.
     step = max(1, CHUNK_ELEMENTS // items.shape[0])
 
     def chunk_loss(h_chunk: torch.Tensor, items: torch.Tensor, t_chunk: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy((h_chunk @ items.T).float(), t_chunk, reduction="sum")
+        logits = (h_chunk @ items.T).float()
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        return F.cross_entropy(logits, t_chunk, reduction="sum")
 
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, h.shape[0], step):
@@ -250,8 +256,11 @@ def fit(
     Each epoch shuffles the windows (seeded), takes AdamW steps on the chosen loss, then, if
     ``validate`` is given, scores the model with it (validation NDCG@10); training stops after
     ``patience`` epochs without improvement and the best epoch's weights are restored. Returns
-    one record per epoch.
+    one record per epoch. A model with a ``trainable`` attribute ([N] bool) is trained against
+    those items only (content models leave out tracks never played in training, which would
+    otherwise be learnt as "never the answer").
     """
+    allowed = getattr(model, "trainable", None)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config["seed"])
     optimizer = torch.optim.AdamW(
@@ -277,9 +286,11 @@ def fit(
                 hidden, targets = model.loss_inputs(batch, generator)
                 table = model.item_table()
                 if config["loss"] == "sampled":
-                    loss = sampled_softmax_loss(hidden, table, targets, config["negatives"], generator)
+                    loss = sampled_softmax_loss(
+                        hidden, table, targets, config["negatives"], generator, allowed
+                    )
                 else:
-                    loss = full_softmax_loss(hidden, table, targets)
+                    loss = full_softmax_loss(hidden, table, targets, allowed)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,138 @@
+"""SASRec-MM: SASRec whose item representation fuses the ID embedding with projections of the
+track's content (audio and lyric embeddings, MGPHot genes: any ``content`` config of the build)
+and its mean training completion ratio.
+
+A track never played in training has no trained ID embedding: its ID part is zeroed, so it is
+represented (and ranked) by its content alone; ``id_dropout`` zeroes random ID embeddings during
+training so that the content projections learn to stand on their own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+import mmbench
+from mmbench.baselines.sasrec import SASRec
+from mmbench.errors import MmbenchError
+
+FUSIONS = ("concat", "sum", "gated")
+
+
+def content_features(
+    source: str | os.PathLike | None, track_ids: list[str], configs: list[str]
+) -> dict[str, np.ndarray]:
+    """Per config, a ``[N + 1, d + 1]`` float32 matrix in item-number order: the standardized
+    vector (0 where the track has none) and a last column that is 1 where it has one. Plus
+    ``completion``: the track's mean completion ratio in training, and whether it has one."""
+    order = pl.DataFrame({"track_id": track_ids, "item": np.arange(1, len(track_ids) + 1)})
+    out = {}
+    for config in configs:
+        try:
+            frame = mmbench.load(config, "catalog", source=source).to_polars()
+        except MmbenchError as exc:
+            raise MmbenchError(f"sasrec-mm content config {config!r}: {exc}") from None
+        column = "genes" if "genes" in frame.columns else "embedding"
+        rows = frame.join(order, on="track_id")
+        vectors = np.stack(rows[column].to_numpy()).astype(np.float64)
+        vectors = (vectors - vectors.mean(axis=0)) / (vectors.std(axis=0) + 1e-6)
+        matrix = np.zeros((len(track_ids) + 1, vectors.shape[1] + 1), dtype=np.float32)
+        matrix[rows["item"].to_numpy(), :-1] = vectors
+        matrix[rows["item"].to_numpy(), -1] = 1.0
+        out[config] = matrix
+    sessions = mmbench.load("sessions", "train", source=source).to_polars()
+    ratios = (
+        sessions.select(pl.col("track_ids").alias("track_id"), "completion_ratios")
+        .explode("track_id", "completion_ratios")
+        .drop_nulls("completion_ratios")
+        .group_by("track_id")
+        .agg(pl.col("completion_ratios").mean())
+        .join(order, on="track_id")
+    )
+    completion = np.zeros((len(track_ids) + 1, 2), dtype=np.float32)
+    completion[ratios["item"].to_numpy(), 0] = ratios["completion_ratios"].to_numpy()
+    completion[ratios["item"].to_numpy(), 1] = 1.0
+    out["completion"] = completion
+    return out
+
+
+class SASRecMM(SASRec):
+    """SASRec over fused item representations (see the module docstring)."""
+
+    def __init__(
+        self,
+        n_items: int,
+        dim: int,
+        layers: int,
+        heads: int,
+        dropout: float,
+        max_len: int,
+        features: dict[str, np.ndarray],
+        trained: np.ndarray,
+        fusion: str,
+        id_dropout: float,
+    ):
+        super().__init__(n_items, dim, layers, heads, dropout, max_len)
+        if fusion not in FUSIONS:
+            raise MmbenchError(f"sasrec-mm: fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
+        self.fusion, self.id_dropout, self.names = fusion, id_dropout, sorted(features)
+        for i, name in enumerate(self.names):
+            self.register_buffer(f"feature_{i}", torch.as_tensor(features[name]))
+        self.register_buffer("trained", torch.as_tensor(trained, dtype=torch.float32)[:, None])
+        self.register_buffer("trainable", torch.as_tensor(trained[1:] > 0), persistent=False)
+        self.projections = nn.ModuleList(nn.Linear(features[n].shape[1], dim) for n in self.names)
+        parts = len(self.names) + 1
+        if fusion == "concat":
+            self.mix = nn.Linear(parts * dim, dim)
+        elif fusion == "sum":
+            self.weights = nn.Parameter(torch.ones(parts))
+        else:
+            self.gate = nn.Linear(parts * dim, parts)
+
+    def item_table(self) -> torch.Tensor:
+        ids = self.items.weight * self.trained
+        if self.training and self.id_dropout > 0:
+            keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
+            ids = ids * keep
+        parts = [ids] + [
+            proj(getattr(self, f"feature_{i}")) * getattr(self, f"feature_{i}")[:, -1:]
+            for i, proj in enumerate(self.projections)
+        ]
+        if self.fusion == "concat":
+            table = self.mix(torch.cat(parts, dim=1))
+        elif self.fusion == "sum":
+            table = sum(w * p for w, p in zip(self.weights, parts, strict=True))
+        else:
+            gates = torch.softmax(self.gate(torch.cat(parts, dim=1)), dim=1)
+            table = sum(gates[:, i : i + 1] * p for i, p in enumerate(parts))
+        return torch.cat([torch.zeros_like(table[:1]), table[1:]])  # row 0 stays padding
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.item_table()[seqs] * math.sqrt(self.dim), seqs > 0)
+
+
+def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> SASRecMM:
+    """The model for the build at ``source`` (content and training play counts read from it)."""
+    tracks = mmbench.load("tracks", "catalog", source=source).to_polars()
+    if tracks.height != n_items:
+        raise MmbenchError(f"{source}: catalogue of {tracks.height} tracks, expected {n_items}")
+    features = content_features(source, tracks["track_id"].to_list(), config["content"])
+    trained = np.concatenate([[0.0], (tracks["n_plays_train"].to_numpy() > 0).astype(np.float64)])
+    return SASRecMM(
+        n_items,
+        config["dim"],
+        config["layers"],
+        config["heads"],
+        config["dropout"],
+        config["max_len"],
+        features,
+        trained,
+        config["fusion"],
+        config["id_dropout"],
+    )
