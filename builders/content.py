@@ -25,8 +25,8 @@ LYRICS_COLUMNS = ("artist_name", "track_name", "lyrics")
 
 
 def read_manifest(path: Path, required: tuple[str, ...], what: str) -> pl.DataFrame:
-    """A manifest as strings with ``line`` (its line in the file) and ``track_id``; the first
-    row wins for a song listed twice."""
+    """A manifest as strings with ``line`` (its line in the file) and ``track_id`` (given, or
+    derived from artist_name and track_name); the first row wins for a song listed twice."""
     if not path.is_file():
         raise MmbenchError(f"{path}: {what} manifest not found")
     jsonl = path.suffix in (".jsonl", ".ndjson")
@@ -50,9 +50,11 @@ def read_manifest(path: Path, required: tuple[str, ...], what: str) -> pl.DataFr
         row = empty.row(0, named=True)
         blank = next(c for c in required if not str(row[c] or "").strip())
         raise MmbenchError(f"{path}: line {row['line']}: empty {blank}")
-    return frame.with_columns(
-        identify.track_ids_for(frame["artist_name"].cast(pl.String), frame["track_name"].cast(pl.String))
-    ).unique("track_id", keep="first", maintain_order=True)
+    if "track_id" not in required:
+        frame = frame.with_columns(
+            identify.track_ids_for(frame["artist_name"].cast(pl.String), frame["track_name"].cast(pl.String))
+        )
+    return frame.unique("track_id", keep="first", maintain_order=True)
 
 
 def read_audio_manifest(path: Path) -> pl.DataFrame:

@@ -38,6 +38,10 @@ def embed_lyrics(
 
     where = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     location = model_location(name)
+    if not progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         model = SentenceTransformer(location, device=where)
     except OSError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import sys
@@ -31,6 +32,7 @@ from mmbench.builders import (
     ingest,
     instances,
     lyrics,
+    mgphot,
     publish,
     sample,
     sessionize,
@@ -39,7 +41,7 @@ from mmbench.builders import (
 from mmbench.builders.recipe import recipe_digest
 from mmbench.errors import MmbenchError
 from mmbench.info import sha256_file
-from mmbench.schema import embedding_schema
+from mmbench.schema import MGPHOT_DIM, embedding_schema, mgphot_schema
 
 CACHE_VERSION = "1"
 WORK = ".build"
@@ -114,6 +116,54 @@ def read_durations(path: Path) -> pl.DataFrame:
     )
 
 
+def _annotate(
+    out: Path,
+    enrich: dict[str, Any],
+    kept: pl.DataFrame,
+    plays: pl.DataFrame,
+    sessions: pl.DataFrame,
+    lyric_texts: pl.DataFrame | None,
+    options: dict[str, Any],
+    progress: bool,
+) -> tuple[pl.DataFrame, dict]:
+    """The ``mgphot`` rows of the ``mgphot_limit`` most played tracks (all when 0), from the
+    answer cache, asking the annotator for the ones it lacks."""
+    train = plays.join(sessions.filter(pl.col("split") == "train").select("session"), on="session")
+    counts = train.group_by("track").agg(pl.len().alias("n_plays_train"))
+    ranked = kept.join(counts, on="track", how="left").with_columns(pl.col("n_plays_train").fill_null(0))
+    songs = mgphot.songs_to_annotate(ranked, lyric_texts, enrich["mgphot_limit"])
+    backend, model = enrich["mgphot_backend"], enrich["mgphot_model"] or None
+    name = mgphot.annotator_name(backend, model)
+    cache_root = Path(
+        options.get("cache") or os.environ.get("MMBENCH_MGPHOT_CACHE") or out / WORK / "mgphot-cache"
+    )
+    cache = mgphot.AnswerCache(cache_root, name)
+    asked = 0
+    if any(s.track_id not in cache.answers for s in songs):
+        annotator = mgphot.make_annotator(
+            backend, model=model, url=options.get("url"), device=options.get("device") or "auto"
+        )
+        asked = sum(1 for _ in mgphot.annotate(annotator, songs, cache, progress=progress))
+    ids = sorted(s.track_id for s in songs)
+    frame = pl.DataFrame(
+        {
+            "track_id": ids,
+            "genes": np.asarray([cache.answers[t] for t in ids], dtype=np.float32).reshape(len(ids), -1),
+            "annotator": [name] * len(ids),
+        }
+    )
+    report = {
+        "model": name,
+        "dim": MGPHOT_DIM,
+        "prompt_version": mgphot.PROMPT_VERSION,
+        "annotated": len(ids),
+        "asked_now": asked,
+        "from_cache": len(ids) - asked,
+        "with_lyrics": sum(s.lyrics is not None for s in songs),
+    }
+    return frame, report
+
+
 def _frame_digest(frame: pl.DataFrame) -> str:
     """SHA-256 of a small frame's rows (a stage key part that follows the data, not a file)."""
     return hashlib.sha256(frame.write_csv().encode("utf-8")).hexdigest()
@@ -143,6 +193,7 @@ def build(
     audio_manifest: Path | None = None,
     lyrics_manifest: Path | None = None,
     encoder_options: dict[str, Any] | None = None,
+    mgphot_options: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> dict:
@@ -151,7 +202,9 @@ def build(
     Content stages run only when their manifest is given (the sample always gives its own):
     ``audio_manifest`` adds durations and the ``audio-<recipe enrich.audio_encoder>`` config,
     ``lyrics_manifest`` the ``lyrics-<enrich.lyrics_encoder>`` config. ``encoder_options``
-    (``model``, ``device``, ``trust_remote_code``) go to the audio encoder.
+    (``model``, ``device``, ``trust_remote_code``) go to the audio encoder. The ``mgphot``
+    config is added when the recipe's ``enrich.annotate_mgphot`` is true; ``mgphot_options``
+    (``url``, ``cache``, ``device``) go to the annotator.
 
     Returns the build report (also written to ``out/build_report.json``).
     """
@@ -316,6 +369,10 @@ def build(
             run_lyrics,
         )
         enriched[f"lyrics-{name}"] = (frames["embeddings"], report)
+    if recipe["enrich"]["annotate_mgphot"]:
+        enriched["mgphot"] = _annotate(
+            out, recipe["enrich"], kept, plays, sessions, lyric_texts, mgphot_options or {}, progress
+        )
     for frame, report in enriched.values():
         report["coverage"] = content.coverage(kept, plays, frame["track_id"])
 
@@ -355,8 +412,8 @@ def _publish(
     publish.write_parquet_shards(publish.to_arrow(catalog, "tracks"), staging / "data" / "tracks", "catalog")
     publish.write_parquet_shards(publish.to_arrow(user_table, "users"), staging / "data" / "users", "catalog")
     for config, (frame, info) in enriched.items():
-        table = publish.to_arrow(frame, embedding_schema(info["dim"]))
-        publish.write_parquet_shards(table, staging / "data" / config, "catalog")
+        schema = mgphot_schema() if config == "mgphot" else embedding_schema(info["dim"])
+        publish.write_parquet_shards(publish.to_arrow(frame, schema), staging / "data" / config, "catalog")
     recipe_toml = _recipe_toml(recipe)
     statistics = {
         "plays": plays.height,

@@ -64,7 +64,14 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
         "sessionize": {"gap_seconds": int, "after_filters": list},
         "split": {"test_quantile": float, "validation_quantile": float},
         "instances": {"paper_sampled_negatives": int, "seed": int},
-        "enrich": {"audio_encoder": str, "lyrics_encoder": str},
+        "enrich": {
+            "audio_encoder": str,
+            "lyrics_encoder": str,
+            "annotate_mgphot": bool,
+            "mgphot_limit": int,
+            "mgphot_backend": str,
+            "mgphot_model": str,
+        },
     }
     for key in ("name", "description"):
         if not isinstance(recipe.get(key), str):
@@ -74,7 +81,9 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
         if not isinstance(table, dict):
             raise MmbenchError(f"{origin}: missing table [{section}]")
         for name, kind in fields.items():
-            if not isinstance(table.get(name), kind) or isinstance(table.get(name), bool):
+            if not isinstance(table.get(name), kind) or (
+                kind is not bool and isinstance(table.get(name), bool)
+            ):
                 raise MmbenchError(f"{origin}: {section}.{name} must be a {kind.__name__}")
         unknown = set(table) - set(fields)
         if unknown:
@@ -107,6 +116,8 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
             f"{origin}: enrich.audio_encoder {recipe['enrich']['audio_encoder']!r} is not one of "
             f"{', '.join(AUDIO_ENCODERS)}"
         )
+    if recipe["enrich"]["mgphot_backend"] not in ("local", "http") or recipe["enrich"]["mgphot_limit"] < 0:
+        raise MmbenchError(f"{origin}: enrich.mgphot_backend must be local or http, enrich.mgphot_limit >= 0")
     if recipe["instances"]["paper_sampled_negatives"] < 1:
         raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
 

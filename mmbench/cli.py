@@ -80,6 +80,36 @@ def main() -> None:
     help="Device of the content encoders (auto = CUDA if present).",
 )
 @click.option(
+    "--annotate-mgphot",
+    is_flag=True,
+    help="Add the mgphot config (shortcut for --set enrich.annotate_mgphot=true).",
+)
+@click.option(
+    "--mgphot-limit", type=int, default=None, help="Annotate only the N most played tracks (0: all)."
+)
+@click.option(
+    "--mgphot-backend",
+    type=click.Choice(["local", "http"]),
+    default=None,
+    help="LLM backend of the annotator.",
+)
+@click.option(
+    "--mgphot-model",
+    default=None,
+    help="Annotator model: a transformers folder/Hub name (local) or the served model (http).",
+)
+@click.option(
+    "--mgphot-url",
+    default=None,
+    help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (http backend).",
+)
+@click.option(
+    "--mgphot-cache",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Answer cache folder (default: OUT/.build/mgphot-cache).",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
@@ -101,6 +131,12 @@ def build(
     audio_model: str | None,
     trust_remote_code: bool,
     device: str,
+    annotate_mgphot: bool,
+    mgphot_limit: int | None,
+    mgphot_backend: str | None,
+    mgphot_model: str | None,
+    mgphot_url: str | None,
+    mgphot_cache: Path | None,
     out: Path | None,
     quiet: bool,
 ) -> None:
@@ -112,6 +148,10 @@ def build(
         raise MmbenchError("give exactly one of --sample or --raw PATH")
     shortcuts = [f"enrich.audio_encoder={json.dumps(audio_encoder)}"] if audio_encoder else []
     shortcuts += [f"enrich.lyrics_encoder={json.dumps(lyrics_encoder)}"] if lyrics_encoder else []
+    shortcuts += ["enrich.annotate_mgphot=true"] if annotate_mgphot else []
+    shortcuts += [f"enrich.mgphot_limit={mgphot_limit}"] if mgphot_limit is not None else []
+    shortcuts += [f"enrich.mgphot_backend={json.dumps(mgphot_backend)}"] if mgphot_backend else []
+    shortcuts += [f"enrich.mgphot_model={json.dumps(mgphot_model)}"] if mgphot_model else []
     recipe_dict = load_recipe(recipe or ("sample" if sample else "official"), (*overrides, *shortcuts))
     out = out or default_local_dir()
     if out.exists() and not out.is_dir():
@@ -132,6 +172,7 @@ def build(
             audio_manifest=audio_manifest,
             lyrics_manifest=lyrics_manifest,
             encoder_options={"model": audio_model, "device": device, "trust_remote_code": trust_remote_code},
+            mgphot_options={"url": mgphot_url, "cache": mgphot_cache, "device": device},
             progress=not quiet,
             log=(lambda message: None) if quiet else (lambda message: click.echo(message, err=True)),
         )
@@ -148,6 +189,110 @@ def build(
         f"built {out}: {stats['plays']:,} plays, {stats['sessions']:,} sessions, "
         f"{stats['users']:,} users, {stats['tracks']:,} tracks"
     )
+
+
+@main.command("annotate-mgphot")
+@click.option("--dataset", default=None, help="A build folder (default: the local build).")
+@click.option(
+    "--cache", type=click.Path(path_type=Path, file_okay=False), required=True, help="Answer cache folder."
+)
+@click.option(
+    "--shard", default="0/1", show_default=True, help="i/n: annotate every n-th track from the i-th."
+)
+@click.option(
+    "--limit", type=int, default=0, show_default=True, help="Only the N most played tracks (0: all)."
+)
+@click.option("--backend", type=click.Choice(["local", "http"]), default="local", show_default=True)
+@click.option(
+    "--model",
+    default=None,
+    help="Local: transformers folder or Hub name (default: packaged SmolLM2). http: served model.",
+)
+@click.option(
+    "--url",
+    default=None,
+    help="OpenAI-compatible endpoint for --backend http, e.g. http://localhost:8000/v1.",
+)
+@click.option(
+    "--lyrics-manifest",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Give the LLM the lyrics too.",
+)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def annotate_mgphot(
+    dataset: str | None,
+    cache: Path,
+    shard: str,
+    limit: int,
+    backend: str,
+    model: str | None,
+    url: str | None,
+    lyrics_manifest: Path | None,
+    device: str,
+    quiet: bool,
+) -> None:
+    """Annotate one shard of a build's tracks with MGPHot genes into an answer cache.
+
+    Run one shard per machine or GPU with the same --cache layout, copy the cache folders
+    together (that is the merge), then `mmbench build ... --annotate-mgphot --mgphot-cache DIR`
+    publishes the mgphot config from the cache without asking again.
+    """
+    import mmbench
+    from mmbench.builders import content, mgphot
+
+    i, n = mgphot.parse_shard(shard)
+    tracks = mmbench.load("tracks", "catalog", source=dataset).to_polars()
+    lyrics = content.read_lyrics_manifest(lyrics_manifest) if lyrics_manifest else None
+    songs = mgphot.songs_to_annotate(tracks, lyrics, limit)
+    name = mgphot.annotator_name(backend, model)
+    answers = mgphot.AnswerCache(cache, name, shard=f"shard-{i}-of-{n}")
+    todo = [s for k, s in enumerate(songs) if k % n == i and s.track_id not in answers.answers]
+    if todo:
+        annotator = mgphot.make_annotator(backend, model=model, url=url, device=device)
+        sum(1 for _ in mgphot.annotate(annotator, songs, answers, shard=(i, n), progress=not quiet))
+    click.echo(f"shard {i}/{n}: {len(todo):,} tracks annotated, answers in {answers.folder}")
+
+
+@main.command("validate-mgphot")
+@click.option(
+    "--ground-truth",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Real MGPHot values (CSV/JSONL).",
+)
+@click.option(
+    "--dataset", default=None, help="A build folder with the mgphot config (default: the local build)."
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the comparison as JSON.",
+)
+def validate_mgphot(ground_truth: Path, dataset: str | None, json_out: Path | None) -> None:
+    """Compare a build's MGPHot annotations with real values: per-gene MAE and Spearman."""
+    from rich.console import Console
+    from rich.table import Table
+
+    import mmbench
+    from mmbench.builders import mgphot
+    from mmbench.reporting import write_json
+
+    truth = mgphot.read_ground_truth(ground_truth)
+    annotations = mmbench.load("mgphot", "catalog", source=dataset).to_polars()
+    result = mgphot.compare_with_ground_truth(annotations, truth)
+    table = Table(title=f"MGPHot annotations vs {ground_truth} ({result['tracks']:,} tracks)")
+    for column in ("gene", "category", "MAE", "Spearman"):
+        table.add_column(column, justify="left" if column in ("gene", "category") else "right")
+    for g in result["genes"]:
+        table.add_row(g["gene"], g["category"], f"{g['mae']:.3f}", f"{g['spearman']:.3f}")
+    table.add_row("mean", "", f"{result['mean_mae']:.3f}", f"{result['mean_spearman']:.3f}")
+    Console().print(table)
+    if json_out:
+        write_json(json_out, result)
 
 
 @main.command()

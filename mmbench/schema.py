@@ -86,3 +86,81 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "users": ("catalog",),
 }
 DEFAULT_CONFIG = "sessions"
+
+
+# The 58 genes of the MGPHot schema, in the reference order (`reference/mgphot_genes.tsv`):
+# (name, category, what 0 means, what 5 means). The poles are this project's own wording,
+# given to the annotator so that every scale has a direction.
+MGPHOT_GENES: tuple[tuple[str, str, str, str], ...] = (
+    ("Vocal Register", "vocals", "low, bass-like voice", "high, soprano-like voice"),
+    ("Vocal Timbre Thin to Full", "vocals", "thin, light voice", "full, rich voice"),
+    ("Vocal Breathiness", "vocals", "clear, no audible breath", "airy, breathy voice"),
+    ("Vocal Smoothness", "vocals", "rough, uneven delivery", "smooth, polished delivery"),
+    ("Vocal Grittiness", "vocals", "clean voice", "gritty, raspy voice"),
+    ("Vocal Nasality", "vocals", "open, chest voice", "strongly nasal voice"),
+    ("Vocal Accompaniment", "vocals", "a single voice", "rich backing vocals and harmonies"),
+    ("Minor / Major Key Tonality", "harmony", "clearly minor key", "clearly major key"),
+    ("Harmonic Sophistication", "harmony", "two or three simple chords", "complex, extended harmony"),
+    ("Tempo", "rhythm", "very slow", "very fast"),
+    ("Cut Time Feel", "rhythm", "no half-time or cut-time feel", "strong cut-time feel"),
+    ("Triple Meter", "rhythm", "no triple meter", "clearly in 3/4 or 6/8"),
+    ("Compound Meter", "rhythm", "simple meter", "clearly compound meter"),
+    ("Odd Meter", "rhythm", "regular meter", "odd meters such as 5/4 or 7/8"),
+    ("Swing Feel", "rhythm", "straight rhythm", "strong swing"),
+    ("Shuffle Feel", "rhythm", "no shuffle", "strong shuffle"),
+    ("Syncopation Low to High", "rhythm", "on the beat", "highly syncopated"),
+    ("Backbeat", "rhythm", "no backbeat", "strong backbeat on 2 and 4"),
+    ("Danceability", "rhythm", "not danceable", "made for dancing"),
+    ("Drum Set", "instrumentation", "no drum kit", "drum kit throughout"),
+    ("Drum Aggressiveness", "instrumentation", "soft, gentle drums", "hard-hitting, aggressive drums"),
+    ("Synthetic Drums", "instrumentation", "acoustic drums or none", "drum machines, programmed beats"),
+    ("Percussion", "instrumentation", "no auxiliary percussion", "prominent hand or auxiliary percussion"),
+    ("Electric Guitar", "instrumentation", "no electric guitar", "electric guitar is central"),
+    ("Electric Guitar Distortion", "instrumentation", "clean guitar tone", "heavily distorted guitar"),
+    ("Acoustic Guitar", "instrumentation", "no acoustic guitar", "acoustic guitar is central"),
+    ("String Ensemble", "instrumentation", "no strings", "prominent string section"),
+    ("Horn Ensemble", "instrumentation", "no horns", "prominent horn section"),
+    ("Piano", "instrumentation", "no piano", "piano is central"),
+    ("Organ", "instrumentation", "no organ", "organ is central"),
+    ("Rhodes", "instrumentation", "no electric piano", "Rhodes electric piano is central"),
+    ("Synthesizer", "instrumentation", "no synthesizer", "synthesizers are central"),
+    ("Synth Timbre", "instrumentation", "warm, analog-like synth sounds", "bright, digital synth sounds"),
+    ("Bass Guitar", "instrumentation", "no bass guitar", "bass guitar is prominent"),
+    ("Reed Instrument", "instrumentation", "no reeds", "saxophone, clarinet or other reeds are central"),
+    ("Angry Lyrics", "lyrics", "no anger", "furious, aggressive lyrics"),
+    ("Sad Lyrics", "lyrics", "no sadness", "deeply sad lyrics"),
+    ("Happy/Joyful Lyrics", "lyrics", "no joy", "exuberantly happy lyrics"),
+    ("Humorous Lyrics", "lyrics", "serious", "comic, funny lyrics"),
+    ("Love/Romance Lyrics", "lyrics", "not about love", "entirely about love or romance"),
+    ("Social/Political Lyrics", "lyrics", "personal themes", "social or political message"),
+    ("Abstract Lyrics", "lyrics", "literal, concrete lyrics", "abstract, surreal imagery"),
+    ("Explicit Lyrics", "lyrics", "clean language", "explicit language throughout"),
+    ("Live Recording", "sonority", "studio recording", "live concert recording"),
+    ("Audio Production", "sonority", "lo-fi, raw production", "polished, high-end production"),
+    ("Aural Intensity", "sonority", "quiet, calm sound", "loud, dense, intense sound"),
+    ("Acoustic Sonority", "sonority", "no acoustic sound", "entirely acoustic sound"),
+    ("Electric Sonority", "sonority", "no electric instruments", "dominated by electric instruments"),
+    ("Synthetic Sonority", "sonority", "no electronic sound", "entirely electronic sound"),
+    ("Focus on Lead Vocal", "composition", "vocals in the background", "the lead vocal is the focus"),
+    ("Focus on Lyrics", "composition", "words barely matter", "the words are the focus"),
+    ("Focus on Melody", "composition", "little melodic interest", "a strong, memorable melody"),
+    (
+        "Focus on Vocal Accompaniment",
+        "composition",
+        "backing vocals unimportant",
+        "backing vocals are a focus",
+    ),
+    ("Focus on Rhythmic Groove", "composition", "groove unimportant", "built around the groove"),
+    ("Focus on Musical Arrangements", "composition", "bare arrangement", "elaborate arrangement"),
+    ("Focus on Form", "composition", "loose structure", "carefully built song form"),
+    ("Focus on Riffs", "composition", "no riffs", "built on repeated riffs"),
+    ("Focus on Performance", "composition", "performance unremarkable", "virtuosic, expressive performance"),
+)
+MGPHOT_DIM = len(MGPHOT_GENES)
+
+
+def mgphot_schema() -> pa.Schema:
+    """Schema of the ``mgphot`` config: 58 gene values in [0, 1] and the annotator per row."""
+    return pa.schema(
+        [("track_id", pa.string()), ("genes", pa.list_(pa.float32(), MGPHOT_DIM)), ("annotator", pa.string())]
+    )

