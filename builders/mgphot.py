@@ -115,6 +115,11 @@ class AnswerCache:
         self.folder = root / cache_key(annotator)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"{shard}.jsonl"
+        if self.path.exists() and self.path.stat().st_size:
+            with self.path.open("rb+") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")  # end a line cut by an interruption, so the next answer starts clean
         self.answers: dict[str, list[float]] = {}
         for file in sorted(self.folder.glob("*.jsonl")):
             for line in file.read_text(encoding="utf-8").splitlines():

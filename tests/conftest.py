@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 from mmbench.builders.ingest import PLAYS_NAME, PROFILE_NAME
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One MGPHot answer cache for every sample build of the session: the LLM rates each track once.
+os.environ.setdefault("MMBENCH_MGPHOT_CACHE", tempfile.mkdtemp(prefix="mmbench-mgphot-"))
 
 T0 = int(datetime(2008, 1, 1, tzinfo=UTC).timestamp())
 

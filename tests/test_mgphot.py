@@ -1,0 +1,189 @@
+"""MGPHot: the gene list, the sample's mgphot config, the local LLM annotator, the http backend
+against a real local HTTP server, the answer cache (resume, shards) and validate-mgphot."""
+
+import csv
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import datasets
+import numpy as np
+import polars as pl
+import pytest
+
+import mmbench
+from conftest import run_cli
+from mmbench.builders import mgphot
+from mmbench.errors import MmbenchError
+from mmbench.schema import MGPHOT_GENES
+
+NAMES = [g[0] for g in MGPHOT_GENES]
+SONGS = [mgphot.Song(f"t{i:016x}", f"Artist {i}", f"Song {i}", "love " * i or None) for i in range(6)]
+
+
+def test_genes_are_the_reference_list_in_order():
+    with (Path(__file__).parent / "data" / "mgphot_genes.tsv").open() as f:
+        reference = [(r["name"], r["category"]) for r in csv.DictReader(f, delimiter="\t")]
+    assert [(g[0], g[1]) for g in MGPHOT_GENES] == reference and len(reference) == 58
+    assert all(g[2] and g[3] and g[2] != g[3] for g in MGPHOT_GENES)  # every scale has two poles
+
+
+def test_sample_mgphot_config(sample_build):
+    ds = datasets.load_dataset(str(sample_build), "mgphot", split="catalog")
+    genes = np.asarray(ds["genes"], dtype=np.float64)
+    report = json.loads((sample_build / "build_report.json").read_text())["content"]["mgphot"]
+    assert genes.shape == (report["annotated"], 58) and report["annotated"] == 24
+    assert np.isfinite(genes).all() and genes.min() >= 0 and genes.max() <= 1
+    assert (genes.max(axis=0) > genes.min(axis=0)).all()  # no constant gene
+    assert set(ds["annotator"]) == {"local:SmolLM2-135M-Instruct"}
+    # The annotated tracks are the most played ones.
+    tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
+    top = tracks.sort(["n_plays_train", "track_id"], descending=[True, False]).head(24)["track_id"]
+    assert sorted(ds["track_id"]) == sorted(top.to_list())
+
+
+@pytest.fixture(scope="module")
+def local():
+    return mgphot.make_annotator("local", device="cpu")
+
+
+def test_local_annotator_reads_digit_probabilities(local):
+    first = local.rate(SONGS[3])
+    assert first.shape == (58,) and ((first >= 0) & (first <= 1)).all()
+    np.testing.assert_array_equal(first, local.rate(SONGS[3]))  # deterministic
+    assert not np.allclose(first, local.rate(mgphot.Song("x", "Slayer", "Angel of Death", "war death blood")))
+    assert len(local.digits) == 6 and len(set(local.digits)) == 6
+
+
+class Endpoint:
+    """A local OpenAI-compatible server: answers from a script of (status, ratings or text)."""
+
+    def __init__(self, script):
+        self.script, self.requests = list(script), []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                endpoint.requests.append(body)
+                status, content = endpoint.script.pop(0) if endpoint.script else (200, 3)
+                if isinstance(content, int):
+                    content = json.dumps({n: content for n in NAMES})
+                payload = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def endpoint():
+    servers = []
+
+    def make(script=()):
+        servers.append(Endpoint(script))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_http_backend_asks_for_schema_constrained_json(endpoint):
+    server = endpoint([(200, 5)])
+    annotator = mgphot.make_annotator("http", model="qwen", url=server.url, requests_per_second=0)
+    values = annotator.rate(SONGS[1])
+    assert values.tolist() == [1.0] * 58
+    body = server.requests[0]
+    assert body["model"] == "qwen" and body["temperature"] == 0
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == NAMES and schema["properties"]["Tempo"] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 5,
+    }
+    assert "Song 1" in body["messages"][1]["content"] and "love" in body["messages"][1]["content"]
+
+
+def test_http_backend_retries_invalid_answers_then_fails_clearly(endpoint):
+    bad = json.dumps({**{n: 3 for n in NAMES}, "Tempo": 9})
+    server = endpoint([(500, 3), (200, "not json"), (200, bad), (200, 2)])
+    annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0, retries=3)
+    assert annotator.rate(SONGS[0]).tolist() == [0.4] * 58 and len(server.requests) == 4
+    server = endpoint([(200, bad)] * 3)
+    annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0, retries=2)
+    with pytest.raises(
+        MmbenchError,
+        match=r"no valid answer for track t0+ after 3 tries: 'Tempo': expected an integer 0-5, got 9",
+    ):
+        annotator.rate(SONGS[0])
+
+
+def test_cache_resumes_and_shards_merge(endpoint, tmp_path):
+    server = endpoint()
+    annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0)
+    cache = mgphot.AnswerCache(tmp_path, annotator.name)
+    run = mgphot.annotate(annotator, SONGS, cache, progress=False)
+    assert [next(run), next(run)] == [SONGS[0].track_id, SONGS[1].track_id]  # then "killed"
+    with cache.path.open("a") as f:
+        f.write('{"track_id": "t2", "genes": [0.1, ')  # a line cut by the kill
+    resumed = mgphot.AnswerCache(tmp_path, annotator.name)
+    assert set(resumed.answers) == {SONGS[0].track_id, SONGS[1].track_id}
+    assert list(mgphot.annotate(annotator, SONGS, resumed, shard=(0, 2), progress=False)) == [
+        SONGS[2].track_id,
+        SONGS[4].track_id,
+    ]
+    other = mgphot.AnswerCache(tmp_path, annotator.name, shard="shard-1-of-2")
+    assert list(mgphot.annotate(annotator, SONGS, other, shard=(1, 2), progress=False)) == [
+        SONGS[3].track_id,
+        SONGS[5].track_id,
+    ]
+    assert len(server.requests) == 6  # every song asked exactly once
+    merged = mgphot.AnswerCache(tmp_path, annotator.name)
+    assert set(merged.answers) == {s.track_id for s in SONGS}
+    assert mgphot.AnswerCache(tmp_path, "http:other").answers == {}  # keyed by model
+
+
+def test_validate_mgphot_reports_mae_and_spearman(sample_build, tmp_path):
+    annotations = mmbench.load("mgphot", "catalog", source=sample_build).to_polars()
+    genes = np.stack(annotations["genes"].to_numpy()).astype(np.float64)
+    truth = np.clip(genes[:, :] * 0.5 + 0.1, 0, 1)  # a monotone transform: Spearman 1 where values vary
+    truth[:, 9] = np.linspace(0, 1, len(truth))  # Tempo: an arbitrary truth
+    rows = [
+        {"track_id": t, **{n: float(v) for n, v in zip(NAMES, row, strict=True)}}
+        for t, row in zip(annotations["track_id"], truth, strict=True)
+    ]
+    path = tmp_path / "truth.csv"
+    pl.DataFrame(rows).write_csv(path)
+    out = tmp_path / "v.json"
+    result = run_cli(
+        "validate-mgphot", "--ground-truth", str(path), "--dataset", str(sample_build), "--json", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["tracks"] == len(truth)
+    tempo = report["genes"][9]
+    assert tempo["gene"] == "Tempo"
+    assert tempo["mae"] == pytest.approx(np.abs(truth[:, 9] - genes[:, 9]).mean())
+    ranks = lambda x: np.argsort(np.argsort(x))  # noqa: E731 - no ties in these values
+    assert tempo["spearman"] == pytest.approx(np.corrcoef(ranks(truth[:, 9]), ranks(genes[:, 9]))[0, 1])
+    assert report["genes"][0]["spearman"] == pytest.approx(1.0)
+
+
+def test_validate_mgphot_bad_ground_truth(sample_build, tmp_path):
+    path = tmp_path / "truth.csv"
+    path.write_text("track_id," + ",".join(NAMES) + "\nt1," + ",".join(["0.5"] * 57) + ",7\n")
+    result = run_cli("validate-mgphot", "--ground-truth", str(path), "--dataset", str(sample_build))
+    assert result.returncode == 2 and "line 2: every gene value must be a number in [0, 1]" in result.stderr
+    assert "Traceback" not in result.stderr
