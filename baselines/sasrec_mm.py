@@ -97,13 +97,16 @@ class SASRecMM(SASRec):
 
     def item_table(self) -> torch.Tensor:
         ids = self.items.weight * self.trained
+        keep = torch.ones_like(self.trained)
         if self.training and self.id_dropout > 0:
-            keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
-            ids = ids * keep
-        parts = [ids] + [
-            proj(getattr(self, f"feature_{i}")) * getattr(self, f"feature_{i}")[:, -1:]
-            for i, proj in enumerate(self.projections)
-        ]
+            keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout).float()
+        parts = [ids * keep]
+        for i, (name, proj) in enumerate(zip(self.names, self.projections, strict=True)):
+            feature = getattr(self, f"feature_{i}")
+            part = proj(feature) * feature[:, -1:]
+            # The completion ratio, like the ID, exists only for tracks played in training: it is
+            # dropped with the ID, so that a dropped item looks exactly like a cold one.
+            parts.append(part * keep if name == "completion" else part)
         if self.fusion == "concat":
             table = self.mix(torch.cat(parts, dim=1))
         elif self.fusion == "sum":

@@ -48,7 +48,9 @@ def cell(reports: list[dict], metric: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, default=5)
@@ -89,7 +91,9 @@ def main() -> None:
     for segment, group in (("target_cold", "cold"), ("target_popularity", "tail")):
         line = []
         for model in ("sasrec", "sasrec-mm"):
-            values = [r["segments"][segment][group].get("ndcg@10", {}).get("value", 0.0) for r in results[model]]
+            values = [
+                r["segments"][segment][group].get("ndcg@10", {}).get("value", 0.0) for r in results[model]
+            ]
             n = results[model][0]["segments"][segment][group]["n"]
             line.append(f"{model} {statistics.mean(values):.4f}")
         print(f"{segment}={group} (n={n}): NDCG@10 " + ", ".join(line))

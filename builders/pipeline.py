@@ -213,7 +213,7 @@ def build(
     if sample_config is not None:
         sample_dir = out / WORK / "sample-raw"
         marker = sample_dir / "done.json"
-        wanted = asdict(sample_config)
+        wanted = {"generator": sample.SAMPLE_VERSION, **asdict(sample_config)}
         if not marker.exists() or json.loads(marker.read_text()) != wanted:
             log("sample: generating the synthetic raw set")
             shutil.rmtree(sample_dir, ignore_errors=True)

@@ -296,6 +296,10 @@ COUNTRIES = [
 STYLE_TRAITS = ["tempo", "register", "brightness", "noise"]
 
 
+# Bumped whenever the generator's output changes, so that a build regenerates its sample.
+SAMPLE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """Size and seed of the synthetic sample (the defaults build in about a minute)."""
@@ -396,9 +400,16 @@ def _plays(
     for s in range(cfg.n_styles):
         members = np.array([t["index"] for t in tracks if t["style"] == s])
         by_style[s] = members
-    popularity = {s: 1.0 / np.arange(1, len(m) + 1) ** 1.1 for s, m in by_style.items()}
-    for s in popularity:  # shuffle so that popularity is independent of the index
-        rng.shuffle(popularity[s])
+    # Zipf popularity within a style, in a random order of the style's tracks. A track's appeal
+    # (1 = its style's most popular, 0 = the least) is also audible and readable: its audio has
+    # a bright hook and its lyrics a refrain in proportion, so content can tell how popular a
+    # track will be, including one released after the training period.
+    popularity = {}
+    for s, members in by_style.items():
+        ranks = rng.permutation(len(members))
+        popularity[s] = 1.0 / (ranks + 1) ** 1.1
+        for track, rank in zip(members, ranks, strict=True):
+            tracks[track]["appeal"] = 1.0 - rank / max(1, len(members) - 1)
     released = np.array([t["released"] for t in tracks])
     durations = np.array([t["duration_seconds"] for t in tracks])
     users, per_user = [], []
@@ -523,8 +534,11 @@ def _write_archive(path: Path, members: dict[str, bytes]) -> None:
     tmp.replace(path)
 
 
-def synth_waveform(style: dict, cfg: SampleConfig, rng: np.random.Generator) -> np.ndarray:
-    """A clip whose tempo, register, timbre and noise follow the style, with per-track jitter."""
+def synth_waveform(
+    style: dict, cfg: SampleConfig, rng: np.random.Generator, appeal: float = 0.0
+) -> np.ndarray:
+    """A clip whose tempo, register, timbre and noise follow the style, with per-track jitter,
+    and a bright hook (a 2.8 kHz tone on the beat) as loud as the track's appeal."""
     sr, n = cfg.sample_rate, int(cfg.clip_seconds * cfg.sample_rate)
     t = np.arange(n) / sr
     beat = 60.0 / (style["tempo"] * rng.uniform(0.95, 1.05))
@@ -535,12 +549,14 @@ def synth_waveform(style: dict, cfg: SampleConfig, rng: np.random.Generator) -> 
     tone = sum(w * np.sin((h + 1) * phase) for h, w in enumerate(style["harmonics"]))
     envelope = np.exp(-3.0 * (t % beat) / beat)
     noise = rng.standard_normal(n) * style["noise"]
-    wave = tone * envelope + noise
+    hook = appeal * 0.8 * np.sin(2 * np.pi * 2800.0 * t) * envelope
+    wave = tone * envelope + noise + hook
     return (0.9 * wave / np.max(np.abs(wave))).astype(np.float32)
 
 
-def synth_lyrics(style: dict, rng: np.random.Generator) -> str:
-    """Verses drawn mostly from the style's theme vocabulary."""
+def synth_lyrics(style: dict, rng: np.random.Generator, appeal: float = 0.0) -> str:
+    """Verses drawn mostly from the style's theme vocabulary, and a refrain repeated as often as
+    the track's appeal asks (up to six times)."""
     vocab = THEMES[style["style"] % len(THEMES)][1]
     lines = []
     for _ in range(int(rng.integers(8, 16))):
@@ -549,6 +565,9 @@ def synth_lyrics(style: dict, rng: np.random.Generator) -> str:
             for _ in range(int(rng.integers(5, 9)))
         ]
         lines.append(" ".join(words).capitalize())
+    refrain = "Oh oh yeah, na na na, hey hey"
+    for _ in range(int(round(6 * appeal))):
+        lines.insert(int(rng.integers(0, len(lines) + 1)), refrain)
     return "\n".join(lines)
 
 
@@ -591,7 +610,11 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
         if rng.random() < cfg.audio_coverage:
             rel = f"audio/{track['index']:05d}.flac"
             sf.write(
-                out / rel, synth_waveform(style, cfg, rng), cfg.sample_rate, format="FLAC", subtype="PCM_16"
+                out / rel,
+                synth_waveform(style, cfg, rng, track["appeal"]),
+                cfg.sample_rate,
+                format="FLAC",
+                subtype="PCM_16",
             )
             audio_rows.append([track["artist_name"], track["track_name"], rel, track["duration_seconds"]])
         if rng.random() < cfg.lyrics_coverage:
@@ -600,7 +623,7 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
                     "artist_name": track["artist_name"],
                     "track_name": track["track_name"],
                     "language": "en",
-                    "lyrics": synth_lyrics(style, rng),
+                    "lyrics": synth_lyrics(style, rng, track["appeal"]),
                 }
             )
     _write_text(
@@ -622,7 +645,9 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
     planted = {
         "config": asdict(cfg),
         "styles": styles,
-        "tracks": [{k: t[k] for k in ("artist_name", "track_name", "style", "released")} for t in tracks],
+        "tracks": [
+            {k: t[k] for k in ("artist_name", "track_name", "style", "released", "appeal")} for t in tracks
+        ],
         "users": [{"user_id": u["user_id"], "taste": u["taste"]} for u in users],
     }
     _write_text(paths["planted"], json.dumps(planted, ensure_ascii=False, indent=1))
