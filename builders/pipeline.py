@@ -370,8 +370,12 @@ def build(
         )
         enriched[f"lyrics-{name}"] = (frames["embeddings"], report)
     if recipe["enrich"]["annotate_mgphot"]:
+        started = time.perf_counter()
         enriched["mgphot"] = _annotate(
             out, recipe["enrich"], kept, plays, sessions, lyric_texts, mgphot_options or {}, progress
+        )
+        log(
+            f"mgphot: {time.perf_counter() - started:.1f} s ({enriched['mgphot'][1]['asked_now']} tracks asked)"
         )
     for frame, report in enriched.values():
         report["coverage"] = content.coverage(kept, plays, frame["track_id"])

@@ -293,7 +293,6 @@ COUNTRIES = [
     "Finland",
     "Spain",
 ]
-STYLE_TRAITS = ["tempo", "register", "brightness", "noise"]
 
 
 # Bumped whenever the generator's output changes, so that a build regenerates its sample.
