@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mmbench.builders.content import EmbeddingCache
 from mmbench.errors import MmbenchError
 
 CHUNK_SECONDS = 30.0
@@ -184,31 +185,31 @@ def embed_file(encoder: AudioEncoder, wave: np.ndarray) -> np.ndarray:
 
 
 def embed_audio(
-    encoder: AudioEncoder, track_ids: list[str], paths: list[str], progress: bool = True
-) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """Embeddings of every file; a file that cannot be decoded is skipped and reported."""
+    encoder: AudioEncoder,
+    track_ids: list[str],
+    paths: list[str],
+    store: EmbeddingCache,
+    progress: bool = True,
+    chunk: int = 256,
+) -> list[dict[str, str]]:
+    """Embed every file into ``store`` (a chunk at a time); return the files that could not be
+    decoded (skipped, with the decoder's message)."""
     from tqdm.auto import tqdm
 
-    kept, vectors, failed = [], [], []
-    for track_id, path in tqdm(
-        list(zip(track_ids, paths, strict=True)), desc=f"audio {encoder.name}", disable=not progress
-    ):
+    store.describe(encoder=encoder.name, model=encoder.model, dim=encoder.dim)
+    done, vectors, failed = [], [], []
+    pairs = list(zip(track_ids, paths, strict=True))
+    for k, (track_id, path) in enumerate(tqdm(pairs, desc=f"audio {encoder.name}", disable=not progress)):
         try:
             wave = load_audio(path, encoder.sample_rate)
+            if len(wave) == 0:
+                raise ValueError("no samples")
         except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file, not fatal
             failed.append({"track_id": track_id, "path": path, "error": str(exc).splitlines()[0][:200]})
-            continue
-        if len(wave) == 0:
-            failed.append({"track_id": track_id, "path": path, "error": "no samples"})
-            continue
-        kept.append(track_id)
-        vectors.append(embed_file(encoder, wave))
-    matrix = np.stack(vectors) if vectors else np.zeros((0, encoder.dim), dtype=np.float32)
-    report = {
-        "encoder": encoder.name,
-        "model": encoder.model,
-        "dim": encoder.dim,
-        "embedded": len(kept),
-        "failed": failed,
-    }
-    return kept, matrix, report
+        else:
+            done.append(track_id)
+            vectors.append(embed_file(encoder, wave))
+        if len(done) == chunk or (k == len(pairs) - 1 and done):
+            store.add(done, np.stack(vectors))
+            done, vectors = [], []
+    return failed

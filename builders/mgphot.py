@@ -18,7 +18,6 @@ files into the same folder, and merging shards is copying their files together.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import inspect
 import json
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mmbench.builders.content import cache_folder
 from mmbench.errors import MmbenchError
 from mmbench.schema import MGPHOT_DIM, MGPHOT_GENES
 
@@ -101,9 +101,7 @@ def annotator_name(backend: str, model: str | None) -> str:
 
 def cache_key(annotator: str) -> str:
     """Folder name of an annotator's answers: model and prompt version."""
-    digest = hashlib.sha256(f"{annotator}\x1f{PROMPT_VERSION}".encode()).hexdigest()[:16]
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in annotator)[:60]
-    return f"{slug}-p{PROMPT_VERSION}-{digest}"
+    return cache_folder(f"{annotator}-p{PROMPT_VERSION}")
 
 
 class AnswerCache:
@@ -337,17 +335,6 @@ def make_annotator(
             raise MmbenchError("the http MGPHot backend needs --mgphot-url and --mgphot-model")
         return HttpAnnotator(url, model, **http)
     raise MmbenchError(f"unknown MGPHot backend {backend!r}; expected local or http")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` → (i, n) with 0 <= i < n."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise MmbenchError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-    if not 0 <= i < n:
-        raise MmbenchError(f"--shard {text!r}: expected 0 <= i < n")
-    return i, n
 
 
 def annotate(

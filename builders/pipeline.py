@@ -24,14 +24,12 @@ import numpy as np
 import polars as pl
 
 from mmbench.builders import (
-    audio,
     completion,
     content,
     filter,
     identify,
     ingest,
     instances,
-    lyrics,
     mgphot,
     publish,
     sample,
@@ -164,11 +162,6 @@ def _annotate(
     return frame, report
 
 
-def _frame_digest(frame: pl.DataFrame) -> str:
-    """SHA-256 of a small frame's rows (a stage key part that follows the data, not a file)."""
-    return hashlib.sha256(frame.write_csv().encode("utf-8")).hexdigest()
-
-
 def _fingerprint(path: Path | None) -> list | None:
     return None if path is None else [str(path), path.stat().st_size, path.stat().st_mtime_ns]
 
@@ -202,7 +195,8 @@ def build(
     Content stages run only when their manifest is given (the sample always gives its own):
     ``audio_manifest`` adds durations and the ``audio-<recipe enrich.audio_encoder>`` config,
     ``lyrics_manifest`` the ``lyrics-<enrich.lyrics_encoder>`` config. ``encoder_options``
-    (``model``, ``device``, ``trust_remote_code``) go to the audio encoder. The ``mgphot``
+    (``model``, ``device``, ``trust_remote_code``, ``cache``: the embedding cache folder) go to
+    the encoders. The ``mgphot``
     config is added when the recipe's ``enrich.annotate_mgphot`` is true; ``mgphot_options``
     (``url``, ``cache``, ``device``) go to the annotator.
 
@@ -338,37 +332,24 @@ def build(
         pl.DataFrame({"track": catalog_codes}).cast({"track": tracks["track"].dtype}), on="track"
     )
     enriched: dict[str, tuple[pl.DataFrame, dict]] = {}
-    if audio_files is not None:
-        name = recipe["enrich"]["audio_encoder"]
-        rows = audio_files.join(kept.select("track_id"), on="track_id").sort("track_id")
-
-        def run_audio() -> tuple[dict[str, pl.DataFrame], dict]:
-            encoder = audio.audio_encoder(name, **encoder_options)
-            ids, matrix, report = audio.embed_audio(
-                encoder, rows["track_id"].to_list(), rows["path"].to_list(), progress=progress
-            )
-            return {"embeddings": pl.DataFrame({"track_id": ids, "embedding": matrix})}, report
-
-        parts = {"files": _frame_digest(rows.select("track_id", "path")), "encoder": name, **encoder_options}
-        frames, report, _ = cache.run(f"audio-{name}", parts, run_audio)
-        enriched[f"audio-{name}"] = (frames["embeddings"], report)
-    if lyric_texts is not None:
-        name = recipe["enrich"]["lyrics_encoder"]
-        rows = lyric_texts.join(kept.select("track_id"), on="track_id").sort("track_id")
-
-        def run_lyrics() -> tuple[dict[str, pl.DataFrame], dict]:
-            device = encoder_options.get("device") or "auto"
-            matrix, report = lyrics.embed_lyrics(
-                name, rows["lyrics"].to_list(), device=device, progress=progress
-            )
-            return {"embeddings": pl.DataFrame({"track_id": rows["track_id"], "embedding": matrix})}, report
-
-        frames, report, _ = cache.run(
-            f"lyrics-{name}",
-            {"texts": _frame_digest(rows.select("track_id", "lyrics")), "encoder": name},
-            run_lyrics,
+    embed_root = Path(encoder_options.get("cache") or out / WORK / "embedding-cache")
+    sources = (("audio", audio_files, "path"), ("lyrics", lyric_texts, "lyrics"))
+    for kind, listed, column in sources:
+        if listed is None:
+            continue
+        name = recipe["enrich"][f"{kind}_encoder"]
+        rows = listed.join(kept.select("track_id"), on="track_id").sort("track_id").select("track_id", column)
+        started = time.perf_counter()
+        if kind == "audio":
+            options = {k: v for k, v in encoder_options.items() if k != "cache"}
+        else:
+            options = {"device": encoder_options.get("device")}
+        enriched[f"{kind}-{name}"] = content.embed_content(
+            kind, name, rows, embed_root, options, progress=progress
         )
-        enriched[f"lyrics-{name}"] = (frames["embeddings"], report)
+        log(
+            f"{kind}-{name}: {time.perf_counter() - started:.1f} s ({enriched[f'{kind}-{name}'][1]['computed_now']} computed)"
+        )
     if recipe["enrich"]["annotate_mgphot"]:
         started = time.perf_counter()
         enriched["mgphot"] = _annotate(

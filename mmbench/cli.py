@@ -80,6 +80,12 @@ def main() -> None:
     help="Device of the content encoders (auto = CUDA if present).",
 )
 @click.option(
+    "--embedding-cache",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Embedding cache folder (default: OUT/.build/embedding-cache); `mmbench embed` shards fill it.",
+)
+@click.option(
     "--annotate-mgphot",
     is_flag=True,
     help="Add the mgphot config (shortcut for --set enrich.annotate_mgphot=true).",
@@ -131,6 +137,7 @@ def build(
     audio_model: str | None,
     trust_remote_code: bool,
     device: str,
+    embedding_cache: Path | None,
     annotate_mgphot: bool,
     mgphot_limit: int | None,
     mgphot_backend: str | None,
@@ -171,7 +178,12 @@ def build(
             durations_path=durations,
             audio_manifest=audio_manifest,
             lyrics_manifest=lyrics_manifest,
-            encoder_options={"model": audio_model, "device": device, "trust_remote_code": trust_remote_code},
+            encoder_options={
+                "model": audio_model,
+                "device": device,
+                "trust_remote_code": trust_remote_code,
+                "cache": embedding_cache,
+            },
             mgphot_options={"url": mgphot_url, "cache": mgphot_cache, "device": device},
             progress=not quiet,
             log=(lambda message: None) if quiet else (lambda message: click.echo(message, err=True)),
@@ -189,6 +201,65 @@ def build(
         f"built {out}: {stats['plays']:,} plays, {stats['sessions']:,} sessions, "
         f"{stats['users']:,} users, {stats['tracks']:,} tracks"
     )
+
+
+@main.command("embed")
+@click.option("--dataset", default=None, help="A build folder (default: the local build).")
+@click.option(
+    "--cache", type=click.Path(path_type=Path, file_okay=False), required=True, help="Embedding cache folder."
+)
+@click.option("--shard", default="0/1", show_default=True, help="i/n: embed every n-th track from the i-th.")
+@click.option("--audio-manifest", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--audio-encoder", default="mfcc", show_default=True)
+@click.option(
+    "--audio-model", default=None, help="A Hub name or local folder replacing the encoder's default model."
+)
+@click.option(
+    "--trust-remote-code", is_flag=True, help="Allow encoders whose model code lives on the Hub (MERT)."
+)
+@click.option("--lyrics-manifest", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--lyrics-encoder", default="minilm", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def embed(
+    dataset: str | None,
+    cache: Path,
+    shard: str,
+    audio_manifest: Path | None,
+    audio_encoder: str,
+    audio_model: str | None,
+    trust_remote_code: bool,
+    lyrics_manifest: Path | None,
+    lyrics_encoder: str,
+    device: str,
+    quiet: bool,
+) -> None:
+    """Embed one shard of a build's audio and/or lyrics into an embedding cache.
+
+    Run one shard per machine or GPU, copy the cache folders together (that is the merge), then
+    `mmbench build ... --audio-manifest ... --embedding-cache DIR` publishes from the cache.
+    """
+    import mmbench
+    from mmbench.builders import content
+
+    if audio_manifest is None and lyrics_manifest is None:
+        raise MmbenchError("give --audio-manifest and/or --lyrics-manifest")
+    i, n = content.parse_shard(shard)
+    catalog = mmbench.load("tracks", "catalog", source=dataset).to_polars().select("track_id")
+    jobs = []
+    if audio_manifest is not None:
+        files = content.read_audio_manifest(audio_manifest).select("track_id", "path")
+        options = {"model": audio_model, "device": device, "trust_remote_code": trust_remote_code}
+        jobs.append(("audio", audio_encoder, files, options))
+    if lyrics_manifest is not None:
+        texts = content.read_lyrics_manifest(lyrics_manifest).select("track_id", "lyrics")
+        jobs.append(("lyrics", lyrics_encoder, texts, {"device": device}))
+    for kind, encoder, listed, options in jobs:
+        rows = listed.join(catalog, on="track_id").sort("track_id")
+        _, report = content.embed_content(kind, encoder, rows, cache, options, (i, n), progress=not quiet)
+        click.echo(
+            f"{kind}-{encoder} shard {i}/{n}: {report['computed_now']:,} embedded, {len(report['failed'])} failed"
+        )
 
 
 @main.command("annotate-mgphot")
@@ -242,7 +313,7 @@ def annotate_mgphot(
     import mmbench
     from mmbench.builders import content, mgphot
 
-    i, n = mgphot.parse_shard(shard)
+    i, n = content.parse_shard(shard)
     tracks = mmbench.load("tracks", "catalog", source=dataset).to_polars()
     lyrics = content.read_lyrics_manifest(lyrics_manifest) if lyrics_manifest else None
     songs = mgphot.songs_to_annotate(tracks, lyrics, limit)

@@ -221,6 +221,38 @@ def test_sentence_transformers_path_by_folder_reports_truncation(tmp_path):
     word = Transformer(str(tmp_path / "bert"), max_seq_length=16)
     SentenceTransformer(modules=[word, Pooling(32)]).save(str(tmp_path / "st"))
     texts = ["short words", "love " * 40, "rain night"]
-    vectors, report = lyrics.embed_lyrics(str(tmp_path / "st"), texts, device="cpu", progress=False)
+    rows = pl.DataFrame({"track_id": ["t1", "t2", "t3"], "lyrics": texts})
+    frame, report = content.embed_content(
+        "lyrics", str(tmp_path / "st"), rows, tmp_path / "cache", {"device": "cpu"}, progress=False
+    )
+    vectors = np.stack(frame["embedding"].to_numpy())
     assert vectors.shape == (3, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    assert report["truncated"] == 1 and report["max_seq_length"] == 16
+    assert report["truncated"] == 1 and report["max_seq_length"] == 16 and report["computed_now"] == 3
+    again, report = content.embed_content(
+        "lyrics", str(tmp_path / "st"), rows, tmp_path / "cache", {"device": "cpu"}, progress=False
+    )
+    assert report["computed_now"] == 0 and report["truncated"] == 1  # from the cache, model not loaded
+    np.testing.assert_array_equal(np.stack(again["embedding"].to_numpy()), vectors)
+
+
+def test_embedding_shards_merge_into_the_builds_embeddings(sample_build, tmp_path):
+    raw = sample_build / ".build" / "sample-raw"
+    for shard in ("0/2", "1/2"):
+        result = run_cli(
+            "embed", "--dataset", str(sample_build), "--cache", str(tmp_path / f"cache{shard[0]}"),
+            "--audio-manifest", str(raw / "audio_manifest.csv"), "--shard", shard, "--quiet",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"audio-mfcc shard {shard}:" in result.stdout
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    for shard in ("0", "1"):  # the merge: copy the shards' cache folders together
+        for folder in (tmp_path / f"cache{shard}").iterdir():
+            (merged / folder.name).mkdir(exist_ok=True)
+            for file in folder.iterdir():
+                (merged / folder.name / file.name).write_bytes(file.read_bytes())
+    store = content.EmbeddingCache(merged, "audio-mfcc", "")
+    built = mmbench.load("audio-mfcc", "catalog", source=sample_build).to_polars()
+    assert len(store.vectors) == built.height
+    for track_id, vector in zip(built["track_id"], built["embedding"].to_numpy(), strict=True):
+        np.testing.assert_array_equal(store.vectors[track_id], vector)
