@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mmbench.baselines.sasrec import AttentionEncoder
+from mmbench.errors import MmbenchError
 
 
 class BERT4Rec(nn.Module):
@@ -28,6 +29,10 @@ class BERT4Rec(nn.Module):
         mask_probability: float,
     ):
         super().__init__()
+        if max_len < 2:
+            raise MmbenchError(
+                f"bert4rec: max_len must be at least 2 (the history and the mask), got {max_len}"
+            )
         self.dim, self.max_len, self.mask_probability = dim, max_len, mask_probability
         self.mask_id = n_items + 1
         self.items = nn.Embedding(n_items + 2, dim, padding_idx=0)
@@ -40,6 +45,7 @@ class BERT4Rec(nn.Module):
         return self.items.weight[: self.mask_id]
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        # The mask token's row is not in item_table() (it is never scored), so look up all rows.
         return self.encoder(self.items(seqs) * math.sqrt(self.dim), seqs > 0)
 
     def cloze(self, seqs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,12 +60,12 @@ class BERT4Rec(nn.Module):
         return inputs, torch.where(masked, seqs, torch.zeros_like(seqs))
 
     def loss_inputs(
-        self, batch: torch.Tensor, generator: torch.Generator
+        self, batch: torch.Tensor, generator: torch.Generator, table: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = self.cloze(batch[:, 1:], generator)
         return self.encode(inputs), targets
 
-    def query(self, seqs: torch.Tensor) -> torch.Tensor:
+    def query(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         keep = seqs[:, -(self.max_len - 1) :]
         mask = torch.full((len(seqs), 1), self.mask_id, dtype=seqs.dtype, device=seqs.device)
         return self.encode(torch.cat([keep, mask], dim=1))[:, -1]

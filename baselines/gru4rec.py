@@ -34,8 +34,9 @@ class GRU4Rec(nn.Module):
     def item_table(self) -> torch.Tensor:
         return self.items.weight
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Hidden state [B, L, D] at every position of left-padded sequences (0 at padding)."""
+    def encode(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state [B, L, D] at every position of left-padded sequences (0 at padding);
+        ``table`` is the model's own item table, looked up through its embedding layer."""
         length = seqs.shape[1]
         lengths = (seqs > 0).sum(dim=1).clamp(min=1)
         shift = (length - lengths)[:, None]
@@ -49,12 +50,12 @@ class GRU4Rec(nn.Module):
         return self.out(self.dropout(left)) * (seqs > 0)[..., None]
 
     def loss_inputs(
-        self, batch: torch.Tensor, generator: torch.Generator
+        self, batch: torch.Tensor, generator: torch.Generator, table: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = next_item_targets(batch)
         return self.encode(inputs), targets
 
-    def query(self, seqs: torch.Tensor) -> torch.Tensor:
+    def query(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         return self.encode(seqs)[:, -1]
 
 

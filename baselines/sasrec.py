@@ -63,18 +63,20 @@ class SASRec(nn.Module):
     def item_table(self) -> torch.Tensor:
         return self.items.weight
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden state [B, L, D] at every position, from the items up to that position."""
-        return self.encoder(self.items(seqs) * math.sqrt(self.dim), seqs > 0)
+        # The plain ID table is looked up through the embedding layer; fused tables are indexed.
+        x = self.items(seqs) if table is None or table is self.items.weight else table[seqs]
+        return self.encoder(x * math.sqrt(self.dim), seqs > 0)
 
     def loss_inputs(
-        self, batch: torch.Tensor, generator: torch.Generator
+        self, batch: torch.Tensor, generator: torch.Generator, table: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = next_item_targets(batch)
-        return self.encode(inputs), targets
+        return self.encode(inputs, table), targets
 
-    def query(self, seqs: torch.Tensor) -> torch.Tensor:
-        return self.encode(seqs)[:, -1]
+    def query(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(seqs, table)[:, -1]
 
 
 def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> SASRec:

@@ -9,7 +9,6 @@ training so that the content projections learn to stand on their own.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -40,6 +39,8 @@ def content_features(
             raise MmbenchError(f"sasrec-mm content config {config!r}: {exc}") from None
         column = "genes" if "genes" in frame.columns else "embedding"
         rows = frame.join(order, on="track_id")
+        if rows.height == 0:
+            raise MmbenchError(f"sasrec-mm content config {config!r} has no track of this catalogue")
         vectors = np.stack(rows[column].to_numpy()).astype(np.float64)
         vectors = (vectors - vectors.mean(axis=0)) / (vectors.std(axis=0) + 1e-6)
         matrix = np.zeros((len(track_ids) + 1, vectors.shape[1] + 1), dtype=np.float32)
@@ -79,8 +80,6 @@ class SASRecMM(SASRec):
         id_dropout: float,
     ):
         super().__init__(n_items, dim, layers, heads, dropout, max_len)
-        if fusion not in FUSIONS:
-            raise MmbenchError(f"sasrec-mm: fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
         self.fusion, self.id_dropout, self.names = fusion, id_dropout, sorted(features)
         for i, name in enumerate(self.names):
             self.register_buffer(f"feature_{i}", torch.as_tensor(features[name]))
@@ -116,12 +115,13 @@ class SASRecMM(SASRec):
             table = sum(gates[:, i : i + 1] * p for i, p in enumerate(parts))
         return torch.cat([torch.zeros_like(table[:1]), table[1:]])  # row 0 stays padding
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.item_table()[seqs] * math.sqrt(self.dim), seqs > 0)
-
 
 def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> SASRecMM:
     """The model for the build at ``source`` (content and training play counts read from it)."""
+    if config["fusion"] not in FUSIONS:
+        raise MmbenchError(f"sasrec-mm: fusion {config['fusion']!r} is not one of {', '.join(FUSIONS)}")
+    if not 0 <= config["id_dropout"] < 1:
+        raise MmbenchError(f"sasrec-mm: id_dropout must lie in [0, 1), got {config['id_dropout']}")
     tracks = mmbench.load("tracks", "catalog", source=source).to_polars()
     if tracks.height != n_items:
         raise MmbenchError(f"{source}: catalogue of {tracks.height} tracks, expected {n_items}")

@@ -6,10 +6,12 @@ most recent item is always in the last position.
 
 A neural model is an ``nn.Module`` with
 
-- ``loss_inputs(batch) -> (hidden [B, T, D], targets [B, T])``: its training objective on a
-  batch of windows (targets 0 are ignored),
-- ``query(seqs) -> [B, D]``: the representation that scores the next item of each sequence,
-- ``item_table() -> [N + 1, D]``: output embeddings of the items (row 0: padding, never scored).
+- ``item_table() -> [N + 1, D]``: the item representations (row 0: padding, never scored),
+  computed once per training step or ranking batch and passed to the two methods below,
+- ``loss_inputs(batch, generator, table) -> (hidden [B, T, D], targets [B, T])``: its training
+  objective on a batch of windows (targets 0 are ignored),
+- ``query(seqs, table) -> [B, D]``: the representation that scores the next item of each
+  sequence.
 
 Training: full-softmax cross-entropy over the catalogue (chunked and recomputed in the backward
 pass so that memory stays bounded at 383k tracks), or sampled softmax; AdamW; early stopping on
@@ -77,10 +79,9 @@ def _plays(source: str | os.PathLike | None, splits: tuple[str, ...], codes: pl.
     )
     return (
         sessions.sort("user_id", "start_time", "session_id")
-        .with_columns(pl.col("track_ids").list.len().alias("n"))
         .explode("track_ids")
         .join(codes, left_on="track_ids", right_on="track_id", how="left", maintain_order="left")
-        .select("user_id", "session_id", "n", "code")
+        .select("user_id", "session_id", "code")
     )
 
 
@@ -90,7 +91,8 @@ def _code_frame(track_ids: list[str]) -> pl.DataFrame:
 
 def training_windows(source: str | os.PathLike | None, track_ids: list[str], max_len: int) -> np.ndarray:
     """Every user's training plays in time order, cut from the end into windows of
-    ``max_len + 1`` items (left-padded), so that each play is a target exactly once."""
+    ``max_len + 1`` items (left-padded), so that each play but the user's first is a target
+    exactly once."""
     plays = _plays(source, ("train",), _code_frame(track_ids))
     users = plays.group_by("user_id", maintain_order=True).agg(pl.col("code"))
     span = max_len + 1
@@ -180,13 +182,19 @@ def sampled_softmax_loss(
     targets: torch.Tensor,
     n_negatives: int,
     generator: torch.Generator,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of each target against ``n_negatives`` items drawn uniformly from 1..N for
-    the whole batch; a draw equal to a position's own target is left out of that position."""
+    """Cross-entropy of each target against ``n_negatives`` items drawn uniformly from 1..N (or
+    from the items where ``allowed`` [N] is true) for the whole batch; a draw equal to a
+    position's own target is left out of that position."""
     keep = targets > 0
     h, t = hidden[keep], targets[keep]
-    n_items = table.shape[0] - 1
-    negatives = torch.randint(1, n_items + 1, (n_negatives,), generator=generator).to(t.device)
+    if allowed is None:
+        negatives = torch.randint(1, table.shape[0], (n_negatives,), generator=generator)
+    else:
+        pool = allowed.nonzero().flatten().cpu() + 1
+        negatives = pool[torch.randint(0, len(pool), (n_negatives,), generator=generator)]
+    negatives = negatives.to(t.device)
     positive = (h * table[t]).sum(-1, keepdim=True)
     negative = h @ table[negatives].T
     negative = negative.masked_fill(negatives[None, :] == t[:, None], float("-inf"))
@@ -201,7 +209,8 @@ def sampled_softmax_loss(
 @torch.no_grad()
 def top_items(model: torch.nn.Module, seqs: torch.Tensor, k: int) -> torch.Tensor:
     """The ``k`` best item numbers (1..N) per sequence; padding and mask are never returned."""
-    scores = model.query(seqs) @ model.item_table()[1:].T
+    table = model.item_table()
+    scores = model.query(seqs, table) @ table[1:].T
     return scores.float().topk(min(k, scores.shape[1]), dim=1).indices + 1
 
 
@@ -209,7 +218,7 @@ def top_items(model: torch.nn.Module, seqs: torch.Tensor, k: int) -> torch.Tenso
 def candidate_order(model: torch.nn.Module, seqs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """The candidates (item numbers, [B, C]) of each sequence, best first."""
     table = model.item_table()
-    scores = (model.query(seqs)[:, None, :] * table[candidates]).sum(-1).float()
+    scores = (model.query(seqs, table)[:, None, :] * table[candidates]).sum(-1).float()
     return candidates.gather(1, scores.argsort(dim=1, descending=True, stable=True))
 
 
@@ -283,8 +292,8 @@ def fit(
         for start in bar:
             batch = data[order[start : start + config["batch_size"]]].to(device)
             with autocast:
-                hidden, targets = model.loss_inputs(batch, generator)
-                table = model.item_table()
+                table = model.item_table()  # once per step: inputs and outputs share one draw of any dropout
+                hidden, targets = model.loss_inputs(batch, generator, table)
                 if config["loss"] == "sampled":
                     loss = sampled_softmax_loss(
                         hidden, table, targets, config["negatives"], generator, allowed
@@ -337,6 +346,7 @@ def save_checkpoint(model: torch.nn.Module, out: Path, record: dict[str, Any], t
     """``model.safetensors`` (weights), ``item_embeddings.safetensors`` (``embedding`` [N, D] in
     catalogue order, the track ids in its metadata) and ``config.json``, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
+    model.eval()  # the exported table must not carry a training-time dropout draw
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     _atomic(out / "model.safetensors", lambda p: save_file(weights, p, metadata={"format": "pt"}))
     with torch.no_grad():

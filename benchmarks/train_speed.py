@@ -50,8 +50,9 @@ def _steps(model, windows, config, steps: int, device: str, loss_fn) -> list[flo
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-            hidden, targets = model.loss_inputs(data, generator)
-            loss = loss_fn(hidden, model.item_table(), targets, generator)
+            table = model.item_table()
+            hidden, targets = model.loss_inputs(data, generator, table)
+            loss = loss_fn(hidden, table, targets, generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -88,7 +89,7 @@ def one(kind: str, name: str, dataset: str, device: str, steps: int, batch: int)
     if kind == "sampled":
 
         def loss_fn(h, table, t, g):
-            return training.sampled_softmax_loss(h, table, t, config["negatives"], g)
+            return training.sampled_softmax_loss(h, table, t, config["negatives"], g, allowed)
 
     elif kind == "plain":
 

@@ -107,6 +107,27 @@ def test_each_model_overfits_a_deterministic_sequence(name):
     assert accuracy >= 0.95
 
 
+def test_sampled_softmax_training_learns_and_draws_only_allowed_items():
+    start = np.arange(40) % N_ITEMS
+    windows = (start[:, None] + np.arange(TINY["max_len"] + 1)[None, :]) % N_ITEMS + 1
+    model = tiny("sasrec").train()
+    config = {**model_config("sasrec"), **TINY, "loss": "sampled", "negatives": 4, "epochs": 150}
+    config.update(batch_size=16, learning_rate=0.01, weight_decay=0.0)
+    training.fit(model, windows, config, validate=None, progress=False)
+    model.eval()
+    best = training.top_items(model, torch.as_tensor(windows[:, :-1]), 1)[:, 0]
+    assert (best == torch.as_tensor(windows[:, -1])).float().mean().item() >= 0.95
+    # With only item 2 allowed, every negative is item 2.
+    hidden, table = torch.randn(1, 1, 4), torch.randn(N_ITEMS + 1, 4)
+    allowed = torch.zeros(N_ITEMS, dtype=torch.bool)
+    allowed[1] = True
+    loss = training.sampled_softmax_loss(
+        hidden, table, torch.tensor([[1]]), 3, torch.Generator().manual_seed(0), allowed
+    )
+    pos, neg = hidden[0, 0] @ table[1], hidden[0, 0] @ table[2]
+    torch.testing.assert_close(loss, -pos + torch.logsumexp(torch.stack([pos, neg, neg, neg]), 0))
+
+
 def test_chunked_full_softmax_equals_plain_cross_entropy(monkeypatch):
     torch.manual_seed(0)
     hidden = torch.randn(3, 5, 8, requires_grad=True)
