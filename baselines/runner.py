@@ -159,6 +159,7 @@ def predict(
     out: Path,
     source: str | os.PathLike | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> int:
     """Write the ranking of every instance of ``task``/``split``; return how many."""
     path = model_dir / "config.json"
@@ -177,8 +178,10 @@ def predict(
         )
     module = importlib.import_module(BASELINES[name])
     if hasattr(module, "build"):
-        track_ids = sorted(pop_order)
-        model = module.build(len(track_ids), config, where).to(training.pick_device(config["device"]))
+        track_ids = training.catalog_ids(where)
+        model = module.build(len(track_ids), config, where).to(
+            training.pick_device(device or config["device"])
+        )
         training.load_weights(model, model_dir)
         ids, seqs, candidates = training.instance_sequences(where, task, split, track_ids, config["max_len"])
         ranked = training.rankings(

@@ -36,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 import mmbench
+from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 from mmbench.schema import MAX_PREDICTIONS
 
@@ -49,13 +50,8 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` = CUDA when present, else CPU; or an explicit torch device name."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise MmbenchError(f"device={name!r}: {exc}") from None
+    """``auto`` = CUDA when present, else CPU; or an explicit torch device that exists here."""
+    return torch.device(resolve_device(name))
 
 
 # ---------------------------------------------------------------------------------------------

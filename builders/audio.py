@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mmbench.builders.content import EmbeddingCache
+from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 
 CHUNK_SECONDS = 30.0
@@ -61,10 +62,12 @@ def mfcc_encoder(**_: Any) -> AudioEncoder:
     return AudioEncoder("mfcc", sample_rate, 120, embed, model="librosa.feature.mfcc")
 
 
-def _device(device: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+def _load(loader: Any, model: str, **options: Any) -> Any:
+    """``loader.from_pretrained(model)``, with a missing or broken model as a clear error."""
+    try:
+        return loader.from_pretrained(model, **options)
+    except OSError as exc:
+        raise MmbenchError(f"audio model {model}: cannot load it ({str(exc).splitlines()[0]})") from None
 
 
 def clap_encoder(model: str = "laion/larger_clap_music", device: str = "auto", **_: Any) -> AudioEncoder:
@@ -72,13 +75,15 @@ def clap_encoder(model: str = "laion/larger_clap_music", device: str = "auto", *
     import torch
     from transformers import ClapFeatureExtractor, ClapModel
 
-    where = _device(device)
-    net = ClapModel.from_pretrained(model).to(where).eval()
-    extractor = ClapFeatureExtractor.from_pretrained(model)
+    where = resolve_device(device)
+    net = _load(ClapModel, model).to(where).eval()
+    extractor = _load(ClapFeatureExtractor, model)
     rate = extractor.sampling_rate
 
     @torch.no_grad()
     def embed(waves: list[np.ndarray]) -> np.ndarray:
+        if len(waves) > 8:  # a long track: a few windows at a time, so memory stays bounded
+            return np.concatenate([embed(waves[i : i + 8]) for i in range(0, len(waves), 8)])
         inputs = extractor(waves, sampling_rate=rate, return_tensors="pt").to(where)
         features = net.get_audio_features(
             **{k: v for k, v in inputs.items() if k in ("input_features", "is_longer")}
@@ -96,9 +101,9 @@ def encodec_encoder(model: str = "facebook/encodec_24khz", device: str = "auto",
     import torch
     from transformers import AutoFeatureExtractor, EncodecModel
 
-    where = _device(device)
-    net = EncodecModel.from_pretrained(model).to(where).eval()
-    extractor = AutoFeatureExtractor.from_pretrained(model)
+    where = resolve_device(device)
+    net = _load(EncodecModel, model).to(where).eval()
+    extractor = _load(AutoFeatureExtractor, model)
     rate = extractor.sampling_rate
 
     @torch.no_grad()
@@ -121,7 +126,7 @@ def hidden_state_encoder(
     from transformers import AutoFeatureExtractor, AutoModel
 
     try:
-        net = AutoModel.from_pretrained(model, trust_remote_code=trust_remote_code)
+        net = _load(AutoModel, model, trust_remote_code=trust_remote_code)
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
             raise MmbenchError(
@@ -129,9 +134,9 @@ def hidden_state_encoder(
                 "pass --trust-remote-code if you trust it"
             ) from None
         raise
-    where = _device(device)
+    where = resolve_device(device)
     net = net.to(where).eval()
-    extractor = AutoFeatureExtractor.from_pretrained(model, trust_remote_code=trust_remote_code)
+    extractor = _load(AutoFeatureExtractor, model, trust_remote_code=trust_remote_code)
     rate = extractor.sampling_rate
 
     @torch.no_grad()
@@ -188,6 +193,7 @@ def embed_audio(
     encoder: AudioEncoder,
     track_ids: list[str],
     paths: list[str],
+    inputs: list[str],
     store: EmbeddingCache,
     progress: bool = True,
     chunk: int = 256,
@@ -197,9 +203,11 @@ def embed_audio(
     from tqdm.auto import tqdm
 
     store.describe(encoder=encoder.name, model=encoder.model, dim=encoder.dim)
-    done, vectors, failed = [], [], []
-    pairs = list(zip(track_ids, paths, strict=True))
-    for k, (track_id, path) in enumerate(tqdm(pairs, desc=f"audio {encoder.name}", disable=not progress)):
+    done, vectors, digests, failed = [], [], [], []
+    pairs = list(zip(track_ids, paths, inputs, strict=True))
+    for k, (track_id, path, digest) in enumerate(
+        tqdm(pairs, desc=f"audio {encoder.name}", disable=not progress)
+    ):
         try:
             wave = load_audio(path, encoder.sample_rate)
             if len(wave) == 0:
@@ -209,7 +217,8 @@ def embed_audio(
         else:
             done.append(track_id)
             vectors.append(embed_file(encoder, wave))
+            digests.append(digest)
         if len(done) == chunk or (k == len(pairs) - 1 and done):
-            store.add(done, np.stack(vectors))
-            done, vectors = [], []
+            store.add(done, np.stack(vectors), digests)
+            done, vectors, digests = [], [], []
     return failed

