@@ -11,9 +11,10 @@ import datasets
 import numpy as np
 import polars as pl
 import pytest
+import soundfile
 
 import mmbench
-from conftest import run_cli
+from conftest import NO_FILTERS, run_cli
 from mmbench.builders import mgphot
 from mmbench.errors import MmbenchError
 from mmbench.schema import MGPHOT_GENES
@@ -200,3 +201,27 @@ def test_validate_mgphot_bad_ground_truth(sample_build, tmp_path):
     result = run_cli("validate-mgphot", "--ground-truth", str(path), "--dataset", str(sample_build))
     assert result.returncode == 2 and "line 2: every gene value must be a number in [0, 1]" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_failed_build_keeps_its_caches_and_resumes(fixture_raw, endpoint, tmp_path):
+    soundfile.write(
+        tmp_path / "a.wav", np.random.default_rng(0).standard_normal(22050).astype(np.float32), 22050
+    )
+    (tmp_path / "audio.csv").write_text("artist_name,track_name,path\nBjörk,Hyperballad,a.wav\n")
+    out = tmp_path / "out"
+    refused = endpoint([(401, 3)])
+    args = [
+        "build", "--raw", str(fixture_raw["folder"]), "--out", str(out), "--audio-manifest",
+        str(tmp_path / "audio.csv"), "--annotate-mgphot", "--mgphot-backend", "http", "--mgphot-model", "m",
+        "--set", "instances.paper_sampled_negatives=2", *[a for item in NO_FILTERS for a in ("--set", item)],
+    ]  # fmt: skip
+    result = run_cli(*args, "--mgphot-url", refused.url)
+    assert result.returncode == 2 and "HTTP 401" in result.stderr and "Traceback" not in result.stderr
+    assert not (out / "data").exists() and (out / ".build" / "embedding-cache").is_dir()
+    # Only the cache stays (the MGPHot answers live in the session-wide MMBENCH_MGPHOT_CACHE here).
+    assert sorted(p.name for p in (out / ".build").iterdir()) == ["embedding-cache"]
+    working = endpoint()
+    result = run_cli(*args, "--mgphot-url", working.url)
+    assert result.returncode == 0, result.stderr
+    assert "audio-mfcc" in mmbench.loading.has_config("audio-", out)[0]
+    assert len(working.requests) == mmbench.load("mgphot", "catalog", source=out).num_rows
