@@ -501,6 +501,12 @@ def evaluate(
     help="Randomization test draws.",
 )
 @click.option(
+    "--segment",
+    default=None,
+    metavar="SEGMENT=GROUP",
+    help="Compare on one group of the segment breakdown only, e.g. target_cold=cold or target_popularity=tail.",
+)
+@click.option(
     "--json", "json_out", type=click.Path(path_type=Path), help="Also write the comparison as JSON."
 )
 def compare(
@@ -514,9 +520,12 @@ def compare(
     n_bootstrap: int,
     seed: int,
     n_permutations: int,
+    segment: str | None,
     json_out: Path | None,
 ) -> None:
     """Compare two predictions files on the same instances (B - A), with paired tests."""
+    import numpy as np
+
     from mmbench.compare import compare_ranks
     from mmbench.evaluator import Evaluator
     from mmbench.metrics import KS
@@ -525,10 +534,22 @@ def compare(
     evaluator = Evaluator(task, split, dataset)
     ranks_a = evaluator.read_file(a, allow_missing=allow_missing)
     ranks_b = evaluator.read_file(b, allow_missing=allow_missing)
+    keep = np.ones(ranks_a.ranks.size, dtype=bool)
+    if segment is not None:
+        name, _, group = segment.partition("=")
+        groups = evaluator.segments().get(name, {})
+        if group not in groups:
+            known = ", ".join(f"{s}={g}" for s, gs in evaluator.segments().items() for g in gs)
+            raise MmbenchError(f"--segment {segment!r}: unknown; this dataset has {known}")
+        keep = groups[group]
+        if not keep.any():
+            raise MmbenchError(f"--segment {segment!r}: no instance in this group")
     result = compare_ranks(
-        ranks_a.ranks, ranks_b.ranks, sorted(set(ks or KS)), n_bootstrap, n_permutations, seed
+        ranks_a.ranks[keep], ranks_b.ranks[keep], sorted(set(ks or KS)), n_bootstrap, n_permutations, seed
     )
     result.update({"a": str(a), "b": str(b), "task": task, "split": split, "dataset": evaluator.source})
+    if segment is not None:
+        result["segment"] = segment
     print_comparison(result)
     if json_out is not None:
         write_json(json_out, result)

@@ -64,8 +64,9 @@ def print_comparison(result: dict[str, Any], console: Console | None = None) -> 
     """The paired comparison table and a plain sentence on what is significant."""
     console = console or _console()
     table = Table(
-        title=f"B - A on {result['n_instances']:,} {result['task']} {result['split']} instances "
-        f"(A = {result['a']}, B = {result['b']})"
+        title=f"B - A on {result['n_instances']:,} {result['task']} {result['split']} instances"
+        + (f" with {result['segment']}" if "segment" in result else "")
+        + f" (A = {result['a']}, B = {result['b']})"
     )
     for column in ("metric", "A", "B", "B - A", "95% CI", "p rand.", "p t-test", "p Holm", "significant"):
         table.add_column(column, justify="left" if column == "metric" else "right")

@@ -79,3 +79,17 @@ def test_cli_compare(sample_build, tmp_path):
     data = json.loads((tmp_path / "c.json").read_text())
     ndcg10 = next(r for r in data["metrics"] if r["metric"] == "ndcg@10")
     assert ndcg10["significant"] and ndcg10["difference"] > 0 and ndcg10["p_randomization_holm"] < 0.05
+    # The same comparison on one segment group: only its instances, exactly the evaluator's means.
+    segment = run_cli(
+        "compare", str(rand), str(pop), "--dataset", str(sample_build), "--segment", "target_popularity=head",
+        "--json", str(tmp_path / "s.json"), "--permutations", "200",
+    )  # fmt: skip
+    assert segment.returncode == 0, segment.stderr
+    head = json.loads((tmp_path / "s.json").read_text())
+    mask = evaluator.segments()["target_popularity"]["head"]
+    assert head["n_instances"] == int(mask.sum()) and head["segment"] == "target_popularity=head"
+    report = evaluator.report(evaluator.read_file(pop), n_bootstrap=0)
+    head_ndcg = next(r for r in head["metrics"] if r["metric"] == "ndcg@10")["b"]
+    assert head_ndcg == pytest.approx(report.segments["target_popularity"]["head"]["ndcg@10"]["value"])
+    unknown = run_cli("compare", str(rand), str(pop), "--dataset", str(sample_build), "--segment", "cold")
+    assert unknown.returncode == 2 and "target_cold=cold" in unknown.stderr
