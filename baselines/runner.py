@@ -4,7 +4,8 @@ A trained baseline is a folder with ``config.json``: the model, its hyperparamet
 it was trained on and that dataset's fingerprint (SHA-256 of its catalogue's track ids), so that
 predicting on a dataset with other track ids fails clearly. Memory-based models (pop,
 user-repeat, sknn) have no weights: their ``fit`` reruns at prediction time on the training
-sessions, which is cheap.
+sessions, which is cheap. Neural models are trained by :mod:`mmbench.baselines.training`, which
+adds their weights and item-embedding table to the folder.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ def clap_encoder(model: str = "laion/larger_clap_music", device: str = "auto", *
         features = getattr(features, "pooler_output", features)
         return features.float().cpu().numpy()
 
-    # Chunks no longer than the extractor's window, so that it never crops (at random) or pads.
+    # Chunks no longer than the extractor's window, so that it never crops one at random (a
+    # track's last chunk, or a short track, is padded to the window).
     window = float(extractor.max_length_s)
     return AudioEncoder("clap", rate, net.config.projection_dim, embed, model=model, chunk_seconds=window)
 
