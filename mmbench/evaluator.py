@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from mmbench.errors import MmbenchError
 from mmbench.metrics import KS, METRICS, chance_level, coverage_at_k, metric_by_rank
+from mmbench.scanner import IdTable
 from mmbench.schema import MAX_PREDICTIONS, TASKS
 
 NOT_SEEN = MAX_PREDICTIONS + 1
@@ -100,33 +101,24 @@ class Evaluator:
         )
         instances = instances.filter(pc.equal(instances["task"], task))
         tracks = load_table("tracks", "catalog", self.source, ["track_id", "n_plays_train"])
-        self.track_ids: list[str] = tracks["track_id"].to_pylist()
-        self.catalog = {t: i for i, t in enumerate(self.track_ids)}
-        self._catalog_frame = None
-        self.instance_ids: list[str] = instances["instance_id"].to_pylist()
-        if not self.instance_ids:
+        if instances.num_rows == 0:
             raise MmbenchError(f"{self.source}: no {task} instances in the {split} split")
-        self.index = {iid: i for i, iid in enumerate(self.instance_ids)}
+        self.track_table = IdTable(tracks["track_id"])
+        self.instance_table = IdTable(instances["instance_id"])
+        self.track_ids: list[str] = tracks["track_id"].to_pylist()
+        self.instance_ids: list[str] = instances["instance_id"].to_pylist()
         self._instances = pl.from_arrow(
             instances.select(["session_id", "user_id", "position", "target_track_id"])
         )
-        self.targets = (
-            self._instances.select("target_track_id")
-            .join(
-                self.catalog_frame,
-                left_on="target_track_id",
-                right_on="track_id",
-                how="left",
-                maintain_order="left",
-            )["code"]
-            .to_numpy()
-            .astype(np.int64)
-        )
+        self.targets = self.track_table.positions(instances["target_track_id"])
+        if (self.targets < 0).any():
+            raise MmbenchError(f"{self.source}: instances whose target is not in the tracks config")
         self.candidates: list[frozenset[int]] | None = None
         if task == "paper-sampled":
-            self.candidates = [
-                frozenset(self.catalog[t] for t in c) for c in instances["candidates"].to_pylist()
-            ]
+            flat = pc.list_flatten(instances["candidates"])
+            codes = self.track_table.positions(flat)
+            ends = np.cumsum(pc.list_value_length(instances["candidates"]).to_numpy(zero_copy_only=False))
+            self.candidates = [frozenset(c.tolist()) for c in np.split(codes, ends[:-1])]
         self.n_items = len(self.candidates[0]) if self.candidates else len(self.track_ids)
         self._n_plays_train = tracks["n_plays_train"].to_numpy()
         self._segments: dict[str, dict[str, np.ndarray]] | None = None
@@ -136,16 +128,15 @@ class Evaluator:
         """The targets' catalogue codes as Python ints (for the per-row path)."""
         return self.targets.tolist()
 
-    @property
-    def catalog_frame(self):
-        """The catalogue as a polars frame (track_id, code) for vectorized lookups."""
-        import polars as pl
+    @functools.cached_property
+    def catalog(self) -> dict[str, int]:
+        """Track id -> catalogue code, for the per-row path (built on first use)."""
+        return {t: i for i, t in enumerate(self.track_ids)}
 
-        if self._catalog_frame is None:
-            self._catalog_frame = pl.DataFrame(
-                {"track_id": self.track_ids, "code": np.arange(len(self.track_ids))}
-            )
-        return self._catalog_frame
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """Instance id -> instance number, for the per-row path (built on first use)."""
+        return {iid: i for i, iid in enumerate(self.instance_ids)}
 
     # -- the contract -------------------------------------------------------------------------
 
@@ -212,7 +203,9 @@ class Evaluator:
             return self.read_rows(_parquet_rows(path), allow_missing, name, unit="row")
         tally = _Tally(self, name, "line")
         for block, first_line in _jsonl_blocks(path, gzipped=head[:2] == b"\x1f\x8b"):
-            if not (self.candidates is None and tally.fast_block(block, first_line)):
+            if self.candidates is None:
+                tally.scan(block, first_line)
+            else:
                 tally.rows(_jsonl_rows(block, first_line, name))
         return tally.finish(allow_missing)
 
@@ -404,9 +397,9 @@ class _Tally:
     """The running state of one read: each instance's rank and line, each track's best position.
 
     Rows arrive either one parsed object at a time (:meth:`rows`, exact error messages) or as a
-    whole block of JSON Lines (:meth:`fast_block`, vectorized with polars). The fast path only
-    accepts a block in which every line is valid; otherwise the caller re-reads the block with
-    :meth:`rows`, which finds and reports the first bad line exactly.
+    block of JSON Lines (:meth:`scan`): the compiled scanner takes every line of the common form
+    that is certainly valid and hands any other line to :meth:`rows`, which accepts it or
+    reports exactly what is wrong.
     """
 
     def __init__(self, evaluator: Evaluator, origin: str, unit: str):
@@ -415,6 +408,7 @@ class _Tally:
         self.ranks = np.zeros(n, dtype=np.int16)
         self.line_of = np.zeros(n, dtype=np.int64)
         self.first_position = np.full(len(evaluator.track_ids), NOT_SEEN, dtype=np.int16)
+        self.seen = np.zeros(len(evaluator.track_ids), dtype=np.int64)  # scanner: last line per track
 
     def rows(self, rows: Iterable[tuple[int, Any]]) -> None:
         """Check rows one by one; raise :class:`PredictionsError` at the first bad one."""
@@ -457,56 +451,38 @@ class _Tally:
         if lengths:
             self._mark(np.frombuffer(flat, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64))
 
-    def fast_block(self, block: bytes, first_line: int) -> bool:
-        """Score a block of whole JSON lines at once; False (nothing changed) unless all are valid.
+    def scan(self, block: bytes, first_line: int) -> None:
+        """Take a block of whole JSON lines with the compiled scanner; each line it leaves goes
+        through :meth:`rows`, which accepts it or raises the precise error."""
+        from mmbench.scanner import scan_lines
 
-        polars parses JSON strictly but coerces scalar types (a number becomes a string), skips
-        blank lines and keeps the first of repeated keys, so the block is only taken when each
-        line holds each key exactly once, nothing is escaped (no backslash at all: ids never need
-        one), and every line gives a row; a
-        coerced value can never be a valid id, so it fails the checks below and the block goes
-        to the exact path.
-        """
-        import polars as pl
-
-        n_lines = block.count(b"\n")
-        if (
-            b"\\" in block
-            or block.count(b'"instance_id"') != n_lines
-            or block.count(b'"predictions"') != n_lines
-        ):
-            return False
-        try:
-            frame = pl.read_ndjson(
-                block, schema={"instance_id": pl.String, "predictions": pl.List(pl.String)}
+        ev = self.ev
+        buf = np.frombuffer(block, dtype=np.uint8)
+        position, line = 0, first_line
+        while position < buf.size:
+            position, line = scan_lines(
+                buf,
+                position,
+                line,
+                MAX_PREDICTIONS,
+                ev.instance_table.keys,
+                ev.instance_table.slots,
+                ev.instance_table.offsets,
+                ev.instance_table.data,
+                ev.track_table.keys,
+                ev.track_table.slots,
+                ev.track_table.offsets,
+                ev.track_table.data,
+                ev.targets,
+                self.ranks,
+                self.line_of,
+                self.first_position,
+                self.seen,
             )
-        except (pl.exceptions.PolarsError, OSError, ValueError):
-            return False
-        if frame.height != n_lines or frame["instance_id"].null_count() or frame["predictions"].null_count():
-            return False
-        index_get = self.ev.index.get
-        rows = [index_get(iid, -1) for iid in frame["instance_id"].to_list()]
-        rows = np.asarray(rows, dtype=np.int64)
-        lengths = frame["predictions"].list.len().to_numpy().astype(np.int64)
-        if (rows < 0).any() or self.line_of[rows].any() or np.unique(rows).size != rows.size:
-            return False
-        if (lengths < 1).any() or (lengths > MAX_PREDICTIONS).any():
-            return False
-        ids = frame.select(pl.col("predictions").explode().alias("track_id"))
-        codes = ids.join(self.ev.catalog_frame, on="track_id", how="left", maintain_order="left")["code"]
-        if codes.null_count():
-            return False
-        codes = codes.to_numpy().astype(np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        per_row = pl.Series(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(codes)))
-        if (per_row.list.n_unique().to_numpy() != lengths).any():
-            return False
-        positions = np.arange(codes.size) - np.repeat(offsets[:-1], lengths) + 1
-        hits = np.flatnonzero(codes == np.repeat(self.ev.targets[rows], lengths))
-        self.ranks[rows[np.searchsorted(offsets, hits, side="right") - 1]] = positions[hits]
-        self.line_of[rows] = first_line + np.arange(rows.size)
-        np.minimum.at(self.first_position, codes, positions.astype(np.int16))
-        return True
+            if position < buf.size:
+                end = block.index(b"\n", position) + 1
+                self.rows(_jsonl_rows(block[position:end], line, self.origin))
+                position, line = end, line + 1
 
     def _mark(self, codes: np.ndarray, lengths: np.ndarray) -> None:
         """Lower each track's best position to the positions it has in these rankings."""
@@ -606,7 +582,6 @@ def _jsonl_rows(block: bytes, first_line: int, name: str) -> Iterator[tuple[int,
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     name = str(path)

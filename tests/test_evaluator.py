@@ -275,28 +275,81 @@ def test_random_json_never_crashes(evaluator, tmp_path, objects):
         assert str(exc)
 
 
-def test_fast_and_exact_paths_agree(evaluator, pop_file, tmp_path):
-    from mmbench.evaluator import _Tally
+def test_scanner_takes_plain_lines_and_agrees_with_the_exact_path(evaluator, pop_file, tmp_path):
+    from mmbench.evaluator import _jsonl_rows, _Tally
+    from mmbench.scanner import scan_lines
 
     rows = _lines(pop_file)
     rng = np.random.default_rng(0)
     for row in rows:  # vary the rankings so that ranks and coverage differ per instance
         rng.shuffle(row["predictions"])
         row["predictions"] = row["predictions"][: int(rng.integers(1, 101))]
-    path = _write(tmp_path / "varied.jsonl", rows)
-    block = path.read_bytes()
-    fast = _Tally(evaluator, str(path), "line")
-    assert fast.fast_block(block, 1)
-    exact = evaluator.read_rows(enumerate(rows, start=1), allow_missing=False, origin="x")
-    assert np.array_equal(fast.ranks, exact.ranks) and np.array_equal(
-        fast.first_position, exact.first_position
+    block = _write(tmp_path / "varied.jsonl", rows).read_bytes()
+    scanned = _Tally(evaluator, "x", "line")
+    buf = np.frombuffer(block, dtype=np.uint8)
+    tables = [evaluator.instance_table, evaluator.track_table]
+    arrays = [a for t in tables for a in (t.keys, t.slots, t.offsets, t.data)]
+    state = [scanned.ranks, scanned.line_of, scanned.first_position, scanned.seen]
+    # Every line is of the plain form: the scanner takes them all, none goes to the exact path.
+    assert scan_lines(buf, 0, 1, 100, *arrays, evaluator.targets, *state) == (buf.size, len(rows) + 1)
+    exact = _Tally(evaluator, "x", "line")
+    exact.rows(_jsonl_rows(block, 1, "x"))
+    for name in ("ranks", "line_of", "first_position"):
+        assert np.array_equal(getattr(scanned, name), getattr(exact, name)), name
+    assert scanned.ranks.any() and (scanned.ranks == 0).any()
+
+
+_SPACE = st.sampled_from(["", " ", "  ", "\t", "\r", " \r\t "])
+
+
+@st.composite
+def _line(draw, ids, tracks):
+    """A predictions line near the plain form: spacing, key order, extra or repeated keys,
+    escapes, non-ASCII, unknown or repeated ids, lengths around the limits, a corrupted byte."""
+    s = lambda: draw(_SPACE)  # noqa: E731
+    iid = draw(
+        st.sampled_from([json.dumps(draw(st.sampled_from(ids))), '"nope"', "3", "null", '"next\\u002d"'])
     )
-    assert np.array_equal(evaluator.read_file(path).ranks, exact.ranks)
-    # A block with one bad line is refused whole by the fast path and leaves no trace.
-    rows[3]["predictions"].append(rows[3]["predictions"][0])
-    bad = _Tally(evaluator, "x", "line")
-    assert not bad.fast_block(b"".join(json.dumps(r).encode() + b"\n" for r in rows), 1)
-    assert not bad.line_of.any() and not bad.ranks.any()
+    n = draw(st.sampled_from([0, 1, 2, 5, 99, 100, 101]))
+    preds = [json.dumps(t) for t in draw(st.permutations(tracks))[:n]]
+    if preds and draw(st.booleans()):
+        k = draw(st.integers(0, len(preds) - 1))
+        preds[k] = draw(
+            st.sampled_from([preds[0], '"t0"', "7", '"\\u0074' + json.loads(preds[k])[1:] + '"', '"tä"'])
+        )
+    members = [
+        f'"instance_id"{s()}:{s()}{iid}',
+        f'"predictions"{s()}:{s()}[{s()}' + f"{s()},{s()}".join(preds) + f"{s()}]",
+    ]
+    members += draw(st.sampled_from([[], ['"score": 1.5'], ['"instance_id": "x"'], ['"predictions": []']]))
+    members = draw(st.permutations(members))
+    line = s() + "{" + s() + f"{s()},{s()}".join(members) + s() + "}" + s()
+    if draw(st.booleans()):
+        k = draw(st.integers(0, len(line) - 1))
+        line = (
+            line[:k] + draw(st.sampled_from(['"', ",", "]", "}", "", " ", "\\", "\x00", "é"])) + line[k + 1 :]
+        )
+    return line
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_scanner_and_exact_path_agree_on_any_line(evaluator, data):
+    """The scanner never takes a line the exact path would refuse or read differently."""
+    from mmbench.evaluator import PredictionsError, _jsonl_rows, _Tally
+
+    ids, tracks = evaluator.instance_ids[:3], evaluator.track_ids[:120]
+    lines = data.draw(st.lists(_line(ids, tracks), min_size=1, max_size=3))
+    block = "".join(line + "\n" for line in lines).encode()
+    outcomes = []
+    for read in ("scan", "rows"):
+        tally = _Tally(evaluator, "f", "line")
+        try:
+            tally.scan(block, 1) if read == "scan" else tally.rows(_jsonl_rows(block, 1, "f"))
+            outcomes.append((tally.ranks.tolist(), tally.line_of.tolist(), tally.first_position.tolist()))
+        except PredictionsError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
 
 
 def test_segments_match_a_direct_computation(evaluator, sample_build):
@@ -326,15 +379,3 @@ def test_segments_match_a_direct_computation(evaluator, sample_build):
     assert segments["target_cold"]["cold"].tolist() == cold
     popularity = segments["target_popularity"]
     assert (popularity["head"].astype(int) + popularity["torso"] + popularity["tail"] == 1).all()
-
-
-def test_fast_path_refuses_repeated_or_escaped_keys(evaluator, pop_file):
-    from mmbench.evaluator import _Tally
-
-    rows = _lines(pop_file)[:2]
-    plain = json.dumps(rows[0])
-    repeated = plain[:-1] + f', "instance_id": {json.dumps(rows[1]["instance_id"])}}}'
-    escaped = plain[:-1] + f', "instance\\u005fid": {json.dumps(rows[1]["instance_id"])}}}'
-    for line in (repeated, escaped):
-        assert not _Tally(evaluator, "x", "line").fast_block((line + "\n").encode(), 1)
-    assert _Tally(evaluator, "x", "line").fast_block((plain + "\n").encode(), 1)
