@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from mmbench.builders.publish import ROW_GROUP
 from mmbench.schema import SCHEMAS
 
 N_TRACKS = 383_670
@@ -75,7 +76,8 @@ for k in (1, 5, 10, 20, 50, 100):
 
 
 def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
-    """A minimal build folder: tracks, next-track test instances and their sessions."""
+    """A minimal build folder: tracks, next-track test instances and their sessions, in row
+    groups of the size `mmbench build` writes."""
     rng = np.random.default_rng(seed)
     track_ids = np.array([f"t{i:016x}" for i in range(N_TRACKS)])
     plays = np.maximum(0, (rng.pareto(1.1, N_TRACKS) * 5).astype(np.int64) - 1)
@@ -145,7 +147,7 @@ def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
     for (config, split), table in tables.items():
         (data / config).mkdir(parents=True, exist_ok=True)
         table = table.select(SCHEMAS[config].names).cast(SCHEMAS[config])
-        pq.write_table(table, data / config / f"{split}-00000-of-00001.parquet")
+        pq.write_table(table, data / config / f"{split}-00000-of-00001.parquet", row_group_size=ROW_GROUP)
     (folder / "README.md").write_text("Synthetic evaluation benchmark folder.\n")
     targets = dict(
         zip(

@@ -105,8 +105,8 @@ class Evaluator:
             raise MmbenchError(f"{self.source}: no {task} instances in the {split} split")
         self.track_table = IdTable(tracks["track_id"])
         self.instance_table = IdTable(instances["instance_id"])
-        self.track_ids: list[str] = tracks["track_id"].to_pylist()
-        self.instance_ids: list[str] = instances["instance_id"].to_pylist()
+        self._track_column, self._instance_column = tracks["track_id"], instances["instance_id"]
+        self.n_tracks, self.n_instances = len(self.track_table), len(self.instance_table)
         self._instances = pl.from_arrow(
             instances.select(["session_id", "user_id", "position", "target_track_id"])
         )
@@ -119,7 +119,7 @@ class Evaluator:
             codes = self.track_table.positions(flat)
             ends = np.cumsum(pc.list_value_length(instances["candidates"]).to_numpy(zero_copy_only=False))
             self.candidates = [frozenset(c.tolist()) for c in np.split(codes, ends[:-1])]
-        self.n_items = len(self.candidates[0]) if self.candidates else len(self.track_ids)
+        self.n_items = len(self.candidates[0]) if self.candidates else self.n_tracks
         self._n_plays_train = tracks["n_plays_train"].to_numpy()
         self._segments: dict[str, dict[str, np.ndarray]] | None = None
 
@@ -127,6 +127,16 @@ class Evaluator:
     def targets_list(self) -> list[int]:
         """The targets' catalogue codes as Python ints (for the per-row path)."""
         return self.targets.tolist()
+
+    @functools.cached_property
+    def track_ids(self) -> list[str]:
+        """The catalogue's track ids; a track's position is its code."""
+        return self._track_column.to_pylist()
+
+    @functools.cached_property
+    def instance_ids(self) -> list[str]:
+        """The instances' ids, in the evaluator's instance order."""
+        return self._instance_column.to_pylist()
 
     @functools.cached_property
     def catalog(self) -> dict[str, int]:
@@ -146,12 +156,12 @@ class Evaluator:
         scope = (
             "the instance's 200 candidates (the `candidates` column)"
             if self.task == "paper-sampled"
-            else f"the {len(self.track_ids):,} catalogue tracks (the `tracks` config)"
+            else f"the {self.n_tracks:,} catalogue tracks (the `tracks` config)"
         )
         return (
             f"==== Expected input format of Evaluator({self.task!r}, split={self.split!r})\n"
-            f"One ranking per instance of the {self.split} split ({len(self.instance_ids):,} instances, ids in the\n"
-            f"`instances` config, e.g. {self.instance_ids[0]!r}).\n"
+            f"One ranking per instance of the {self.split} split ({self.n_instances:,} instances, ids in the\n"
+            f"`instances` config, e.g. {self._instance_column[0].as_py()!r}).\n"
             "- JSON Lines (optionally .gz): one object per line,\n"
             '  {"instance_id": "<id>", "predictions": ["<track_id>", ...]}; other keys are ignored.\n'
             "- parquet: the same two columns, instance_id string and predictions list<string>.\n"
@@ -202,11 +212,14 @@ class Evaluator:
         if head == b"PAR1":
             return self.read_rows(_parquet_rows(path), allow_missing, name, unit="row")
         tally = _Tally(self, name, "line")
-        for block, first_line in _jsonl_blocks(path, gzipped=head[:2] == b"\x1f\x8b"):
+        line = 1
+        for block in _jsonl_blocks(path, gzipped=head[:2] == b"\x1f\x8b"):
             if self.candidates is None:
-                tally.scan(block, first_line)
+                line = tally.scan(block, line)
             else:
-                tally.rows(_jsonl_rows(block, first_line, name))
+                data = bytes(block)
+                tally.rows(_jsonl_rows(data, line, name))
+                line += data.count(b"\n")
         return tally.finish(allow_missing)
 
     # -- validation -----------------------------------------------------------------------------
@@ -282,9 +295,9 @@ class Evaluator:
             task=self.task,
             split=self.split,
             dataset=self.source,
-            n_instances=len(self.instance_ids),
+            n_instances=self.n_instances,
             n_predicted=int(ranks.predicted.sum()),
-            n_catalog=len(self.track_ids),
+            n_catalog=self.n_tracks,
             ks=ks,
             metrics=metrics,
             chance={
@@ -328,68 +341,56 @@ class Evaluator:
         self._segments = out
         return out
 
-    def _heard_before(self, batch_size: int = 100_000) -> dict[str, np.ndarray]:
+    def _heard_before(self, batch_size: int = 50_000) -> dict[str, np.ndarray]:
         """Whether the user played the target before it: in an earlier session or the prefix.
 
-        Sessions are read in batches and only the plays of (user, target) pairs that some
-        instance asks about are kept, so memory stays bounded on big test sets.
+        Sessions are read in batches; users and tracks become integer codes (hash tables over
+        their ids), each play a key ``user * n_tracks + track``, and each asked key keeps the
+        time of its earliest play, so memory stays bounded on big test sets.
         """
-        import polars as pl
-
         from mmbench.loading import iter_batches
+        from mmbench.scanner import key_table, lower_to_earliest
 
-        inst = self._instances.with_row_index("i").select(
-            "i",
-            "session_id",
-            "user_id",
-            pl.col("position").cast(pl.Int64),
-            pl.col("target_track_id").alias("target"),
-        )
-        # Users and tracks as categoricals (UInt32 codes) keep the million-row frames small.
-        inst = inst.with_columns(
-            pl.col("user_id").cast(pl.Categorical).alias("user_code"),
-            pl.col("target").cast(pl.Categorical).alias("target_code"),
-        )
-        asked = inst.select(
-            pl.col("user_code").alias("user_id"), pl.col("target_code").alias("track_ids")
-        ).unique()
-        columns = ["session_id", "user_id", "start_time", "track_ids"]
-        first_plays = []
+        n = self.n_instances
+        users = self._instances["user_id"].to_arrow()
+        user_table = IdTable(pc.unique(users))
+        asked_keys = user_table.positions(users) * self.n_tracks + self.targets
+        asked, first_of_key = key_table(asked_keys)
+        first_play = np.full(n, np.iinfo(np.int64).max)  # kept at the first instance of each key
+        sessions = self._instances["session_id"].to_arrow()
+        session_table = IdTable(pc.unique(sessions))
+        instance_session = session_table.positions(sessions)
+        positions = self._instances["position"].to_numpy().astype(np.int64)
+        start = np.zeros(n, dtype=np.int64)
+        heard = np.zeros(n, dtype=bool)
         for split in ("train", "validation", "test"):
+            columns = ["session_id", "user_id", "start_time", "track_ids"]
             for batch in iter_batches("sessions", split, self.source, columns, batch_size):
-                first_plays.append(
-                    pl.from_arrow(batch)
-                    .select("user_id", "start_time", "track_ids")
-                    .explode("track_ids")
-                    .with_columns(pl.col("user_id", "track_ids").cast(pl.Categorical))
-                    .join(asked, on=["user_id", "track_ids"], how="semi")
-                    .group_by("user_id", "track_ids")
-                    .agg(pl.col("start_time").min())
+                lengths = pc.list_value_length(batch["track_ids"]).to_numpy(zero_copy_only=False)
+                codes = self.track_table.positions(pc.list_flatten(batch["track_ids"]))
+                starts = batch["start_time"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+                keys = np.repeat(user_table.positions(batch["user_id"]) * self.n_tracks, lengths) + codes
+                lower_to_earliest(asked, keys, np.repeat(starts, lengths), first_play)
+                if split != self.split:
+                    continue
+                # The instances whose session is in this batch: its start, and the target in its prefix.
+                row_of = np.full(len(session_table), -1, dtype=np.int64)
+                rows = session_table.positions(batch["session_id"])
+                row_of[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
+                mine = np.flatnonzero(row_of[instance_session] >= 0)
+                row = row_of[instance_session[mine]]
+                start[mine] = starts[row]
+                offsets = np.concatenate([[0], np.cumsum(lengths)])
+                owner = np.repeat(np.arange(mine.size), positions[mine])
+                at = np.repeat(offsets[row], positions[mine]) + (
+                    np.arange(owner.size)
+                    - np.repeat(np.cumsum(positions[mine]) - positions[mine], positions[mine])
                 )
-        first_play = (
-            pl.concat(first_plays)
-            .group_by("user_id", "track_ids")
-            .agg(pl.col("start_time").min().alias("first"))
-        )
-        del first_plays
-        heard = np.zeros(len(self.instance_ids), dtype=bool)
-        for batch in iter_batches("sessions", self.split, self.source, columns, batch_size):
-            hit = (
-                inst.join(
-                    pl.from_arrow(batch).select("session_id", "start_time", "track_ids"), on="session_id"
+                found = np.bincount(
+                    owner, weights=codes[at] == self.targets[mine][owner], minlength=mine.size
                 )
-                .join(
-                    first_play,
-                    left_on=["user_code", "target_code"],
-                    right_on=["user_id", "track_ids"],
-                    how="left",
-                )
-                .filter(
-                    pl.col("track_ids").list.head(pl.col("position")).list.contains(pl.col("target"))
-                    | (pl.col("first") < pl.col("start_time")).fill_null(False)
-                )["i"]
-            )
-            heard[hit.to_numpy()] = True
+                heard[mine] |= found > 0
+        heard |= first_play[first_of_key] < start
         return {"new": ~heard, "heard_before": heard}
 
 
@@ -404,11 +405,10 @@ class _Tally:
 
     def __init__(self, evaluator: Evaluator, origin: str, unit: str):
         self.ev, self.origin, self.unit = evaluator, origin, unit
-        n = len(evaluator.instance_ids)
+        n = evaluator.n_instances
         self.ranks = np.zeros(n, dtype=np.int16)
         self.line_of = np.zeros(n, dtype=np.int64)
-        self.first_position = np.full(len(evaluator.track_ids), NOT_SEEN, dtype=np.int16)
-        self.seen = np.zeros(len(evaluator.track_ids), dtype=np.int64)  # scanner: last line per track
+        self.first_position = np.full(evaluator.n_tracks, NOT_SEEN, dtype=np.int16)
 
     def rows(self, rows: Iterable[tuple[int, Any]]) -> None:
         """Check rows one by one; raise :class:`PredictionsError` at the first bad one."""
@@ -451,38 +451,38 @@ class _Tally:
         if lengths:
             self._mark(np.frombuffer(flat, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64))
 
-    def scan(self, block: bytes, first_line: int) -> None:
+    def scan(self, block: bytes | memoryview, first_line: int) -> int:
         """Take a block of whole JSON lines with the compiled scanner; each line it leaves goes
-        through :meth:`rows`, which accepts it or raises the precise error."""
-        from mmbench.scanner import scan_lines
+        through :meth:`rows`, which accepts it or raises the precise error. Returns the number
+        of the line after the block."""
+        from mmbench.scanner import line_starts, read_lines, take_lines
 
         ev = self.ev
         buf = np.frombuffer(block, dtype=np.uint8)
-        position, line = 0, first_line
-        while position < buf.size:
-            position, line = scan_lines(
-                buf,
-                position,
-                line,
-                MAX_PREDICTIONS,
-                ev.instance_table.keys,
-                ev.instance_table.slots,
-                ev.instance_table.offsets,
-                ev.instance_table.data,
-                ev.track_table.keys,
-                ev.track_table.slots,
-                ev.track_table.offsets,
-                ev.track_table.data,
-                ev.targets,
-                self.ranks,
-                self.line_of,
-                self.first_position,
-                self.seen,
+        starts = line_starts(buf)
+        n_lines = starts.size - 1
+        for a in range(0, n_lines, BATCH):  # BATCH lines at a time bound the codes' memory
+            b = min(a + BATCH, n_lines)
+            instance, codes = read_lines(
+                buf, starts[a : b + 1], MAX_PREDICTIONS, ev.instance_table.table, ev.track_table.table
             )
-            if position < buf.size:
-                end = block.index(b"\n", position) + 1
-                self.rows(_jsonl_rows(block[position:end], line, self.origin))
-                position, line = end, line + 1
+            k = 0
+            while k < b - a:
+                taken = take_lines(
+                    k,
+                    first_line + a + k,
+                    instance,
+                    codes,
+                    ev.targets,
+                    self.ranks,
+                    self.line_of,
+                    self.first_position,
+                )
+                if taken < b - a:
+                    line = bytes(block[starts[a + taken] : starts[a + taken + 1]])
+                    self.rows(_jsonl_rows(line, first_line + a + taken, self.origin))
+                k = taken + 1
+        return first_line + n_lines
 
     def _mark(self, codes: np.ndarray, lengths: np.ndarray) -> None:
         """Lower each track's best position to the positions it has in these rankings."""
@@ -495,7 +495,7 @@ class _Tally:
         n = predicted.size
         missing = int(n - predicted.sum())
         if missing and not allow_missing:
-            example = self.ev.instance_ids[int(np.argmin(predicted))]
+            example = self.ev._instance_column[int(np.argmin(predicted))].as_py()
             raise PredictionsError(
                 f"{self.origin}: {missing:,} of {n:,} {self.ev.task} {self.ev.split} instances have no prediction "
                 f"(e.g. {example!r}); pass --allow-missing to score them as misses"
@@ -546,24 +546,34 @@ def _explain_duplicates(preds: list) -> str:
     return "duplicate track ids in the ranking"
 
 
-def _jsonl_blocks(path: Path, gzipped: bool, block_bytes: int = 32 << 20) -> Iterator[tuple[bytes, int]]:
-    """(block of whole lines, number of its first line); the last line may lack its newline."""
+def _jsonl_blocks(path: Path, gzipped: bool, block_bytes: int = 32 << 20) -> Iterator[memoryview]:
+    """Blocks of whole lines, each ending with a newline (one is added to a last line without).
+
+    Each block is a view into one buffer that is read into again for the next block (fresh
+    32 MB allocations per block cost more than parsing them), so it is only valid until then.
+    """
     name = str(path)
     opener = gzip.open if gzipped else open
-    first_line, rest = 1, b""
+    buffer, filled, done = bytearray(block_bytes), 0, 0
     try:
         with opener(path, "rb") as stream:
-            while chunk := stream.read(block_bytes):
-                chunk = rest + chunk
-                cut = chunk.rfind(b"\n") + 1
+            while True:
+                if filled == len(buffer):  # a line longer than the buffer: a bigger one
+                    buffer = buffer + bytearray(len(buffer))
+                with memoryview(buffer) as view:
+                    got = stream.readinto(view[filled:])
+                if not got:
+                    break
+                filled += got
+                cut = buffer.rfind(b"\n", 0, filled) + 1
                 if cut:
-                    yield chunk[:cut], first_line
-                    first_line += chunk.count(b"\n", 0, cut)
-                rest = chunk[cut:]
+                    yield memoryview(buffer)[:cut]
+                    buffer[: filled - cut] = buffer[cut:filled]
+                    filled, done = filled - cut, done + cut
     except (OSError, EOFError) as exc:
-        raise PredictionsError(f"{name}: line {first_line}: cannot read ({exc})") from None
-    if rest:
-        yield rest + b"\n", first_line
+        raise PredictionsError(f"{name}: cannot read after byte {done + filled:,} ({exc})") from None
+    if filled:
+        yield memoryview(bytes(buffer[:filled]) + b"\n")
 
 
 def _jsonl_rows(block: bytes, first_line: int, name: str) -> Iterator[tuple[int, Any]]:

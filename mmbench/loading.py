@@ -59,6 +59,10 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
             f"config {config!r} has no split {split!r}; splits: {', '.join(sorted(set(splits)))}"
         )
     try:
+        if local:
+            return datasets.load_dataset(
+                where, config, split=split, cache_dir=_cache_dir(Path(where), config)
+            )
         return datasets.load_dataset(where, config, split=split)
     except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         if local:
@@ -68,6 +72,24 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
             f"({type(exc).__name__}); run `mmbench build --sample` or `mmbench build --raw PATH`, "
             "or pass source=FOLDER"
         ) from None
+
+
+def _cache_dir(folder: Path, config: str) -> str:
+    """The ``datasets`` cache folder for one config of a local build.
+
+    ``datasets`` keys the cache of a local folder by its card's metadata alone, so a rebuild in
+    the same place (or another build with the same card) would be served the old data. The
+    folder here is named by the config's parquet files: their full paths, sizes and times.
+    """
+    import hashlib
+
+    import datasets
+
+    digest = hashlib.sha256()
+    for f in sorted((folder / "data" / config).glob("*.parquet")):
+        stat = f.stat()
+        digest.update(f"{f.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "mmbench" / digest.hexdigest()[:16])
 
 
 def load_table(

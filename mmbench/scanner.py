@@ -1,8 +1,8 @@
 """A compiled scanner for the common form of a predictions line (numba).
 
 Nearly every line of a predictions file looks like
-``{"instance_id": "<id>", "predictions": ["<track_id>", ...]}``. :func:`scan_lines` reads such
-lines straight from the file's bytes, looks every id up in hash tables built over the raw id
+``{"instance_id": "<id>", "predictions": ["<track_id>", ...]}``. :func:`read_lines` reads such
+lines straight from the file's bytes, on all cores, looks every id up in hash tables built over the raw id
 bytes (:class:`IdTable`), checks the ranking and records the target's rank, without creating a
 Python object per line or per id. It accepts a strict subset of JSON: exactly these two keys,
 strings of printable ASCII without escapes, whitespace anywhere JSON allows it. At the first line
@@ -11,88 +11,95 @@ ranking), it stops before changing anything for that line and returns its positi
 reads that line on the exact path, which either accepts it or names the error precisely, and
 resumes the scanner after it. So the scanner never decides that a line is wrong; it only takes
 the lines that are certainly right.
+
+The ids of a ranking are looked up together, in stages (hash all, load all their table slots,
+then resolve and compare bytes): the loads do not depend on one another, so the processor
+overlaps them, where one lookup after another would wait on memory each time.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
+from numba import njit, prange
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_M3 = np.uint64(0x165667B19E3779F9)
+_EMPTY = np.uint64(0)  # a table slot's third word: 0 = empty, else the string's index + 1
 
 
 @njit(cache=True, nogil=True)
-def _hash(data: np.ndarray, start: int, end: int) -> np.uint64:
-    """A 64-bit hash of ``data[start:end]``, 8 bytes at a time (stable; not Python's hash())."""
-    h = np.uint64(end - start) * _M1
-    p = start
-    while p < end:
-        word = np.uint64(0)
-        stop = min(p + 8, end)
-        shift = np.uint64(0)
-        for q in range(p, stop):
-            word |= np.uint64(data[q]) << shift
-            shift += np.uint64(8)
-        h ^= word
-        h *= _M2
-        h ^= h >> np.uint64(31)
-        p = stop
-    h ^= h >> np.uint64(29)
-    h *= _M1
-    h ^= h >> np.uint64(32)
-    return h
+def _mix(h1: np.uint64, h2: np.uint64, word: np.uint64) -> tuple[np.uint64, np.uint64]:
+    h1 = (h1 ^ word) * _M2
+    h2 = (h2 ^ word) * _M3
+    return h1 ^ (h1 >> np.uint64(31)), h2 ^ (h2 >> np.uint64(29))
 
 
 @njit(cache=True, nogil=True)
-def _build(offsets: np.ndarray, data: np.ndarray, keys: np.ndarray, slots: np.ndarray) -> int:
+def _finish(h1: np.uint64, h2: np.uint64, length: int) -> tuple[np.uint64, np.uint64]:
+    h1 ^= np.uint64(length)
+    h2 ^= np.uint64(length) * _M1
+    h1 = (h1 ^ (h1 >> np.uint64(29))) * _M1
+    h2 = (h2 ^ (h2 >> np.uint64(32))) * _M2
+    return h1 ^ (h1 >> np.uint64(32)), h2 ^ (h2 >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def _hash(data: np.ndarray, start: int, end: int) -> tuple[np.uint64, np.uint64]:
+    """Two independent 64-bit hashes of ``data[start:end]`` (stable; not Python's hash())."""
+    h1, h2 = _M1, _M3
+    word, shift = np.uint64(0), np.uint64(0)
+    for q in range(start, end):
+        word |= np.uint64(data[q]) << shift
+        shift += np.uint64(8)
+        if shift == np.uint64(64):
+            h1, h2 = _mix(h1, h2, word)
+            word, shift = np.uint64(0), np.uint64(0)
+    if shift:
+        h1, h2 = _mix(h1, h2, word)
+    return _finish(h1, h2, end - start)
+
+
+@njit(cache=True, nogil=True)
+def _build(offsets: np.ndarray, data: np.ndarray, table: np.ndarray) -> int:
     """Insert every string of (offsets, data); return the index of a repeated one, else -1."""
-    mask = np.uint64(slots.size - 1)
+    mask = table.shape[0] - 1
     for i in range(offsets.size - 1):
-        h = _hash(data, offsets[i], offsets[i + 1])
-        s = h & mask
-        while slots[s] >= 0:
-            j = slots[s]
-            if keys[s] == h and _same(data, offsets[j], offsets[j + 1], data, offsets[i], offsets[i + 1]):
+        h1, h2 = _hash(data, offsets[i], offsets[i + 1])
+        s = np.int64(h1 & np.uint64(mask))
+        while table[s, 2] != _EMPTY:
+            if table[s, 0] == h1 and table[s, 1] == h2:
                 return i
-            s = (s + np.uint64(1)) & mask
-        keys[s] = h
-        slots[s] = i
+            s = (s + 1) & mask
+        table[s, 0], table[s, 1], table[s, 2] = h1, h2, np.uint64(i + 1)
     return -1
 
 
 @njit(cache=True, nogil=True)
-def _same(a: np.ndarray, a0: int, a1: int, b: np.ndarray, b0: int, b1: int) -> bool:
-    if a1 - a0 != b1 - b0:
-        return False
-    for k in range(a1 - a0):  # noqa: SIM110 (numba compiles loops, not generator expressions)
-        if a[a0 + k] != b[b0 + k]:
-            return False
-    return True
+def _find_many(table: np.ndarray, hashes: np.ndarray, n: int, out: np.ndarray) -> bool:
+    """``out[k]`` = the index of the string whose hashes are ``hashes[k]``, or -1, for k < n;
+    True if all were found."""
+    mask = table.shape[0] - 1
+    for k in range(n):  # independent loads of each id's first slot: the processor overlaps them
+        out[k] = np.int64(table[np.int64(hashes[k, 0] & np.uint64(mask)), 2])
+    found = True
+    for k in range(n):  # the slots are in cache now: follow the probe sequences
+        h1, h2 = hashes[k, 0], hashes[k, 1]
+        s = np.int64(h1 & np.uint64(mask))
+        while table[s, 2] != _EMPTY and not (table[s, 0] == h1 and table[s, 1] == h2):
+            s = (s + 1) & mask
+        out[k] = np.int64(table[s, 2]) - 1
+        found &= out[k] >= 0
+    return found
 
 
 @njit(cache=True, nogil=True)
-def _find(
-    keys: np.ndarray,
-    slots: np.ndarray,
-    offsets: np.ndarray,
-    data: np.ndarray,
-    buf: np.ndarray,
-    s0: int,
-    s1: int,
-) -> int:
-    """The index of ``buf[s0:s1]`` in the table, or -1."""
-    h = _hash(buf, s0, s1)
-    mask = np.uint64(slots.size - 1)
-    s = h & mask
-    while slots[s] >= 0:
-        if keys[s] == h:
-            j = slots[s]
-            if _same(data, offsets[j], offsets[j + 1], buf, s0, s1):
-                return j
-        s = (s + np.uint64(1)) & mask
-    return -1
+def _hash_all(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    hashes = np.empty((offsets.size - 1, 2), dtype=np.uint64)
+    for i in range(offsets.size - 1):
+        hashes[i, 0], hashes[i, 1] = _hash(data, offsets[i], offsets[i + 1])
+    return hashes
 
 
 def _buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
@@ -109,34 +116,41 @@ def _buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray,
 
 
 class IdTable:
-    """An open-addressing hash table over the bytes of a column of distinct strings."""
+    """An open-addressing hash table over the bytes of a column of distinct strings.
+
+    A string is known by two independent 64-bit hashes of its bytes: ``table`` holds (hash 1,
+    hash 2, index + 1, unused) per slot (32 bytes, so a slot never straddles two cache lines),
+    at most half full. Two different strings share both hashes with a probability near 2^-128,
+    far below the chance that two songs share a 64-bit track id in the first place.
+    """
 
     def __init__(self, strings: pa.Array | pa.ChunkedArray):
-        strings, self.offsets, self.data = _buffers(strings)
-        size = 1 << max(4, int(2 * max(len(strings), 1) - 1).bit_length())  # load factor <= 1/2
-        self.keys = np.zeros(size, dtype=np.uint64)
-        self.slots = np.full(size, -1, dtype=np.int64)
-        repeated = _build(self.offsets, self.data, self.keys, self.slots)
+        strings, offsets, data = _buffers(strings)
+        self.size = len(strings)
+        self.table = np.zeros((1 << max(4, (2 * max(self.size, 1) - 1).bit_length()), 4), dtype=np.uint64)
+        repeated = _build(offsets, data, self.table)
         if repeated >= 0:
             raise ValueError(f"repeated id {strings[repeated].as_py()!r}")
-        self._strings = strings  # keeps the buffers alive
 
     def __len__(self) -> int:
-        return self.offsets.size - 1
-
-    def find(self, value: str) -> int:
-        """The position of ``value`` in the column, or -1 (for tests and error messages)."""
-        buf = np.frombuffer(value.encode(), dtype=np.uint8)
-        return _find(self.keys, self.slots, self.offsets, self.data, buf, 0, buf.size)
+        return self.size
 
     def positions(self, strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """The position of each string of a column in this one (int64, -1 where absent)."""
         strings, offsets, data = _buffers(strings)
-        return _find_all(self.keys, self.slots, self.offsets, self.data, offsets, data)
+        out = np.empty(len(strings), dtype=np.int64)
+        _find_many(self.table, _hash_all(offsets, data), len(strings), out)
+        return out
+
+    def find(self, value: str) -> int:
+        """The position of ``value`` in the column, or -1."""
+        return int(self.positions(pa.array([value]))[0])
 
 
 _QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET, _NEWLINE = 123, 125, 91, 93, 10
+_INSTANCE_ID = np.frombuffer(b"instance_id", dtype=np.uint8)
+_PREDICTIONS = np.frombuffer(b"predictions", dtype=np.uint8)
 
 
 @njit(cache=True, nogil=True)
@@ -147,147 +161,229 @@ def _skip_space(buf: np.ndarray, p: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _string_end(buf: np.ndarray, p: int) -> int:
-    """``p`` is just after an opening quote: the position of the closing one, or -1 if the
-    string holds anything but printable ASCII (escapes, control or non-ASCII bytes)."""
+def _string(buf: np.ndarray, p: int, hashes: np.ndarray, k: int) -> int:
+    """``p`` is just after an opening quote: the position of the closing one, with the string's
+    hashes in ``hashes[k]``; -1 if it holds anything but printable ASCII (escapes, control or
+    non-ASCII bytes). One pass: the hashes are computed while the bytes are checked."""
+    h1, h2 = _M1, _M3
+    word, shift = np.uint64(0), np.uint64(0)
+    start = p
     while True:
         b = buf[p]
         if b == _QUOTE:
-            return p
+            break
         if b < 32 or b > 126 or b == _BACKSLASH:
             return -1
+        word |= np.uint64(b) << shift
+        shift += np.uint64(8)
+        if shift == np.uint64(64):
+            h1, h2 = _mix(h1, h2, word)
+            word, shift = np.uint64(0), np.uint64(0)
         p += 1
+    if shift:
+        h1, h2 = _mix(h1, h2, word)
+    hashes[k, 0], hashes[k, 1] = _finish(h1, h2, p - start)
+    return p
 
 
 @njit(cache=True, nogil=True)
-def _is_key(buf: np.ndarray, s0: int, s1: int, key: np.ndarray) -> bool:
-    return _same(buf, s0, s1, key, 0, key.size)
-
-
-_INSTANCE_ID = np.frombuffer(b"instance_id", dtype=np.uint8)
-_PREDICTIONS = np.frombuffer(b"predictions", dtype=np.uint8)
+def _same(a: np.ndarray, a0: int, a1: int, b: np.ndarray) -> bool:
+    if a1 - a0 != b.size:
+        return False
+    for k in range(b.size):  # noqa: SIM110 (numba compiles loops, not generator expressions)
+        if a[a0 + k] != b[k]:
+            return False
+    return True
 
 
 @njit(cache=True, nogil=True)
-def scan_lines(
-    buf: np.ndarray,
-    start: int,
+def _parse_line(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: int) -> tuple[int, int]:
+    """Parse the plain form of one line from ``p``: ``hashes[0]`` = the instance id's,
+    ``hashes[1:n+1]`` = the predictions' (``hashes`` has ``max_predictions + 2`` rows). Return (n >= 1, the position after the line's
+    newline), or (-1, p) for anything else."""
+    line_start = p
+    p = _skip_space(buf, p)
+    if buf[p] != _LBRACE:
+        return -1, line_start
+    p = _skip_space(buf, p + 1)
+    have_instance = False
+    n = -1
+    while True:
+        if buf[p] != _QUOTE:
+            return -1, line_start
+        k1 = _string(buf, p + 1, hashes, hashes.shape[0] - 1)  # the last row: scratch for keys
+        if k1 < 0:
+            return -1, line_start
+        k0 = p + 1
+        p = _skip_space(buf, k1 + 1)
+        if buf[p] != _COLON:
+            return -1, line_start
+        p = _skip_space(buf, p + 1)
+        if not have_instance and _same(buf, k0, k1, _INSTANCE_ID):
+            if buf[p] != _QUOTE:
+                return -1, line_start
+            p = _string(buf, p + 1, hashes, 0)
+            if p < 0:
+                return -1, line_start
+            have_instance = True
+            p += 1
+        elif n == -1 and _same(buf, k0, k1, _PREDICTIONS):
+            if buf[p] != _LBRACKET:
+                return -1, line_start
+            p = _skip_space(buf, p + 1)
+            n = 0
+            while True:
+                if buf[p] != _QUOTE or n == max_predictions:
+                    return -1, line_start  # also an empty ranking
+                n += 1
+                p = _string(buf, p + 1, hashes, n)
+                if p < 0:
+                    return -1, line_start
+                p = _skip_space(buf, p + 1)
+                if buf[p] == _COMMA:
+                    p = _skip_space(buf, p + 1)
+                elif buf[p] == _RBRACKET:
+                    break
+                else:
+                    return -1, line_start
+            p += 1
+        else:
+            return -1, line_start
+        p = _skip_space(buf, p)
+        if buf[p] == _COMMA:
+            p = _skip_space(buf, p + 1)
+        elif buf[p] == _RBRACE:
+            break
+        else:
+            return -1, line_start
+    p = _skip_space(buf, p + 1)
+    if buf[p] != _NEWLINE or not have_instance or n < 1:
+        return -1, line_start
+    return n, p + 1
+
+
+@njit(cache=True, nogil=True)
+def line_starts(buf: np.ndarray) -> np.ndarray:
+    """Where each line of ``buf`` (whole lines, each ending in a newline) starts, and its end."""
+    n = 0
+    for p in range(buf.size):
+        n += buf[p] == _NEWLINE
+    starts = np.empty(n + 1, dtype=np.int64)
+    starts[0], k = 0, 1
+    for p in range(buf.size):
+        if buf[p] == _NEWLINE:
+            starts[k] = p + 1
+            k += 1
+    return starts
+
+
+@njit(cache=True, parallel=True)
+def read_lines(
+    buf: np.ndarray, starts: np.ndarray, max_predictions: int, instances: np.ndarray, tracks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parse every line and look its ids up, on all cores: per line, the instance (-1 when the
+    line is not of the plain form or holds an unknown id) and the ranking's track codes
+    (``codes[i, 0]`` = their number). Changes nothing; :func:`take_lines` checks and records."""
+    n_lines = starts.size - 1
+    instance = np.full(n_lines, -1, dtype=np.int64)
+    codes = np.zeros((n_lines, max_predictions + 1), dtype=np.int32)
+    n_chunks = max(1, min(n_lines, 64))
+    for c in prange(n_chunks):
+        hashes = np.empty((max_predictions + 2, 2), dtype=np.uint64)
+        found = np.empty(max_predictions + 1, dtype=np.int64)
+        for i in range(c * n_lines // n_chunks, (c + 1) * n_lines // n_chunks):
+            n, _ = _parse_line(buf, starts[i], hashes, max_predictions)
+            if n < 0 or not _find_many(instances, hashes, 1, found):
+                continue
+            j = found[0]
+            if not _find_many(tracks, hashes[1:], n, found):
+                continue
+            instance[i] = j
+            codes[i, 0] = n
+            codes[i, 1 : n + 1] = found[:n]
+    return instance, codes
+
+
+@njit(cache=True, nogil=True)
+def take_lines(
+    first: int,
     line: int,
-    max_predictions: int,
-    inst_keys: np.ndarray,
-    inst_slots: np.ndarray,
-    inst_offsets: np.ndarray,
-    inst_data: np.ndarray,
-    track_keys: np.ndarray,
-    track_slots: np.ndarray,
-    track_offsets: np.ndarray,
-    track_data: np.ndarray,
+    instance: np.ndarray,
+    codes: np.ndarray,
     targets: np.ndarray,
     ranks: np.ndarray,
     line_of: np.ndarray,
     first_position: np.ndarray,
-    seen: np.ndarray,
-) -> tuple[int, int]:
-    """Take whole lines of ``buf`` (each ending in a newline) from byte ``start``, numbered from
-    ``line``; return the byte position and number of the first line not taken (``buf.size`` when
-    all were). For each line taken: ``ranks[i]`` = the target's 1-based position (left 0 when
-    absent), ``line_of[i]`` = the line number, ``first_position`` lowered to each track's
-    position. ``seen`` (one int64 per track, below every line number) finds repeats."""
-    codes = np.empty(max_predictions, dtype=np.int64)
-    key_instance, key_predictions = _INSTANCE_ID, _PREDICTIONS
-    p = start
-    n_buf = buf.size
-    while p < n_buf:
-        line_start = p
-        p = _skip_space(buf, p)
-        if buf[p] != _LBRACE:
-            return line_start, line
-        p = _skip_space(buf, p + 1)
-        instance = -2
-        n = -1
-        while True:
-            if buf[p] != _QUOTE:
-                return line_start, line
-            k0 = p + 1
-            k1 = _string_end(buf, k0)
-            if k1 < 0:
-                return line_start, line
-            p = _skip_space(buf, k1 + 1)
-            if buf[p] != _COLON:
-                return line_start, line
-            p = _skip_space(buf, p + 1)
-            if _is_key(buf, k0, k1, key_instance) and instance == -2:
-                if buf[p] != _QUOTE:
-                    return line_start, line
-                v1 = _string_end(buf, p + 1)
-                if v1 < 0:
-                    return line_start, line
-                instance = _find(inst_keys, inst_slots, inst_offsets, inst_data, buf, p + 1, v1)
-                if instance < 0 or line_of[instance] != 0:
-                    return line_start, line
-                p = v1 + 1
-            elif _is_key(buf, k0, k1, key_predictions) and n == -1:
-                if buf[p] != _LBRACKET:
-                    return line_start, line
-                p = _skip_space(buf, p + 1)
-                n = 0
-                if buf[p] == _RBRACKET:
-                    return line_start, line  # an empty ranking
-                while True:
-                    if buf[p] != _QUOTE or n == max_predictions:
-                        return line_start, line
-                    v1 = _string_end(buf, p + 1)
-                    if v1 < 0:
-                        return line_start, line
-                    code = _find(track_keys, track_slots, track_offsets, track_data, buf, p + 1, v1)
-                    if code < 0 or seen[code] == line:
-                        return line_start, line
-                    seen[code] = line
-                    codes[n] = code
-                    n += 1
-                    p = _skip_space(buf, v1 + 1)
-                    if buf[p] == _COMMA:
-                        p = _skip_space(buf, p + 1)
-                    elif buf[p] == _RBRACKET:
-                        break
-                    else:
-                        return line_start, line
-                p += 1
-            else:
-                return line_start, line
-            p = _skip_space(buf, p)
-            if buf[p] == _COMMA:
-                p = _skip_space(buf, p + 1)
-            elif buf[p] == _RBRACE:
-                break
-            else:
-                return line_start, line
-        p = _skip_space(buf, p + 1)
-        if buf[p] != _NEWLINE or instance < 0 or n < 1:
-            return line_start, line
-        target = targets[instance]
-        for j in range(n):
-            code = codes[j]
+) -> int:
+    """Record the lines that :func:`read_lines` read, in order from index ``first`` (numbered
+    from ``line``); return the index of the first line not taken (``instance.size`` when all
+    were): one not of the plain form, an unknown id, an instance given before, a track given
+    twice. For each line taken: ``ranks[i]`` = the target's 1-based position (left 0 when
+    absent), ``line_of[i]`` = the line number, ``first_position`` lowered to each track's."""
+    # A small set of the line's codes (at most half full, stamped with the line number so that
+    # it never needs clearing) finds a track given twice; it stays in the fastest cache.
+    set_size = 16
+    while set_size < 2 * codes.shape[1]:
+        set_size *= 2
+    set_codes = np.empty(set_size, dtype=np.int64)
+    set_line = np.full(set_size, -1, dtype=np.int64)
+    for k in range(first, instance.size):
+        i = instance[k]
+        if i < 0 or line_of[i] != 0:
+            return k
+        n = codes[k, 0]
+        for j in range(1, n + 1):
+            code = codes[k, j]
+            s = (code * 40503) & (set_size - 1)
+            while set_line[s] == k:
+                if set_codes[s] == code:
+                    return k
+                s = (s + 1) & (set_size - 1)
+            set_codes[s], set_line[s] = code, k
+        target = targets[i]
+        for j in range(1, n + 1):
+            code = codes[k, j]
             if code == target:
-                ranks[instance] = j + 1
-            if first_position[code] > j + 1:
-                first_position[code] = j + 1
-        line_of[instance] = line
-        p += 1
-        line += 1
-    return p, line
+                ranks[i] = j
+            if first_position[code] > j:
+                first_position[code] = j
+        line_of[i] = line + k - first
+    return instance.size
 
 
 @njit(cache=True, nogil=True)
-def _find_all(
-    keys: np.ndarray,
-    slots: np.ndarray,
-    offsets: np.ndarray,
-    data: np.ndarray,
-    q_offsets: np.ndarray,
-    q_data: np.ndarray,
-) -> np.ndarray:
-    out = np.empty(q_offsets.size - 1, dtype=np.int64)
-    for i in range(out.size):
-        out[i] = _find(keys, slots, offsets, data, q_data, q_offsets[i], q_offsets[i + 1])
-    return out
+def _key_slot(table: np.ndarray, key: np.int64) -> int:
+    """The slot of ``key`` in an int64 key table (column 0: key, column 1: index + 1, 0 = empty)."""
+    mask = table.shape[0] - 1
+    s = np.int64((np.uint64(key) * _M1) >> np.uint64(40)) & mask
+    while table[s, 1] != 0 and table[s, 0] != key:
+        s = (s + 1) & mask
+    return s
+
+
+@njit(cache=True, nogil=True)
+def key_table(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An open-addressing table over int64 keys (at most half full) mapping a key to the index
+    of its first occurrence in ``keys``, and that index for each of ``keys``."""
+    size = 16
+    while size < 2 * keys.size:
+        size *= 2
+    table = np.zeros((size, 2), dtype=np.int64)
+    first = np.empty(keys.size, dtype=np.int64)
+    for i in range(keys.size):
+        s = _key_slot(table, keys[i])
+        if table[s, 1] == 0:
+            table[s, 0], table[s, 1] = keys[i], i + 1
+        first[i] = table[s, 1] - 1
+    return table, first
+
+
+@njit(cache=True, nogil=True)
+def lower_to_earliest(table: np.ndarray, keys: np.ndarray, times: np.ndarray, earliest: np.ndarray) -> None:
+    """For each (key, time) whose key is in ``table``: lower ``earliest[index of key]`` to time."""
+    for k in range(keys.size):
+        s = _key_slot(table, keys[k])
+        if table[s, 1] != 0:
+            i = table[s, 1] - 1
+            if times[k] < earliest[i]:
+                earliest[i] = times[k]

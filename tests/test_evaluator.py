@@ -277,7 +277,7 @@ def test_random_json_never_crashes(evaluator, tmp_path, objects):
 
 def test_scanner_takes_plain_lines_and_agrees_with_the_exact_path(evaluator, pop_file, tmp_path):
     from mmbench.evaluator import _jsonl_rows, _Tally
-    from mmbench.scanner import scan_lines
+    from mmbench.scanner import line_starts, read_lines, take_lines
 
     rows = _lines(pop_file)
     rng = np.random.default_rng(0)
@@ -285,13 +285,16 @@ def test_scanner_takes_plain_lines_and_agrees_with_the_exact_path(evaluator, pop
         rng.shuffle(row["predictions"])
         row["predictions"] = row["predictions"][: int(rng.integers(1, 101))]
     block = _write(tmp_path / "varied.jsonl", rows).read_bytes()
-    scanned = _Tally(evaluator, "x", "line")
     buf = np.frombuffer(block, dtype=np.uint8)
-    tables = [evaluator.instance_table, evaluator.track_table]
-    arrays = [a for t in tables for a in (t.keys, t.slots, t.offsets, t.data)]
-    state = [scanned.ranks, scanned.line_of, scanned.first_position, scanned.seen]
+    starts = line_starts(buf)
+    assert starts.size == len(rows) + 1 and starts[-1] == buf.size
+    tables = evaluator.instance_table.table, evaluator.track_table.table
+    instance, codes = read_lines(buf, starts, 100, *tables)
     # Every line is of the plain form: the scanner takes them all, none goes to the exact path.
-    assert scan_lines(buf, 0, 1, 100, *arrays, evaluator.targets, *state) == (buf.size, len(rows) + 1)
+    assert (instance >= 0).all() and (codes[:, 0] == [len(r["predictions"]) for r in rows]).all()
+    scanned = _Tally(evaluator, "x", "line")
+    state = scanned.ranks, scanned.line_of, scanned.first_position
+    assert take_lines(0, 1, instance, codes, evaluator.targets, *state) == len(rows)
     exact = _Tally(evaluator, "x", "line")
     exact.rows(_jsonl_rows(block, 1, "x"))
     for name in ("ranks", "line_of", "first_position"):

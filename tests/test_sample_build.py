@@ -50,6 +50,24 @@ def test_every_config_and_split_loads_offline_with_datasets(sample_build):
     assert isinstance(sessions, datasets.Dataset) and sessions.features["track_ids"].feature.dtype == "string"
 
 
+def test_load_serves_a_rebuilt_folder_its_new_data(sample_build, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "lastfm1k-mm"  # same name as the build, so the same card metadata
+    shutil.copytree(sample_build, copy)
+    assert (
+        mmbench.load("instances", "test", source=copy).num_rows
+        == mmbench.load("instances", "test", source=sample_build).num_rows
+    )
+    # Rebuilt in place with fewer instances: the loader must not serve the cached old rows.
+    (path,) = (copy / "data" / "instances").glob("test-*.parquet")
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, 10), path)
+    assert mmbench.load("instances", "test", source=copy).num_rows == 10
+
+
 def test_load_errors_are_clear(sample_build, tmp_path, monkeypatch):
     with pytest.raises(MmbenchError, match="no config 'audio-x'"):
         mmbench.load("audio-x", source=sample_build)
