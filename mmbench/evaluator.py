@@ -369,7 +369,8 @@ class Evaluator:
                 lengths = pc.list_value_length(batch["track_ids"]).to_numpy(zero_copy_only=False)
                 codes = self.track_table.positions(pc.list_flatten(batch["track_ids"]))
                 starts = batch["start_time"].cast(pa.int64()).to_numpy(zero_copy_only=False)
-                keys = np.repeat(user_table.positions(batch["user_id"]) * self.n_tracks, lengths) + codes
+                user = np.repeat(user_table.positions(batch["user_id"]), lengths)
+                keys = np.where((user >= 0) & (codes >= 0), user * self.n_tracks + codes, -1)
                 lower_to_earliest(asked, keys, np.repeat(starts, lengths), first_play)
                 if split != self.split:
                     continue
