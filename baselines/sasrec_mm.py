@@ -2,9 +2,12 @@
 track's content (audio and lyric embeddings, MGPHot genes: any ``content`` config of the build)
 and its mean training completion ratio.
 
-A track never played in training has no trained ID embedding: its ID part is zeroed, so it is
-represented (and ranked) by its content alone; ``id_dropout`` zeroes random ID embeddings during
-training so that the content projections learn to stand on their own.
+A track never played in training has no trained ID embedding: its ID part is a learned "no ID"
+vector, so it is represented (and ranked) by its content. During training, IDs are replaced by
+that vector at random (DropoutNet, Volkovs et al., NeurIPS 2017), most often for the tracks
+first played at the end of the training period: the test period's cold tracks are new
+releases, and those are the training's, so the content projections and the "no ID" vector
+learn what a new track is like.
 """
 
 from __future__ import annotations
@@ -63,6 +66,23 @@ def content_features(
     return out
 
 
+def first_play_share(source: str | os.PathLike | None, track_ids: list[str]) -> np.ndarray:
+    """When each track was first played in training, as a share of the training period (0 = its
+    first session, 1 = its last; NaN for a track never played in training)."""
+    sessions = mmbench.load("sessions", "train", source=source).to_polars()
+    first = (
+        sessions.select(pl.col("track_ids").alias("track_id"), pl.col("start_time").dt.epoch("s"))
+        .explode("track_id")
+        .group_by("track_id")
+        .agg(pl.col("start_time").min())
+    )
+    begin, end = sessions["start_time"].dt.epoch("s").min(), sessions["start_time"].dt.epoch("s").max()
+    order = pl.DataFrame({"track_id": track_ids}).join(
+        first, on="track_id", how="left", maintain_order="left"
+    )
+    return ((order["start_time"].cast(pl.Float64) - begin) / max(end - begin, 1)).fill_null(np.nan).to_numpy()
+
+
 class SASRecMM(SASRec):
     """SASRec over fused item representations (see the module docstring)."""
 
@@ -77,14 +97,18 @@ class SASRecMM(SASRec):
         features: dict[str, np.ndarray],
         trained: np.ndarray,
         fusion: str,
-        id_dropout: float,
+        id_dropout: np.ndarray,
     ):
         super().__init__(n_items, dim, layers, heads, dropout, max_len)
-        self.fusion, self.id_dropout, self.names = fusion, id_dropout, sorted(features)
+        self.fusion, self.names = fusion, sorted(features)
         for i, name in enumerate(self.names):
             self.register_buffer(f"feature_{i}", torch.as_tensor(features[name]))
         self.register_buffer("trained", torch.as_tensor(trained, dtype=torch.float32)[:, None])
         self.register_buffer("trainable", torch.as_tensor(trained[1:] > 0), persistent=False)
+        self.register_buffer("id_dropout", torch.as_tensor(id_dropout, dtype=torch.float32)[:, None])
+        # Added where a track has no ID (never played in training, or dropped): what a track
+        # without history is like, beyond its content.
+        self.no_id = nn.Parameter(torch.zeros(dim))
         self.projections = nn.ModuleList(nn.Linear(features[n].shape[1], dim) for n in self.names)
         parts = len(self.names) + 1
         if fusion == "concat":
@@ -95,11 +119,10 @@ class SASRecMM(SASRec):
             self.gate = nn.Linear(parts * dim, parts)
 
     def item_table(self) -> torch.Tensor:
-        ids = self.items.weight * self.trained
-        keep = torch.ones_like(self.trained)
-        if self.training and self.id_dropout > 0:
-            keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout).float()
-        parts = [ids * keep]
+        keep = self.trained
+        if self.training:
+            keep = keep * (torch.rand_like(keep) >= self.id_dropout).float()
+        parts = [self.items.weight * keep + self.no_id * (1 - keep)]
         for i, (name, proj) in enumerate(zip(self.names, self.projections, strict=True)):
             feature = getattr(self, f"feature_{i}")
             part = proj(feature) * feature[:, -1:]
@@ -120,13 +143,16 @@ def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None
     """The model for the build at ``source`` (content and training play counts read from it)."""
     if config["fusion"] not in FUSIONS:
         raise MmbenchError(f"sasrec-mm: fusion {config['fusion']!r} is not one of {', '.join(FUSIONS)}")
-    if not 0 <= config["id_dropout"] < 1:
-        raise MmbenchError(f"sasrec-mm: id_dropout must lie in [0, 1), got {config['id_dropout']}")
+    for key in ("id_dropout", "new_id_dropout", "new_share"):
+        if not 0 <= config[key] < 1:
+            raise MmbenchError(f"sasrec-mm: {key} must lie in [0, 1), got {config[key]}")
     tracks = mmbench.load("tracks", "catalog", source=source).to_polars()
     if tracks.height != n_items:
         raise MmbenchError(f"{source}: catalogue of {tracks.height} tracks, expected {n_items}")
     features = content_features(source, tracks["track_id"].to_list(), config["content"])
     trained = np.concatenate([[0.0], (tracks["n_plays_train"].to_numpy() > 0).astype(np.float64)])
+    newest = first_play_share(source, tracks["track_id"].to_list()) >= 1 - config["new_share"]
+    id_dropout = np.where(newest, config["new_id_dropout"], config["id_dropout"])
     return SASRecMM(
         n_items,
         config["dim"],
@@ -137,5 +163,5 @@ def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None
         features,
         trained,
         config["fusion"],
-        config["id_dropout"],
+        np.concatenate([[0.0], id_dropout]),
     )

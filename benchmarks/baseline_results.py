@@ -1,8 +1,9 @@
 """The results table of docs/baselines.md: every baseline on the sample's next-track test split.
 
 Trains each baseline through the CLI (the neural ones once per seed), writes its predictions,
-scores them with `mmbench evaluate --json`, compares each against `pop` and `sasrec-mm` against
-`sasrec` with `mmbench compare --json` (seed 0), and prints a markdown table: NDCG@10, Recall@10,
+scores them with `mmbench evaluate --json`, compares each against `pop` (seed 0) and `sasrec-mm`
+against `sasrec` for every seed, overall and on the cold and tail segments, with
+`mmbench compare --json`, and prints a markdown table: NDCG@10, Recall@10,
 MRR@10 with the 95% bootstrap interval (memory-based models) or mean ± std over the seeds and
 the interval of seed 0 (neural models).
 
@@ -38,6 +39,35 @@ def run(model: str, seed: int | None, dataset: str, out: Path) -> dict:
     return json.loads(report.read_text())
 
 
+def compare(a: str, b: str, seed: int, segment: str | None, args: argparse.Namespace) -> str:
+    """`mmbench compare` of two runs (the neural ones of one seed): NDCG@10 difference B - A,
+    its interval, the Holm-corrected randomization p-value and whether it is significant."""
+    tag = {m: m if m in MEMORY else f"{m}-seed{seed}" for m in (a, b)}
+    name = f"compare-{tag[a]}-{tag[b]}" + (f"-{segment.replace('=', '-')}" if segment else "")
+    path = args.out / f"{name}.json"
+    if not path.exists():
+        extra = ["--segment", segment] if segment else []
+        sh(
+            "compare",
+            str(args.out / f"{tag[a]}.jsonl"),
+            str(args.out / f"{tag[b]}.jsonl"),
+            "--dataset",
+            args.dataset,
+            "--k",
+            "10",
+            "--json",
+            str(path),
+            *extra,
+        )
+    report = json.loads(path.read_text())
+    ndcg = next(r for r in report["metrics"] if r["metric"] == "ndcg@10")
+    return (
+        f"n={report['n_instances']} NDCG@10 {ndcg['difference']:+.4f} [{ndcg['ci_low']:+.4f}, "
+        f"{ndcg['ci_high']:+.4f}], p (randomization, Holm) {ndcg['p_randomization_holm']:.4f}"
+        + (" significant" if ndcg["significant"] else "")
+    )
+
+
 def cell(reports: list[dict], metric: str) -> str:
     values = [r["metrics"][metric]["value"] for r in reports]
     first = reports[0]["metrics"][metric]
@@ -68,26 +98,12 @@ def main() -> None:
     print()
     pairs = [("pop", m) for m in ("user-repeat", "sknn", *NEURAL)] + [("sasrec", "sasrec-mm")]
     for a, b in pairs:
-        path = args.out / f"compare-{a}-{b}.json"
-        if not path.exists():
-            tag = {m: m if m in MEMORY else f"{m}-seed0" for m in (a, b)}
-            sh(
-                "compare",
-                str(args.out / f"{tag[a]}.jsonl"),
-                str(args.out / f"{tag[b]}.jsonl"),
-                "--dataset",
-                args.dataset,
-                "--k",
-                "10",
-                "--json",
-                str(path),
-            )
-        rows = json.loads(path.read_text())["metrics"]
-        ndcg = next(r for r in rows if r["metric"] == "ndcg@10")
-        print(
-            f"{b} - {a}: NDCG@10 {ndcg['difference']:+.4f} "
-            f"[{ndcg['ci_low']:+.4f}, {ndcg['ci_high']:+.4f}], p (randomization, Holm) {ndcg['p_randomization_holm']:.4f}"
-        )
+        print(f"{b} - {a}: {compare(a, b, 0, None, args)}")
+    print()
+    for seed in range(args.seeds):  # the content model against its ID-only twin, seed by seed
+        for segment in (None, "target_cold=cold", "target_popularity=tail"):
+            result = compare("sasrec", "sasrec-mm", seed, segment, args)
+            print(f"seed {seed} sasrec-mm - sasrec{' on ' + segment if segment else ''}: {result}")
     for segment, group in (("target_cold", "cold"), ("target_popularity", "tail")):
         line = []
         for model in ("sasrec", "sasrec-mm"):

@@ -4,8 +4,9 @@ Everything is drawn from one seed, so the same seed writes the same bytes. Plant
 each track has a latent style that shapes its sound (tempo, register, timbre, noise), its lyric
 vocabulary, its duration and which tracks follow it in sessions. Users prefer a few styles;
 within a session the style follows a sticky Markov chain; tracks off the user's taste are
-skipped early (low completion). Tracks are released over time, so the test period has tracks
-never played in training, reachable only through their content.
+skipped early (low completion). Tracks are released over time, and a new release is played
+most in the weeks after it comes out (a boost that fades with ``novelty_days``), so the test
+period has many plays of tracks never played in training, reachable only through their content.
 
 Quirks of the real file are planted too: newest-first order per user, plays with equal
 timestamps, empty MBIDs, ``"`` and non-ASCII characters in names, spelling variants of one
@@ -296,7 +297,7 @@ COUNTRIES = [
 
 
 # Bumped whenever the generator's output changes, so that a build regenerates its sample.
-SAMPLE_VERSION = 2
+SAMPLE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,10 @@ class SampleConfig:
     lyrics_coverage: float = 0.75
     start: str = "2005-02-14"
     end: str = "2009-06-19"
+    # A track released after the start is this many times more likely to be picked on its release
+    # day, the boost fading exponentially with a time constant of novelty_days.
+    novelty: float = 15.0
+    novelty_days: float = 60.0
 
 
 def _name(rng: np.random.Generator, words: int) -> str:
@@ -438,7 +443,9 @@ def _plays(
                 if own and rng.random() < 0.25:
                     track = int(rng.choice(own))
                 else:
-                    weights = popularity[style] * ok
+                    age = (t - released[pool]) / (86400 * cfg.novelty_days)
+                    boost = 1 + cfg.novelty * np.exp(-age) * (released[pool] > t0)
+                    weights = popularity[style] * ok * boost
                     track = int(rng.choice(pool, p=weights / weights.sum()))
                 heard.setdefault(style, []).append(track)
                 info = tracks[track]

@@ -234,3 +234,42 @@ def test_unknown_neural_hyperparameter_is_a_clear_error(sample_build, tmp_path):
     )
     assert result.returncode == 2 and "unknown gru4rec hyperparameter key 'heads'" in result.stderr
     assert not (tmp_path / "g").exists()
+
+
+def test_sasrec_mm_represents_a_cold_track_by_content_alone(sample_build):
+    import mmbench
+    from mmbench.baselines import sasrec_mm
+
+    tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
+    config = {**model_config("sasrec-mm"), "dim": 16, "layers": 1}
+    torch.manual_seed(0)
+    model = sasrec_mm.build(tracks.height, config, sample_build).eval()
+    cold = np.flatnonzero(tracks["n_plays_train"].to_numpy() == 0) + 1  # item numbers
+    warm = np.flatnonzero(tracks["n_plays_train"].to_numpy() > 0) + 1
+    assert cold.size and warm.size
+    before = model.item_table().detach().clone()
+    assert torch.equal(before, model.item_table())  # no ID dropout outside training
+    with torch.no_grad():
+        model.items.weight.add_(1.0)  # every ID embedding changes
+    after = model.item_table().detach()
+    assert torch.equal(after[cold], before[cold])  # cold: content and the "no ID" vector only
+    assert not torch.isclose(after[warm], before[warm]).all(dim=1).any()
+    audio = getattr(model, f"feature_{model.names.index('audio-mfcc')}")[:, -1].bool()
+    with_audio = torch.as_tensor(cold)[audio[cold]]
+    assert with_audio.numel() and before[with_audio].abs().sum(dim=1).gt(0).all()  # ... which ranks them
+
+
+def test_sasrec_mm_drops_the_ids_of_the_newest_tracks_more_often(sample_build):
+    import mmbench
+    from mmbench.baselines import sasrec_mm
+
+    tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
+    share = sasrec_mm.first_play_share(sample_build, tracks["track_id"].to_list())
+    played = tracks["n_plays_train"].to_numpy() > 0
+    assert np.isnan(share[~played]).all() and (share[played] >= 0).all() and (share[played] <= 1).all()
+    assert share[played].min() == 0 and share[played].max() == 1
+    config = {**model_config("sasrec-mm"), "dim": 16, "layers": 1}
+    dropout = sasrec_mm.build(tracks.height, config, sample_build).id_dropout[1:, 0].numpy()
+    newest = share >= 1 - config["new_share"]
+    assert newest.any() and np.allclose(dropout[newest], config["new_id_dropout"])
+    assert np.allclose(dropout[played & ~newest], config["id_dropout"])
