@@ -267,7 +267,7 @@ def test_sasrec_mm_drops_the_ids_of_the_newest_tracks_more_often(sample_build):
     share = sasrec_mm.first_play_share(sample_build, tracks["track_id"].to_list())
     played = tracks["n_plays_train"].to_numpy() > 0
     assert np.isnan(share[~played]).all() and (share[played] >= 0).all() and (share[played] <= 1).all()
-    assert share[played].min() == 0 and share[played].max() == 1
+    assert share[played].min() == 0 and share[played].max() > 0.9  # the first session's tracks: 0
     config = {**model_config("sasrec-mm"), "dim": 16, "layers": 1}
     dropout = sasrec_mm.build(tracks.height, config, sample_build).id_dropout[1:, 0].numpy()
     newest = share >= 1 - config["new_share"]
