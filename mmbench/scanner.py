@@ -1,19 +1,19 @@
 """A compiled scanner for the common form of a predictions line (numba).
 
 Nearly every line of a predictions file looks like
-``{"instance_id": "<id>", "predictions": ["<track_id>", ...]}``. :func:`read_lines` reads such
-lines straight from the file's bytes, on all cores, looks every id up in hash tables built over the raw id
-bytes (:class:`IdTable`), checks the ranking and records the target's rank, without creating a
-Python object per line or per id. It accepts a strict subset of JSON: exactly these two keys,
-strings of printable ASCII without escapes, whitespace anywhere JSON allows it. At the first line
-outside that subset, or with anything wrong (an unknown or repeated id, an empty or too long
-ranking), it stops before changing anything for that line and returns its position: the caller
-reads that line on the exact path, which either accepts it or names the error precisely, and
-resumes the scanner after it. So the scanner never decides that a line is wrong; it only takes
-the lines that are certainly right.
+``{"instance_id": "<id>", "predictions": ["<track_id>", ...]}``. :func:`read_lines` parses such
+lines straight from the file's bytes, on all cores, and looks every id up in hash tables over
+the raw id bytes (:class:`IdTable`), without creating a Python object per line or per id. It
+accepts a strict subset of JSON: exactly these two keys, strings of printable ASCII without
+escapes, whitespace anywhere JSON allows it. :func:`take_lines` then records the lines in file
+order and stops, before changing anything, at the first line outside that subset or with
+anything wrong (an unknown or repeated id, an empty or too long ranking): the caller reads that
+line on the exact path, which either accepts it or names the error precisely, and resumes after
+it. So the scanner never decides that a line is wrong; it only takes the lines that are
+certainly right.
 
-The ids of a ranking are looked up together, in stages (hash all, load all their table slots,
-then resolve and compare bytes): the loads do not depend on one another, so the processor
+The ids of a ranking are looked up together, in stages (hash all, load each one's first table
+slot, then follow the probe sequences): the loads do not depend on one another, so the processor
 overlaps them, where one lookup after another would wait on memory each time.
 """
 
