@@ -488,6 +488,22 @@ def evaluate(
         click.echo(f"wrote {json_out}")
 
 
+PREDICTION_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+def _prediction_runs(path: Path, which: str) -> list[Path]:
+    """The predictions files of one system: the file itself, or a folder's files in name order."""
+    if not path.is_dir():
+        return [path]
+    runs = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(PREDICTION_SUFFIXES))
+    if not runs:
+        raise MmbenchError(
+            f"{which} = {path}: a folder with no predictions file; expected one file per run "
+            f"named *{', *'.join(PREDICTION_SUFFIXES)}"
+        )
+    return runs
+
+
 @main.command()
 @click.argument("a", type=click.Path(path_type=Path))
 @click.argument("b", type=click.Path(path_type=Path))
@@ -523,7 +539,12 @@ def compare(
     segment: str | None,
     json_out: Path | None,
 ) -> None:
-    """Compare two predictions files on the same instances (B - A), with paired tests."""
+    """Compare two systems on the same instances (B - A), with paired tests.
+
+    A and B are each a predictions file, or a folder whose predictions files (*.jsonl,
+    *.jsonl.gz, *.parquet) are runs of one system, e.g. one per training seed: an instance's
+    metric is then its mean over the runs, and the tests stay paired over the instances.
+    """
     import numpy as np
 
     from mmbench.compare import compare_ranks
@@ -532,9 +553,12 @@ def compare(
     from mmbench.reporting import print_comparison, write_json
 
     evaluator = Evaluator(task, split, dataset)
-    ranks_a = evaluator.read_file(a, allow_missing=allow_missing)
-    ranks_b = evaluator.read_file(b, allow_missing=allow_missing)
-    keep = np.ones(ranks_a.ranks.size, dtype=bool)
+    files = {"A": _prediction_runs(a, "A"), "B": _prediction_runs(b, "B")}
+    ranks_a, ranks_b = (
+        np.stack([evaluator.read_file(f, allow_missing=allow_missing).ranks for f in files[x]])
+        for x in ("A", "B")
+    )
+    keep = np.ones(ranks_a.shape[1], dtype=bool)
     if segment is not None:
         name, _, group = segment.partition("=")
         groups = evaluator.segments().get(name, {})
@@ -545,9 +569,10 @@ def compare(
         if not keep.any():
             raise MmbenchError(f"--segment {segment!r}: no instance in this group")
     result = compare_ranks(
-        ranks_a.ranks[keep], ranks_b.ranks[keep], sorted(set(ks or KS)), n_bootstrap, n_permutations, seed
+        ranks_a[:, keep], ranks_b[:, keep], sorted(set(ks or KS)), n_bootstrap, n_permutations, seed
     )
     result.update({"a": str(a), "b": str(b), "task": task, "split": split, "dataset": evaluator.source})
+    result.update({"files_a": [str(f) for f in files["A"]], "files_b": [str(f) for f in files["B"]]})
     if segment is not None:
         result["segment"] = segment
     print_comparison(result)

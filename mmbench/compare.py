@@ -1,9 +1,10 @@
 """Paired comparison of two systems on the same instances: differences, intervals, tests.
 
-Every per-instance metric is a function of the target's rank, so a pair of systems is fully
-described by the joint histogram of their ranks (101 x 101 cells). The paired bootstrap draws
-that histogram from a multinomial; the paired randomization test flips the sign of each
-instance's difference, which for a set of equal differences is a binomial draw.
+Every per-instance metric is a function of the target's rank, so instances that share their
+ranks under every run of both systems share their differences. The paired bootstrap draws the
+counts of these groups from a multinomial (for one run each, the joint histogram of the two
+ranks, 101 x 101 cells); the paired randomization test flips the sign of each instance's
+difference, which for a set of equal differences is a binomial draw.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ import numpy as np
 from scipy import stats
 
 from mmbench.metrics import KS, METRICS, metric_by_rank
-from mmbench.schema import MAX_PREDICTIONS
-
-CELLS = MAX_PREDICTIONS + 1
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -68,28 +66,43 @@ def compare_ranks(
     alpha: float = 0.05,
 ) -> dict[str, Any]:
     """Per-metric difference B - A with a paired bootstrap interval, a paired randomization test
-    and a paired t-test, Holm-corrected across the reported metrics."""
-    n = ranks_a.size
-    joint = np.bincount(ranks_a.astype(np.int64) * CELLS + ranks_b, minlength=CELLS * CELLS)
+    and a paired t-test, Holm-corrected across the reported metrics.
+
+    ``ranks_a`` and ``ranks_b`` hold the target's rank (1..100, 0 = absent) of each instance:
+    shape ``[n]`` for one run of a system, or ``[runs, n]`` for several runs of it (one per
+    training seed, say), in which case an instance's metric is its mean over the runs. The tests
+    stay paired over the instances; averaging the runs removes the training noise that a single
+    seed's comparison carries on top of the instance sampling.
+    """
+    a, b = np.atleast_2d(ranks_a), np.atleast_2d(ranks_b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"ranks of A {a.shape} and B {b.shape}: expected [runs, n] over the same n instances"
+        )
+    n = a.shape[1]
+    # Instances with the same ranks under every run have the same differences: resampling the
+    # instances is a multinomial draw over these groups (for one run each, the joint histogram).
+    groups, counts = np.unique(np.vstack([a, b]).T.astype(np.int64), axis=0, return_counts=True)
     rng = np.random.default_rng(seed)
-    boot = rng.multinomial(n, joint / n, size=n_bootstrap) if n_bootstrap else None
+    boot = rng.multinomial(n, counts / n, size=n_bootstrap) if n_bootstrap else None
     rows = []
     for metric in METRICS:
         for k in ks:
             value = metric_by_rank(metric, k)
-            diff = (value[:, None] - value[None, :]).ravel() * -1  # cell (a, b) -> f(b) - f(a)
-            total = float(joint @ diff)
-            mean_a = float(joint.reshape(CELLS, CELLS).sum(axis=1) @ value / n)
-            mean_b = float(joint.reshape(CELLS, CELLS).sum(axis=0) @ value / n)
+            per_a = value[groups[:, : a.shape[0]]].mean(axis=1)
+            per_b = value[groups[:, a.shape[0] :]].mean(axis=1)
+            diff = per_b - per_a
+            total = float(counts @ diff)
             low, high = (
                 np.percentile(boot @ diff / n, [2.5, 97.5]) if boot is not None else (total / n, total / n)
             )
-            nonzero = (joint > 0) & (diff != 0)
-            distinct, inverse = np.unique(np.abs(diff[nonzero]), return_inverse=True)
-            counts = np.bincount(inverse, weights=joint[nonzero]).astype(np.int64)
-            p_rand = sign_flip_p(distinct, counts, total, n_permutations, rng)
+            nonzero = diff != 0
+            # Rounded so that equal differences reached by different sums of runs share a group.
+            distinct, inverse = np.unique(np.round(np.abs(diff[nonzero]), 12), return_inverse=True)
+            flips = np.bincount(inverse, weights=counts[nonzero]).astype(np.int64)
+            p_rand = sign_flip_p(distinct, flips, total, n_permutations, rng)
             mean_d = total / n
-            var_d = (joint @ (diff - mean_d) ** 2) / (n - 1) if n > 1 else 0.0
+            var_d = (counts @ (diff - mean_d) ** 2) / (n - 1) if n > 1 else 0.0
             if var_d > 0:
                 p_t = float(2 * stats.t.sf(abs(mean_d / np.sqrt(var_d / n)), df=n - 1))
             else:
@@ -97,8 +110,8 @@ def compare_ranks(
             rows.append(
                 {
                     "metric": f"{metric}@{k}",
-                    "a": mean_a,
-                    "b": mean_b,
+                    "a": float(counts @ per_a / n),
+                    "b": float(counts @ per_b / n),
                     "difference": mean_d,
                     "ci_low": float(low),
                     "ci_high": float(high),
@@ -113,6 +126,8 @@ def compare_ranks(
         row["significant"] = row["p_randomization_holm"] < alpha
     return {
         "n_instances": int(n),
+        "runs_a": int(a.shape[0]),
+        "runs_b": int(b.shape[0]),
         "alpha": alpha,
         "correction": "holm",
         "n_bootstrap": n_bootstrap,

@@ -60,13 +60,18 @@ def print_report(report: Report, console: Console | None = None) -> None:
         console.print(seg)
 
 
+def _system(result: dict[str, Any], which: str) -> str:
+    runs = result.get(f"runs_{which}", 1)
+    return result[which] + (f", mean of {runs} runs" if runs > 1 else "")
+
+
 def print_comparison(result: dict[str, Any], console: Console | None = None) -> None:
     """The paired comparison table and a plain sentence on what is significant."""
     console = console or _console()
     table = Table(
         title=f"B - A on {result['n_instances']:,} {result['task']} {result['split']} instances"
         + (f" with {result['segment']}" if "segment" in result else "")
-        + f" (A = {result['a']}, B = {result['b']})"
+        + f" (A = {_system(result, 'a')}, B = {_system(result, 'b')})"
     )
     for column in ("metric", "A", "B", "B - A", "95% CI", "p rand.", "p t-test", "p Holm", "significant"):
         table.add_column(column, justify="left" if column == "metric" else "right")

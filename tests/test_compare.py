@@ -45,6 +45,50 @@ def test_identical_systems_and_a_clear_winner():
     assert result["recall@1"]["difference"] == pytest.approx(diff)
 
 
+def test_runs_are_averaged_per_instance_hand_computed():
+    # Recall@1 per instance, mean over runs: A (1,3)->0.5, (0,1)->0.5, (2,0)->0; B 0.5 each.
+    a = np.array([[1, 0, 2], [3, 1, 0]])
+    b = np.array([[1, 1, 1], [2, 2, 2]])
+    result = {r["metric"]: r for r in compare_ranks(a, b, ks=[1, 10], n_permutations=100)["metrics"]}
+    assert result["recall@1"]["a"] == pytest.approx(1 / 3)
+    assert result["recall@1"]["b"] == pytest.approx(0.5)
+    assert result["recall@1"]["difference"] == pytest.approx(1 / 6)
+    ndcg = {r: 1 / np.log2(r + 1) if r else 0.0 for r in range(4)}
+    expected = np.mean(
+        [(ndcg[1] + ndcg[2]) / 2 - (ndcg[x] + ndcg[y]) / 2 for x, y in ((1, 3), (0, 1), (2, 0))]
+    )
+    assert result["ndcg@10"]["difference"] == pytest.approx(expected)
+
+
+def test_runs_sign_flip_matches_exact_enumeration():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 6, (3, 9))
+    b = rng.integers(0, 4, (2, 9))
+    value = {r: 1 / np.log2(r + 1) if 0 < r <= 10 else 0.0 for r in range(101)}
+    diffs = np.array(
+        [np.mean([value[r] for r in b[:, i]]) - np.mean([value[r] for r in a[:, i]]) for i in range(9)]
+    )
+    flips = np.array(list(itertools.product((1, -1), repeat=9))) @ diffs
+    exact = np.mean(np.abs(flips) >= abs(diffs.sum()) - 1e-9)
+    row = next(
+        r for r in compare_ranks(a, b, ks=[10], n_permutations=200_000)["metrics"] if r["metric"] == "ndcg@10"
+    )
+    assert row["difference"] == pytest.approx(diffs.mean())
+    assert row["p_randomization"] == pytest.approx(exact, abs=0.005)
+
+
+def test_repeated_runs_give_the_single_run_result():
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(0, 101, 500), rng.integers(0, 101, 500)
+    single = compare_ranks(a, b, n_permutations=500)
+    repeated = compare_ranks(np.stack([a, a, a]), np.stack([b, b]), n_permutations=500)
+    for got, expected in zip(repeated["metrics"], single["metrics"], strict=True):
+        assert got == pytest.approx(expected, abs=1e-12)
+    assert (repeated["runs_a"], repeated["runs_b"], single["runs_a"]) == (3, 2, 1)
+    with pytest.raises(ValueError, match="same n instances"):
+        compare_ranks(a, b[:-1])
+
+
 def test_cli_compare(sample_build, tmp_path):
     from mmbench.evaluator import Evaluator
 
@@ -93,3 +137,22 @@ def test_cli_compare(sample_build, tmp_path):
     assert head_ndcg == pytest.approx(report.segments["target_popularity"]["head"]["ndcg@10"]["value"])
     unknown = run_cli("compare", str(rand), str(pop), "--dataset", str(sample_build), "--segment", "cold")
     assert unknown.returncode == 2 and "target_cold=cold" in unknown.stderr
+    # A folder of runs: two copies of pop score as pop, the mean of random and pop in between.
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "seed0.jsonl").write_bytes(pop.read_bytes())
+    (runs / "seed1.jsonl").write_bytes(rand.read_bytes())
+    (runs / "notes.txt").write_text("not a run")
+    mixed = run_cli("compare", str(rand), str(runs), "--dataset", str(sample_build), "--k", "10",
+                    "--json", str(tmp_path / "m.json"), "--permutations", "200")  # fmt: skip
+    assert mixed.returncode == 0, mixed.stderr
+    assert "mean of 2 runs" in mixed.stdout
+    data_m = json.loads((tmp_path / "m.json").read_text())
+    assert data_m["runs_b"] == 2
+    assert [p.rsplit("/", 1)[1] for p in data_m["files_b"]] == ["seed0.jsonl", "seed1.jsonl"]
+    mixed_ndcg = next(r for r in data_m["metrics"] if r["metric"] == "ndcg@10")
+    assert mixed_ndcg["b"] == pytest.approx((ndcg10["a"] + ndcg10["b"]) / 2)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = run_cli("compare", str(rand), str(empty), "--dataset", str(sample_build))
+    assert none.returncode == 2 and "no predictions file" in none.stderr and "Traceback" not in none.stderr
