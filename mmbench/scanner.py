@@ -163,10 +163,8 @@ def _skip_space(buf: np.ndarray, p: int) -> int:
 @njit(cache=True, nogil=True)
 def _string(buf: np.ndarray, p: int, hashes: np.ndarray, k: int) -> int:
     """``p`` is just after an opening quote: the position of the closing one, with the string's
-    hashes in ``hashes[k]``; -1 if it holds anything but printable ASCII (escapes, control or
-    non-ASCII bytes). One pass: the hashes are computed while the bytes are checked."""
-    h1, h2 = _M1, _M3
-    word, shift = np.uint64(0), np.uint64(0)
+    hashes in ``hashes[k]`` (by :func:`_hash`, as the tables' ids); -1 if it holds anything but
+    printable ASCII (escapes, control or non-ASCII bytes)."""
     start = p
     while True:
         b = buf[p]
@@ -174,15 +172,8 @@ def _string(buf: np.ndarray, p: int, hashes: np.ndarray, k: int) -> int:
             break
         if b < 32 or b > 126 or b == _BACKSLASH:
             return -1
-        word |= np.uint64(b) << shift
-        shift += np.uint64(8)
-        if shift == np.uint64(64):
-            h1, h2 = _mix(h1, h2, word)
-            word, shift = np.uint64(0), np.uint64(0)
         p += 1
-    if shift:
-        h1, h2 = _mix(h1, h2, word)
-    hashes[k, 0], hashes[k, 1] = _finish(h1, h2, p - start)
+    hashes[k, 0], hashes[k, 1] = _hash(buf, start, p)
     return p
 
 
@@ -199,8 +190,8 @@ def _same(a: np.ndarray, a0: int, a1: int, b: np.ndarray) -> bool:
 @njit(cache=True, nogil=True)
 def _parse_line(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: int) -> tuple[int, int]:
     """Parse the plain form of one line from ``p``: ``hashes[0]`` = the instance id's,
-    ``hashes[1:n+1]`` = the predictions' (``hashes`` has ``max_predictions + 2`` rows). Return (n >= 1, the position after the line's
-    newline), or (-1, p) for anything else."""
+    ``hashes[1:n+1]`` = the predictions' (``hashes`` has ``max_predictions + 2`` rows). Return
+    (n >= 1, the position after the line's newline), or (-1, p) for anything else."""
     line_start = p
     p = _skip_space(buf, p)
     if buf[p] != _LBRACE:
