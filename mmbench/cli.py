@@ -518,9 +518,11 @@ def _prediction_runs(path: Path, which: str) -> list[Path]:
 )
 @click.option(
     "--segment",
-    default=None,
+    "segments",
+    multiple=True,
     metavar="SEGMENT=GROUP",
-    help="Compare on one group of the segment breakdown only, e.g. target_cold=cold or target_popularity=tail.",
+    help="Compare on one group of the segment breakdown only, e.g. target_cold=cold or "
+    "target_popularity=tail; given more than once, on the instances in every group named.",
 )
 @click.option(
     "--json", "json_out", type=click.Path(path_type=Path), help="Also write the comparison as JSON."
@@ -536,7 +538,7 @@ def compare(
     n_bootstrap: int,
     seed: int,
     n_permutations: int,
-    segment: str | None,
+    segments: tuple[str, ...],
     json_out: Path | None,
 ) -> None:
     """Compare two systems on the same instances (B - A), with paired tests.
@@ -559,22 +561,24 @@ def compare(
         for x in ("A", "B")
     )
     keep = np.ones(ranks_a.shape[1], dtype=bool)
-    if segment is not None:
+    for segment in segments:
         name, _, group = segment.partition("=")
         groups = evaluator.segments().get(name, {})
         if group not in groups:
             known = ", ".join(f"{s}={g}" for s, gs in evaluator.segments().items() for g in gs)
             raise MmbenchError(f"--segment {segment!r}: unknown; this dataset has {known}")
-        keep = groups[group]
-        if not keep.any():
-            raise MmbenchError(f"--segment {segment!r}: no instance in this group")
+        keep &= groups[group]
+    if not keep.any():
+        named = " --segment ".join(segments)
+        where = "this group" if len(segments) == 1 else "all of these groups"
+        raise MmbenchError(f"--segment {named}: no instance is in {where}")
     result = compare_ranks(
         ranks_a[:, keep], ranks_b[:, keep], sorted(set(ks or KS)), n_bootstrap, n_permutations, seed
     )
     result.update({"a": str(a), "b": str(b), "task": task, "split": split, "dataset": evaluator.source})
     result.update({"files_a": [str(f) for f in files["A"]], "files_b": [str(f) for f in files["B"]]})
-    if segment is not None:
-        result["segment"] = segment
+    if segments:
+        result["segment"] = " & ".join(segments)
     print_comparison(result)
     if json_out is not None:
         write_json(json_out, result)

@@ -137,6 +137,23 @@ def test_cli_compare(sample_build, tmp_path):
     assert head_ndcg == pytest.approx(report.segments["target_popularity"]["head"]["ndcg@10"]["value"])
     unknown = run_cli("compare", str(rand), str(pop), "--dataset", str(sample_build), "--segment", "cold")
     assert unknown.returncode == 2 and "target_cold=cold" in unknown.stderr
+    # Several groups: their intersection (a cold target is always tail, never head).
+    both = run_cli(
+        "compare", str(rand), str(pop), "--dataset", str(sample_build), "--segment", "target_popularity=tail",
+        "--segment", "target_cold=warm", "--json", str(tmp_path / "tw.json"), "--permutations", "200",
+    )  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    segments = evaluator.segments()
+    tail_warm = segments["target_popularity"]["tail"] & segments["target_cold"]["warm"]
+    data_tw = json.loads((tmp_path / "tw.json").read_text())
+    assert data_tw["n_instances"] == int(tail_warm.sum()) > 0
+    assert data_tw["segment"] == "target_popularity=tail & target_cold=warm"
+    assert segments["target_cold"]["cold"].any()
+    never = run_cli(
+        "compare", str(rand), str(pop), "--dataset", str(sample_build),
+        "--segment", "target_cold=cold", "--segment", "target_popularity=head",
+    )  # fmt: skip
+    assert never.returncode == 2 and "no instance is in all of these groups" in never.stderr
     # A folder of runs: two copies of pop score as pop, the mean of random and pop in between.
     runs = tmp_path / "runs"
     runs.mkdir()
