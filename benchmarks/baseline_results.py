@@ -1,11 +1,12 @@
 """The results table of docs/baselines.md: every baseline on the sample's next-track test split.
 
-Trains each baseline through the CLI (the neural ones once per seed), writes its predictions,
-scores them with `mmbench evaluate --json`, compares each against `pop` (seed 0) and `sasrec-mm`
-against `sasrec` for every seed, overall and on the cold and tail segments, with
-`mmbench compare --json`, and prints a markdown table: NDCG@10, Recall@10,
-MRR@10 with the 95% bootstrap interval (memory-based models) or mean ± std over the seeds and
-the interval of seed 0 (neural models).
+Trains each baseline through the CLI (the neural ones once per seed, their predictions in
+``runs/MODEL/seedS.jsonl``), scores them with `mmbench evaluate --json`, and prints a markdown
+table: NDCG@10, Recall@10, MRR@10 with the 95% bootstrap interval (memory-based models) or
+mean ± std over the seeds and the interval of seed 0 (neural models). Then compares with
+`mmbench compare --json`: each model against `pop` (a neural model by the folder of its seeds'
+runs, so an instance's metric is its mean over the seeds), and `sasrec-mm` against `sasrec`
+over all seeds and seed by seed, overall and on the cold and tail segments.
 
 Run: ``python benchmarks/baseline_results.py --dataset demo-out --out results [--seeds 5]``.
 Finished runs are reused, so an interrupted run resumes.
@@ -28,29 +29,42 @@ def sh(*args: str) -> None:
     subprocess.run(["mmbench", *args], check=True, stdout=subprocess.DEVNULL)
 
 
+def predictions(model: str, seed: int | None, out: Path) -> Path:
+    return out / f"{model}.jsonl" if seed is None else out / "runs" / model / f"seed{seed}.jsonl"
+
+
 def run(model: str, seed: int | None, dataset: str, out: Path) -> dict:
     tag = model if seed is None else f"{model}-seed{seed}"
     report = out / f"{tag}.report.json"
     if not report.exists():
         extra = [] if seed is None else ["--set", f"seed={seed}"]
         sh("baseline", "train", model, "--dataset", dataset, "--out", str(out / tag), "--quiet", *extra)
-        sh("baseline", "predict", str(out / tag), "--out", str(out / f"{tag}.jsonl"), "--quiet")
-        sh("evaluate", str(out / f"{tag}.jsonl"), "--dataset", dataset, "--json", str(report))
+        path = predictions(model, seed, out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sh("baseline", "predict", str(out / tag), "--out", str(path), "--quiet")
+        sh("evaluate", str(path), "--dataset", dataset, "--json", str(report))
     return json.loads(report.read_text())
 
 
-def compare(a: str, b: str, seed: int, segment: str | None, args: argparse.Namespace) -> str:
-    """`mmbench compare` of two runs (the neural ones of one seed): NDCG@10 difference B - A,
-    its interval, the Holm-corrected randomization p-value and whether it is significant."""
-    tag = {m: m if m in MEMORY else f"{m}-seed{seed}" for m in (a, b)}
-    name = f"compare-{tag[a]}-{tag[b]}" + (f"-{segment.replace('=', '-')}" if segment else "")
+def compare(a: str, b: str, seed: int | None, segment: str | None, args: argparse.Namespace) -> str:
+    """`mmbench compare` of two models: NDCG@10 difference B - A, its interval, the
+    Holm-corrected randomization p-value and whether it is significant. A neural model is its
+    run of ``seed``, or with ``seed=None`` the folder of all its seeds' runs."""
+    side = {m: (m, predictions(m, None, args.out)) for m in MEMORY}
+    for m in NEURAL:
+        side[m] = (
+            (f"{m}-seeds", args.out / "runs" / m)
+            if seed is None
+            else (f"{m}-seed{seed}", predictions(m, seed, args.out))
+        )
+    name = f"compare-{side[a][0]}-{side[b][0]}" + (f"-{segment.replace('=', '-')}" if segment else "")
     path = args.out / f"{name}.json"
     if not path.exists():
         extra = ["--segment", segment] if segment else []
         sh(
             "compare",
-            str(args.out / f"{tag[a]}.jsonl"),
-            str(args.out / f"{tag[b]}.jsonl"),
+            str(side[a][1]),
+            str(side[b][1]),
             "--dataset",
             args.dataset,
             "--k",
@@ -96,12 +110,18 @@ def main() -> None:
     for model, reports in results.items():
         print(f"| `{model}` | " + " | ".join(cell(reports, m) for m in METRICS) + " |")
     print()
-    pairs = [("pop", m) for m in ("user-repeat", "sknn", *NEURAL)] + [("sasrec", "sasrec-mm")]
-    for a, b in pairs:
-        print(f"{b} - {a}: {compare(a, b, 0, None, args)}")
+    segments = (None, "target_cold=cold", "target_popularity=tail")
+    for b in ("user-repeat", "sknn", *NEURAL):
+        over = "" if b in MEMORY else f" (mean over {args.seeds} seeds)"
+        print(f"{b} - pop{over}: {compare('pop', b, None, None, args)}")
     print()
-    for seed in range(args.seeds):  # the content model against its ID-only twin, seed by seed
-        for segment in (None, "target_cold=cold", "target_popularity=tail"):
+    for segment in segments:
+        result = compare("sasrec", "sasrec-mm", None, segment, args)
+        print(
+            f"sasrec-mm - sasrec (mean over {args.seeds} seeds){' on ' + segment if segment else ''}: {result}"
+        )
+    for seed in range(args.seeds):  # seed by seed, to show how much one seed's test can say
+        for segment in segments:
             result = compare("sasrec", "sasrec-mm", seed, segment, args)
             print(f"seed {seed} sasrec-mm - sasrec{' on ' + segment if segment else ''}: {result}")
     for segment, group in (("target_cold", "cold"), ("target_popularity", "tail")):
