@@ -156,12 +156,17 @@ def parse_block(block: bytes, first_line: int) -> tuple[pl.DataFrame, list[dict]
     frame = None
     if np.count_nonzero(data == 9) == 5 * n:
         # Fast path: the CSV reader refuses lines with more than six fields and invalid UTF-8,
-        # so with five tabs per line on average it has seen exactly six fields everywhere.
+        # so with five tabs per line on average it has seen exactly six fields everywhere. Any
+        # refusal (its exception class depends on where in the block the bad line sits) and any
+        # row count other than the block's lines send the block to the exact path below.
         try:
             frame = _read_fields(block)
+        except pl.exceptions.PolarsError:
+            frame = None
+        if frame is not None and frame.height == n:
             good = np.arange(n)
             reason = np.zeros(n, dtype=np.int8)
-        except pl.exceptions.ComputeError:
+        else:
             frame = None
     line_ends = np.flatnonzero(data == 10)
     starts = np.concatenate([[0], line_ends[:-1] + 1])

@@ -86,3 +86,55 @@ def test_folder_without_profile_and_plays_file_alone(tmp_path):
     paths = write_fixture(tmp_path / "x", profile=False)
     assert resolve_raw(paths["folder"]).profile is None
     assert resolve_raw(paths["plays"]).kind == "file"
+
+
+def _play(i: int) -> bytes:
+    return f"user_000001\t2008-01-01T00:00:{i:02d}Z\t\tArtist\t\tTrack {i}".encode()
+
+
+SHORT = b"user_000001\t2008-01-01T00:00:00Z\t\tFive Fields\tOnly"
+LONG = b"user_000001\t2008-01-01T00:00:00Z\t\tSeven\t\tFields\textra"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {0: SHORT},
+        {2: SHORT},
+        {4: SHORT},
+        {0: LONG},
+        {2: LONG},
+        {4: LONG},
+        {0: SHORT, 2: LONG},  # five fields then seven: the tabs still average five per line
+        {0: LONG, 2: SHORT},
+        {0: SHORT, 4: LONG},
+        {4: SHORT, 0: LONG},
+        {1: SHORT, 2: LONG},
+        {3: LONG, 4: SHORT},
+    ],
+)
+def test_a_bad_line_anywhere_in_a_block_is_quarantined(tmp_path, bad):
+    lines = [bad.get(i, _play(i)) for i in range(5)]
+    path = tmp_path / PLAYS_NAME
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = ingest(resolve_raw(path), tmp_path / "r.jsonl", progress=False)
+    rejects = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert {r["line"]: r["reason"] for r in rejects} == {i + 1: "wrong_field_count" for i in bad}
+    assert sorted(result.plays["line"].to_list()) == [i + 1 for i in range(5) if i not in bad]
+
+
+def test_cli_quarantines_a_five_and_a_seven_field_line(fixture_raw, tmp_path):
+    from conftest import T0, build_fixture, stamp
+
+    # Valid plays of two users, one session each hour, newest first; then the two bad lines.
+    plays = [
+        f"user_00000{u}\t{stamp(T0 + 3600 * k)}\t\tArtist\t\tTrack {u}-{k}".encode()
+        for u in (1, 2)
+        for k in reversed(range(12))
+    ]
+    fixture_raw["plays"].write_bytes(b"\n".join([SHORT, plays[0], LONG, *plays[1:]]) + b"\n")
+    out = tmp_path / "out"
+    result = build_fixture(fixture_raw, out)
+    assert result.returncode == 0, result.stderr
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert {r["line"]: r["reason"] for r in rejects} == {1: "wrong_field_count", 3: "wrong_field_count"}
