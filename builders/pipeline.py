@@ -1,13 +1,17 @@
 """The build: every stage in order, each cached under ``<out>/.build`` so that a rerun resumes.
 
-A stage's artefacts are Arrow IPC files plus a JSON marker holding the stage's key (a digest of
-its code version, its upstream key and the recipe keys it reads). The marker is written last
-and atomically, so a stage killed halfway is simply run again.
+A stage's artefacts are Arrow IPC files plus a JSON marker holding the stage's key: a digest of
+its code (the source of the stage's module, of the project modules it imports and of this one,
+which holds the glue), its upstream key and the recipe values it reads, in the recipe's order.
+The marker is written last and atomically, so a stage killed halfway is simply run again.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -36,13 +40,56 @@ from mmbench.builders import (
     sessionize,
     split,
 )
-from mmbench.builders.recipe import recipe_digest
 from mmbench.errors import MmbenchError
 from mmbench.info import sha256_file
 from mmbench.schema import MGPHOT_DIM, embedding_schema, mgphot_schema
 
-CACHE_VERSION = "1"
 WORK = ".build"
+
+
+def _project_imports(path: Path, package: str) -> set[str]:
+    """The modules of ``package`` that the source file ``path`` imports (``from P import m``
+    may name a module or an attribute: both candidates are returned, unknown ones drop out)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n == package or n.startswith(package + ".")}
+
+
+@functools.cache
+def code_digest(module: str, package: str = "mmbench") -> str:
+    """SHA-256 of the source of ``module`` and of every ``package`` module it imports,
+    directly or not: a stage's cached artefacts are reused only while this code is unchanged."""
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:  # ``from package import attribute``: not a module
+            spec = None
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            continue
+        seen[name] = Path(spec.origin)
+        todo.extend(_project_imports(seen[name], package))
+    digest = hashlib.sha256()
+    for name in sorted(seen):
+        digest.update(f"{name}\n".encode())
+        digest.update(hashlib.sha256(seen[name].read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def recipe_values(recipe: dict[str, Any], section: str, keys: list[str] | None = None) -> list[list]:
+    """The [key, value] pairs of a recipe section in the recipe's order (only ``keys`` when
+    given): the order of ``[filters]`` is the order they run in, so a stage key keeps it."""
+    table = recipe[section]
+    return [[k, table[k]] for k in (keys if keys is not None else list(table))]
 
 
 class StageCache:
@@ -56,12 +103,15 @@ class StageCache:
     def run(
         self,
         name: str,
+        module: str,
         key_parts: dict[str, Any],
         compute: Callable[[], tuple[dict[str, pl.DataFrame], dict]],
     ) -> tuple[dict[str, pl.DataFrame], dict, str]:
-        key = hashlib.sha256(
-            json.dumps({"stage": name, "cache": CACHE_VERSION, **key_parts}, sort_keys=True).encode()
-        ).hexdigest()
+        """Run ``compute`` (the stage ``name``, whose code lives in ``module``) or reuse its
+        artefacts; ``key_parts`` are its inputs' keys and the recipe values it reads."""
+        # This module's own source (the glue around each stage), not what it imports.
+        code = [code_digest(module), hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
+        key = hashlib.sha256(json.dumps({"stage": name, "code": code, **key_parts}).encode()).hexdigest()
         marker = self.work / f"{name}.json"
         folder = self.work / name
         if marker.exists():
@@ -223,7 +273,9 @@ def build(
         result = ingest.ingest(source, rejects_path, progress=progress)
         return {"plays": result.plays, "users": result.users, "pairs": result.pairs}, result.report
 
-    frames, ingest_report, key = cache.run("ingest", {"source": source.fingerprint()}, run_ingest)
+    frames, ingest_report, key = cache.run(
+        "ingest", ingest.__name__, {"source": source.fingerprint()}, run_ingest
+    )
     stages: dict[str, dict] = {"ingest": ingest_report}
     users = frames["users"]
 
@@ -231,7 +283,7 @@ def build(
         plays, tracks, report = identify.identify(frames["plays"], frames["pairs"])
         return {"plays": plays, "tracks": tracks}, report
 
-    ident, stages["identify"], key = cache.run("identify", {"up": key}, run_identify)
+    ident, stages["identify"], key = cache.run("identify", identify.__name__, {"up": key}, run_identify)
     tracks = ident["tracks"]
     plays = ident["plays"]
     audio_files = content.read_audio_manifest(audio_manifest) if audio_manifest is not None else None
@@ -258,7 +310,10 @@ def build(
             return {"plays": kept}, report
 
         done, stages["filter_before_sessionize"], key = cache.run(
-            "filter_before_sessionize", {"up": key, "filters": {f: filters[f] for f in before}}, run_prefilter
+            "filter_before_sessionize",
+            filter.__name__,
+            {"up": key, "filters": recipe_values(recipe, "filters", before)},
+            run_prefilter,
         )
         plays = done["plays"]
 
@@ -267,7 +322,10 @@ def build(
         return {"plays": ordered}, report
 
     done, stages["sessionize"], key = cache.run(
-        "sessionize", {"up": key, "gap": recipe["sessionize"]["gap_seconds"]}, run_sessionize
+        "sessionize",
+        sessionize.__name__,
+        {"up": key, "gap": recipe["sessionize"]["gap_seconds"]},
+        run_sessionize,
     )
 
     def run_completion() -> tuple[dict[str, pl.DataFrame], dict]:
@@ -277,6 +335,7 @@ def build(
 
     done, stages["completion"], key = cache.run(
         "completion",
+        completion.__name__,
         {"up": key, "durations": _fingerprint(durations_path), "audio": _fingerprint(audio_manifest)},
         run_completion,
     )
@@ -290,7 +349,7 @@ def build(
         return {"plays": kept}, report
 
     done, stages["filter"], key = cache.run(
-        "filter", {"up": key, "filters": {f: filters[f] for f in after}}, run_filter
+        "filter", filter.__name__, {"up": key, "filters": recipe_values(recipe, "filters", after)}, run_filter
     )
     plays = done["plays"]
 
@@ -305,7 +364,7 @@ def build(
         return {"sessions": sessions}, report
 
     done, stages["split"], key = cache.run(
-        "split", {"up": key, "split": recipe_digest(recipe, "split")}, run_split
+        "split", split.__name__, {"up": key, "split": recipe_values(recipe, "split")}, run_split
     )
     sessions = done["sessions"]
     catalog_codes = np.sort(plays["track"].unique().to_numpy())
@@ -323,7 +382,10 @@ def build(
         return tables, report
 
     inst, stages["instances"], key = cache.run(
-        "instances", {"up": key, "instances": recipe_digest(recipe, "instances")}, run_instances
+        "instances",
+        instances.__name__,
+        {"up": key, "instances": recipe_values(recipe, "instances")},
+        run_instances,
     )
 
     kept = tracks.join(

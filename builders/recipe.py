@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -121,8 +119,3 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
     if recipe["instances"]["paper_sampled_negatives"] < 1:
         raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
 
-
-def recipe_digest(recipe: dict[str, Any], *sections: str) -> str:
-    """A stable digest of the named sections of a recipe (all of it when none are named)."""
-    part = {k: recipe[k] for k in sections} if sections else recipe
-    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
