@@ -58,13 +58,18 @@ def build_instances(
 
     next-track: one instance per session of the split whose user has a training session,
     target its last track. paper-sampled: per such user, the first play of their first session
-    in the split, with ``negatives`` tracks drawn uniformly from the catalogue minus the user's
-    training history and the target.
+    in the split, with ``negatives`` tracks drawn uniformly from the catalogue minus the target
+    and every track of the instance's input (the user's plays in sessions that start before
+    it: training, and validation for test instances).
+
+    A session's plays are put in session order here (time, then the reverse of file order for
+    equal times, as :func:`~mmbench.builders.sessionize.sessionize` orders them), so the targets
+    do not depend on the order of the rows given.
     """
-    plays = plays.join(sessions.select("session", "session_id", "split", "user"), on="session")
+    plays = plays.join(sessions.select("session", "session_id", "split", "user", "start"), on="session").sort(
+        ["session", "timestamp", "line"], descending=[False, False, True]
+    )
     train_users = sessions.filter(pl.col("split") == "train")["user"].unique()
-    history = plays.filter(pl.col("split") == "train").group_by("user").agg(pl.col("track").unique())
-    history_of = dict(zip(history["user"].to_list(), history["track"].to_list(), strict=True))
     out: dict[str, pl.DataFrame] = {}
     report: dict = {"next-track": {}, "paper-sampled": {}}
     for split in ("validation", "test"):
@@ -87,15 +92,23 @@ def build_instances(
         first = (
             eligible.sort("user", "start", "session")
             .group_by("user", maintain_order=True)
-            .agg(pl.col("session").first(), pl.col("session_id").first())
+            .agg(pl.col("session").first(), pl.col("session_id").first(), pl.col("start").first())
             .join(
                 in_split.group_by("session", maintain_order=True).agg(pl.col("track").first()), on="session"
             )
             .sort("user")
         )
+        heard = (
+            first.select("user", "session", pl.col("start").alias("instance_start"))
+            .join(plays.select("user", "start", pl.col("track").alias("heard")), on="user")
+            .filter(pl.col("start") < pl.col("instance_start"))
+            .group_by("session")
+            .agg(pl.col("heard").unique())
+        )
+        first = first.join(heard, on="session", how="left", maintain_order="left")
         candidates = []
-        for user, session_id, target in first.select("user", "session_id", "track").iter_rows():
-            excluded = np.searchsorted(catalog, np.append(history_of[user], target))
+        for session_id, target, input_tracks in first.select("session_id", "track", "heard").iter_rows():
+            excluded = np.searchsorted(catalog, np.append(input_tracks or [], target))
             drawn = sample_negatives(
                 len(catalog), excluded, negatives, seed, f"paper-sampled/{split}/{session_id}"
             )

@@ -65,6 +65,7 @@ class Report:
     bootstrap: dict[str, Any]
     predictions: str | None = None
     rank_histogram: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (schema version 1, see docs/evaluation.md)."""
@@ -309,7 +310,21 @@ class Evaluator:
             bootstrap={"resamples": n_bootstrap, "seed": seed, "level": 0.95},
             predictions=predictions,
             rank_histogram=hist.tolist(),
+            warnings=self._protocol_warnings(),
         )
+
+    def _protocol_warnings(self) -> list[str]:
+        """What the reader of a paper-sampled report must know: how many targets a history
+        lookup finds among the candidates."""
+        if self.task != "paper-sampled":
+            return []
+        heard = self.target_heard_before
+        return [
+            f"paper-sampled: {int(heard.sum()):,} of {heard.size:,} targets ({heard.mean():.1%}) were heard "
+            "by the user before; the negatives exclude every track of the input, so such a target is the "
+            "only heard candidate and a history lookup ranks it first. Scores on this protocol reward that "
+            "lookup; make claims on next-track, which ranks the whole catalogue."
+        ]
 
     def segments(self) -> dict[str, dict[str, np.ndarray]]:
         """Boolean masks over instances for each segment of the breakdown (computed once)."""
@@ -320,8 +335,9 @@ class Evaluator:
         share = np.cumsum(order) / max(order.sum(), 1)
         head_min = order[np.searchsorted(share, 1 / 3)] if order.sum() else 1
         torso_min = order[np.searchsorted(share, 2 / 3)] if order.sum() else 1
+        heard = self.target_heard_before
         out = {
-            "target_history": self._heard_before(),
+            "target_history": {"new": ~heard, "heard_before": heard},
             "target_popularity": {
                 "head": plays >= max(head_min, 1),
                 "torso": (plays < max(head_min, 1)) & (plays >= max(torso_min, 1)),
@@ -341,7 +357,13 @@ class Evaluator:
         self._segments = out
         return out
 
-    def _heard_before(self, batch_size: int = 50_000) -> dict[str, np.ndarray]:
+    @functools.cached_property
+    def target_heard_before(self) -> np.ndarray:
+        """Per instance, whether the user played the target before it: in an earlier session
+        or the session prefix (bool)."""
+        return self._heard_before()
+
+    def _heard_before(self, batch_size: int = 50_000) -> np.ndarray:
         """Whether the user played the target before it: in an earlier session or the prefix.
 
         Sessions are read in batches; users and tracks become integer codes (hash tables over
@@ -392,7 +414,7 @@ class Evaluator:
                 )
                 heard[mine] |= found > 0
         heard |= first_play[first_of_key] < start
-        return {"new": ~heard, "heard_before": heard}
+        return heard
 
 
 class _Tally:

@@ -58,6 +58,8 @@ def print_report(report: Report, console: Console | None = None) -> None:
                 cells = [f"{entry[h]['value']:.4f} {_ci(entry[h])}" if h in entry else "-" for h in HEADLINE]
                 seg.add_row(segment, group, f"{entry['n']:,}", *cells)
         console.print(seg)
+    for warning in report.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def _system(result: dict[str, Any], which: str) -> str:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -57,12 +58,12 @@ def test_cli_report_and_json(sample_build, pop_file, tmp_path):
 
 
 def test_metrics_equal_an_independent_computation(evaluator, pop_file, sample_build):
-    import polars as pl
 
     instances = pl.read_parquet(next((sample_build / "data" / "instances").glob("test-*.parquet")))
     target = dict(zip(instances["instance_id"], instances["target_track_id"], strict=True))
     rows = _lines(pop_file)
     report = evaluator.eval_file(pop_file, n_bootstrap=0, segments=False)
+    assert report.warnings == []
     for k in (1, 10, 100):
         ndcg = np.mean(
             [
@@ -111,9 +112,26 @@ def test_paper_sampled_ranks_candidates(sample_build, tmp_path):
     pop_predictions(sample_build, out, task="paper-sampled")
     result = run_cli("evaluate", str(out), "--dataset", str(sample_build), "--task", "paper-sampled")
     assert result.returncode == 0, result.stderr
+    assert "warning: paper-sampled:" in result.stdout.replace("\n", " ")
     evaluator = Evaluator("paper-sampled", "test", sample_build)
     report = evaluator.eval_file(out, n_bootstrap=0, segments=False)
     assert report.chance["recall@10"] == pytest.approx(10 / 200)
+    # The share of targets heard before, computed here from the sessions by a join.
+    sessions = pl.concat(
+        [pl.read_parquet(p) for p in (sample_build / "data" / "sessions").glob("*.parquet")]
+    ).select("session_id", "user_id", "start_time", "track_ids")
+    instances = pl.read_parquet(next((sample_build / "data" / "instances").glob("test-*.parquet")))
+    paper = instances.filter(pl.col("task") == "paper-sampled").join(
+        sessions.select("session_id", pl.col("start_time").alias("start")), on="session_id"
+    )
+    heard = (
+        paper.join(sessions.explode("track_ids"), on="user_id")
+        .filter((pl.col("start_time") < pl.col("start")) & (pl.col("track_ids") == pl.col("target_track_id")))
+        .select(pl.col("instance_id").n_unique())
+        .item()
+    )
+    assert 0 < heard < paper.height
+    assert f"{heard:,} of {paper.height:,} targets" in report.warnings[0]
     rows = _lines(out)
     candidates = set(
         evaluator.track_ids[c] for c in evaluator.candidates[evaluator.index[rows[0]["instance_id"]]]
@@ -356,7 +374,6 @@ def test_scanner_and_exact_path_agree_on_any_line(evaluator, data):
 
 
 def test_segments_match_a_direct_computation(evaluator, sample_build):
-    import polars as pl
 
     sessions = pl.concat([pl.read_parquet(p) for p in (sample_build / "data" / "sessions").glob("*.parquet")])
     by_user: dict[str, list] = {}
