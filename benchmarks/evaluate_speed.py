@@ -13,6 +13,11 @@ JSON Lines run of N x 100 predictions, then times, each in a fresh process and -
 * a bare computation without validation (orjson per line, target rank with list.index, numpy
   means): the floor any evaluator in Python pays to read the file.
 
+Up to --variants-max instances it also times ``mmbench evaluate`` on two other writings of the
+same run: ``extra`` (each line carries the keys a user adds, ``"scores"``: 100 floats, and
+``"session_id"``; the contract says they are ignored) and ``compact`` (``json.dumps`` without
+its default spaces; the main run is written with them).
+
 Prints wall times, peak RSS, medians and ratios. Requires the `bench` extra (ranx).
 """
 
@@ -173,6 +178,22 @@ def write_run(path: Path, targets: dict[str, str], seed: int = 1) -> None:
     tmp.replace(path)
 
 
+def write_variant(run: Path, path: Path, kind: str) -> None:
+    """The run rewritten: ``extra`` adds scores and the session id to each line, ``compact``
+    drops json.dumps's spaces."""
+    tmp = path.with_name(path.name + ".tmp")
+    with run.open() as lines, tmp.open("w") as f:
+        for line in tqdm(lines, desc=f"run {path.name}", unit="line"):
+            obj = json.loads(line)
+            if kind == "extra":
+                obj["scores"] = [round(10.0 - 0.0731 * i, 4) for i in range(len(obj["predictions"]))]
+                obj["session_id"] = obj["instance_id"].removeprefix("next-track/")
+                f.write(json.dumps(obj) + "\n")
+            else:
+                f.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    tmp.replace(path)
+
+
 def timed(command: list[str]) -> tuple[float, float]:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", PEAK, *command], capture_output=True, text=True)
@@ -190,6 +211,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[42_000, 200_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ranx-max", type=int, default=200_000)
+    parser.add_argument("--variants-max", type=int, default=200_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/mmbench-eval"))
     args = parser.parse_args()
     mmbench = str(Path(sys.executable).with_name("mmbench"))
@@ -202,28 +224,24 @@ def main() -> None:
             targets_path.write_text(json.dumps(targets))
             write_run(run, targets)
         print(f"N = {n:,}: run {run.stat().st_size / 1e9:.2f} GB")
-        results: dict[str, list[tuple[float, float]]] = {"mmbench": [], "ranx": [], "bare": []}
+        runs = {"mmbench": run}
+        if n <= args.variants_max:
+            for kind in ("extra", "compact"):
+                runs[f"mmbench {kind}"] = folder / f"run-{kind}.jsonl"
+                if not runs[f"mmbench {kind}"].exists():
+                    write_variant(run, runs[f"mmbench {kind}"], kind)
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs} | {"ranx": [], "bare": []}
         for _ in range(args.repeat):
-            results["mmbench"].append(
-                timed(
-                    [
-                        mmbench,
-                        "evaluate",
-                        str(run),
-                        "--dataset",
-                        str(folder),
-                        "--json",
-                        str(folder / "report.json"),
-                    ]
-                )
-            )
+            for name, path in runs.items():
+                command = [mmbench, "evaluate", str(path), "--dataset", str(folder)]
+                results[name].append(timed([*command, "--json", str(folder / "report.json")]))
             results["bare"].append(timed([sys.executable, "-c", BARE, str(run), str(targets_path)]))
             if n <= args.ranx_max:
                 results["ranx"].append(timed([sys.executable, "-c", RANX, str(run), str(targets_path)]))
         med = {k: (statistics.median(w for w, _ in v), max(m for _, m in v)) for k, v in results.items() if v}
         for name, (wall, peak) in med.items():
-            runs = ", ".join(f"{w:.1f}" for w, _ in results[name])
-            print(f"  {name:8s} median {wall:6.1f} s (runs {runs}), peak RSS {peak:.2f} GB")
+            walls = ", ".join(f"{w:.1f}" for w, _ in results[name])
+            print(f"  {name:16s} median {wall:6.1f} s (runs {walls}), peak RSS {peak:.2f} GB")
         if "ranx" in med:
             print(f"  ranx / mmbench = {med['ranx'][0] / med['mmbench'][0]:.1f}x")
         else:
@@ -231,6 +249,9 @@ def main() -> None:
                 f"  ranx skipped above {args.ranx_max:,} instances (it needs more memory than this machine has)"
             )
         print(f"  mmbench / bare = {med['mmbench'][0] / med['bare'][0]:.2f}x")
+        for kind in ("extra", "compact"):
+            if f"mmbench {kind}" in med:
+                print(f"  mmbench {kind} / mmbench = {med[f'mmbench {kind}'][0] / med['mmbench'][0]:.2f}x")
 
 
 if __name__ == "__main__":

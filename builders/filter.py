@@ -6,6 +6,10 @@ from typing import Any
 
 import polars as pl
 
+# The filters that keep a user or a track by counting its plays or sessions over the whole
+# period: the unit each one keeps.
+THRESHOLDS = {"min_user_plays": "user", "min_track_plays": "track", "min_user_sessions": "user"}
+
 
 def _keep(name: str, value: Any) -> pl.Expr:
     """The expression that is true for the plays the filter ``name`` keeps."""
@@ -52,3 +56,29 @@ def apply_filters(
         report["after"][name] = counts
     report["rows_out"] = plays.height
     return plays, report
+
+
+def passed_only_with_later_plays(
+    plays: pl.DataFrame, filters: dict[str, Any], names: list[str], cutoff: float
+) -> dict[str, pl.Series]:
+    """Per threshold filter among ``names``: the users or tracks that pass it but would not on
+    the plays before ``cutoff`` alone.
+
+    The filters run again in order, exactly as :func:`apply_filters` runs them; at each
+    threshold filter (:data:`THRESHOLDS`) its rule is also applied to the input's plays with
+    a timestamp before ``cutoff``, the other filters unchanged. A unit that passes on every play
+    but not on the earlier ones owes its selection to plays after the cutoff.
+    """
+    found: dict[str, pl.Series] = {}
+    for name in names:
+        value = filters[name]
+        if value is False or value == 0:
+            continue
+        keep = _keep(name, value)
+        if name in THRESHOLDS:
+            unit = THRESHOLDS[name]
+            passing = plays.filter(keep)[unit].unique()
+            early = plays.filter(pl.col("timestamp") < cutoff).filter(keep)[unit].unique()
+            found[name] = passing.filter(~passing.is_in(early.implode()))
+        plays = plays.filter(keep)
+    return found

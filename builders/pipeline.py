@@ -348,6 +348,7 @@ def build(
             )
         return {"plays": kept}, report
 
+    completed = done["plays"]
     done, stages["filter"], key = cache.run(
         "filter", filter.__name__, {"up": key, "filters": recipe_values(recipe, "filters", after)}, run_filter
     )
@@ -368,6 +369,20 @@ def build(
     )
     sessions = done["sessions"]
     catalog_codes = np.sort(plays["track"].unique().to_numpy())
+
+    def run_selection_audit() -> tuple[dict[str, pl.DataFrame], dict]:
+        cutoff = stages["split"]["test_cutoff"]
+        found = filter.passed_only_with_later_plays(completed, filters, after, cutoff)
+        if before:
+            found |= filter.passed_only_with_later_plays(ident["plays"], filters, before, cutoff)
+        return {}, later_plays_report(found, plays, sessions, filters)
+
+    _, later_plays, key = cache.run(
+        "selection_audit",
+        filter.__name__,
+        {"up": key, "filters": recipe_values(recipe, "filters")},
+        run_selection_audit,
+    )
 
     def run_instances() -> tuple[dict[str, pl.DataFrame], dict]:
         tables, report = instances.build_instances(
@@ -421,9 +436,48 @@ def build(
 
     started = time.perf_counter()
     report = _publish(
-        out, recipe, stages, plays, sessions, tracks, durations, users, inst, rejects_path, enriched
+        out,
+        recipe,
+        stages,
+        later_plays,
+        plays,
+        sessions,
+        tracks,
+        durations,
+        users,
+        inst,
+        rejects_path,
+        enriched,
     )
     log(f"publish: {time.perf_counter() - started:.1f} s")
+    return report
+
+
+def later_plays_report(
+    found: dict[str, pl.Series], plays: pl.DataFrame, sessions: pl.DataFrame, filters: dict[str, Any]
+) -> dict:
+    """How much the selection of users and tracks owes to plays after the test cutoff: per
+    threshold filter, the units that pass it only thanks to them and how many of those the
+    build keeps; then the kept users and tracks in that case under any filter, and the
+    catalogue tracks without a training play."""
+    kept = {"user": plays["user"].unique(), "track": plays["track"].unique()}
+    per_filter = {}
+    for name, units in found.items():
+        unit = filter.THRESHOLDS[name]
+        per_filter[name] = {
+            "unit": unit,
+            "threshold": filters[name],
+            "pass_only_with_later_plays": units.len(),
+            "kept": int(units.is_in(kept[unit].implode()).sum()),
+        }
+    report: dict[str, Any] = {"filters": per_filter}
+    for unit in ("user", "track"):
+        owing = [found[n] for n in found if filter.THRESHOLDS[n] == unit]
+        union = pl.concat(owing).unique() if owing else pl.Series(unit, [], dtype=pl.UInt32)
+        report[f"{unit}s_kept"] = kept[unit].len()
+        report[f"{unit}s_kept_only_with_later_plays"] = int(union.is_in(kept[unit].implode()).sum())
+    train = plays.join(sessions.filter(pl.col("split") == "train").select("session"), on="session")
+    report["tracks_without_training_play"] = kept["track"].len() - train["track"].n_unique()
     return report
 
 
@@ -431,6 +485,7 @@ def _publish(
     out: Path,
     recipe: dict,
     stages: dict,
+    later_plays: dict,
     plays: pl.DataFrame,
     sessions: pl.DataFrame,
     tracks: pl.DataFrame,
@@ -473,6 +528,7 @@ def _publish(
         "inputs": stages["ingest"]["inputs"],
         "stages": stages,
         "statistics": statistics,
+        "later_plays_in_selection": later_plays,
         "content": {config: info for config, (_, info) in enriched.items()},
         "versions": versions(),
     }

@@ -179,6 +179,7 @@ def card_text(report: dict, plots: list[str], recipe_toml: str) -> str:
     lines.append("---")
     split = report["stages"]["split"]
     stats = report["statistics"]
+    later = report["later_plays_in_selection"]
     body = (
         f"""
 # LastFM-1K-MM ({report["recipe"]["name"]} recipe)
@@ -216,6 +217,14 @@ Catalogue: {stats["tracks"]:,} tracks ({stats["tracks_cold"]:,} never played in 
 {sum(report["stages"]["ingest"]["removed"].values()):,} (see `rejects.jsonl`). Validation cutoff
 {split["validation_cutoff_utc"]}, test cutoff {split["test_cutoff_utc"]}: a session belongs to the
 split of its start time.
+
+**Selection uses the whole period.** The recipe's thresholds count plays before and after the
+test cutoff, so some users and tracks are in the benchmark only because of later plays. Counted
+on the plays before the test cutoff, a threshold would drop
+{later["users_kept_only_with_later_plays"]:,} of the {later["users_kept"]:,} users and {later["tracks_kept_only_with_later_plays"]:,} of the {later["tracks_kept"]:,} tracks;
+{later["tracks_without_training_play"]:,} catalogue tracks have no training play. `later_plays_in_selection` in
+`build_report.json` gives the count per filter. A cold-start result on such tracks is measured
+on items chosen with knowledge of their later plays (see `docs/protocol.md`).
 
 """
         + "\n".join(f"![{p[:-4].replace('_', ' ')}](plots/{p})" for p in plots)

@@ -118,4 +118,3 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
         raise MmbenchError(f"{origin}: enrich.mgphot_backend must be local or http, enrich.mgphot_limit >= 0")
     if recipe["instances"]["paper_sampled_negatives"] < 1:
         raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
-

@@ -4,8 +4,12 @@ Nearly every line of a predictions file looks like
 ``{"instance_id": "<id>", "predictions": ["<track_id>", ...]}``. :func:`read_lines` parses such
 lines straight from the file's bytes, on all cores, and looks every id up in hash tables over
 the raw id bytes (:class:`IdTable`), without creating a Python object per line or per id. It
-accepts a strict subset of JSON: exactly these two keys, strings of printable ASCII without
-escapes, whitespace anywhere JSON allows it. :func:`take_lines` then records the lines in file
+accepts a strict subset of JSON: an object whose ``instance_id`` and ``predictions`` are
+strings of printable ASCII without escapes, with any other key skipped whatever its value
+(validated as JSON: strings as UTF-8 with their escapes, numbers, literals, nested arrays and
+objects), a repeated key read as its last value (as ``json.loads`` does), whitespace anywhere
+JSON allows it. Where JSON parsers may disagree (a lone surrogate, a number too large for a
+double, nesting deeper than 60) it declines the line. :func:`take_lines` then records the lines in file
 order and stops, before changing anything, at the first line outside that subset or with
 anything wrong (an unknown or repeated id, an empty or too long ranking): the caller reads that
 line on the exact path, which either accepts it or names the error precisely, and resumes after
@@ -188,10 +192,188 @@ def _same(a: np.ndarray, a0: int, a1: int, b: np.ndarray) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def _continuation(buf: np.ndarray, p: int, low: int = 0x80, high: int = 0xBF) -> bool:
+    return low <= buf[p] <= high
+
+
+@njit(cache=True, nogil=True)
+def _skip_string(buf: np.ndarray, p: int) -> tuple[int, bool]:
+    """``p`` is just after an opening quote: (the position of the closing one, whether the
+    string holds an escape), or (-1, False) unless it is a JSON string of valid UTF-8 without
+    surrogates. Every line ends in a newline, which no string may hold, so reads stop there."""
+    escaped = False
+    while True:
+        b = buf[p]
+        if b == _QUOTE:
+            return p, escaped
+        if b < 32:
+            return -1, False
+        if b == _BACKSLASH:
+            escaped = True
+            e = buf[p + 1]
+            if e == 117:  # \uXXXX; a surrogate half is declined (parsers differ on lone ones)
+                value = 0
+                for q in range(p + 2, p + 6):
+                    d = buf[q]
+                    if 48 <= d <= 57:
+                        value = value * 16 + d - 48
+                    elif 97 <= d <= 102 or 65 <= d <= 70:
+                        value = value * 16 + (d | 32) - 87
+                    else:
+                        return -1, False
+                if 0xD800 <= value <= 0xDFFF:
+                    return -1, False
+                p += 6
+            elif e in (34, 92, 47, 98, 102, 110, 114, 116):  # " \ / b f n r t
+                p += 2
+            else:
+                return -1, False
+        elif b < 0x80:
+            p += 1
+        elif 0xC2 <= b <= 0xDF:
+            if not _continuation(buf, p + 1):
+                return -1, False
+            p += 2
+        elif 0xE0 <= b <= 0xEF:  # no overlong forms (E0 80-9F), no surrogates (ED A0-BF)
+            low, high = (0xA0 if b == 0xE0 else 0x80), (0x9F if b == 0xED else 0xBF)
+            if not (_continuation(buf, p + 1, low, high) and _continuation(buf, p + 2)):
+                return -1, False
+            p += 3
+        elif 0xF0 <= b <= 0xF4:  # no overlong forms (F0 80-8F), nothing above U+10FFFF
+            low, high = (0x90 if b == 0xF0 else 0x80), (0x8F if b == 0xF4 else 0xBF)
+            if not (
+                _continuation(buf, p + 1, low, high)
+                and _continuation(buf, p + 2)
+                and _continuation(buf, p + 3)
+            ):
+                return -1, False
+            p += 4
+        else:
+            return -1, False
+
+
+@njit(cache=True, nogil=True)
+def _skip_digits(buf: np.ndarray, p: int) -> int:
+    while 48 <= buf[p] <= 57:
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True)
+def _skip_number(buf: np.ndarray, p: int) -> int:
+    """The end of the JSON number at ``p``, or -1. Declines one that might not fit a double (over
+    99 digits before the exponent, or an exponent of 3 digits), where parsers differ."""
+    start = p
+    if buf[p] == 45:  # -
+        p += 1
+    if buf[p] == 48:  # a leading 0 stands alone
+        p += 1
+    elif 49 <= buf[p] <= 57:
+        p = _skip_digits(buf, p)
+    else:
+        return -1
+    if buf[p] == 46:  # .
+        if not 48 <= buf[p + 1] <= 57:
+            return -1
+        p = _skip_digits(buf, p + 1)
+    if p - start > 100:
+        return -1
+    if buf[p] == 101 or buf[p] == 69:  # e E
+        p += 1
+        if buf[p] == 43 or buf[p] == 45:
+            p += 1
+        exponent = p
+        p = _skip_digits(buf, p)
+        if p == exponent or p - exponent > 2:
+            return -1
+    return p
+
+
+_TRUE = np.frombuffer(b"true", dtype=np.uint8)
+_FALSE = np.frombuffer(b"false", dtype=np.uint8)
+_NULL = np.frombuffer(b"null", dtype=np.uint8)
+_MAX_DEPTH = 60
+
+
+@njit(cache=True, nogil=True)
+def _skip_key(buf: np.ndarray, p: int) -> int:
+    """At a member of an object: the position of its value (after the key and the colon), or -1."""
+    if buf[p] != _QUOTE:
+        return -1
+    end, _ = _skip_string(buf, p + 1)
+    if end < 0:
+        return -1
+    p = _skip_space(buf, end + 1)
+    if buf[p] != _COLON:
+        return -1
+    return _skip_space(buf, p + 1)
+
+
+@njit(cache=True, nogil=True)
+def _skip_value(buf: np.ndarray, p: int) -> int:
+    """The end of the JSON value at ``p`` (any kind, nested), or -1 if it is not valid JSON or
+    lies outside what the scanner takes. Open arrays and objects are a stack of bits."""
+    depth, objects = 0, np.uint64(0)  # bit k of objects: level k + 1 is an object
+    while True:
+        b = buf[p]  # a value starts here
+        if b == _QUOTE:
+            p, _ = _skip_string(buf, p + 1)
+            if p < 0:
+                return -1
+            p += 1
+        elif b in (_LBRACE, _LBRACKET):
+            if depth == _MAX_DEPTH:
+                return -1
+            is_object = b == _LBRACE
+            objects = (objects << np.uint64(1)) | np.uint64(is_object)
+            depth += 1
+            p = _skip_space(buf, p + 1)
+            if buf[p] == (_RBRACE if is_object else _RBRACKET):
+                p += 1
+                depth -= 1
+                objects >>= np.uint64(1)
+            else:
+                if is_object:
+                    p = _skip_key(buf, p)
+                    if p < 0:
+                        return -1
+                continue
+        elif b == 45 or 48 <= b <= 57:
+            p = _skip_number(buf, p)
+            if p < 0:
+                return -1
+        elif _same(buf, p, p + 4, _TRUE) or _same(buf, p, p + 4, _NULL):
+            p += 4
+        elif _same(buf, p, p + 5, _FALSE):
+            p += 5
+        else:
+            return -1
+        while True:  # after a value: close what ends here, or go on to the next value
+            if depth == 0:
+                return p
+            p = _skip_space(buf, p)
+            in_object = (objects & np.uint64(1)) == np.uint64(1)
+            if buf[p] == _COMMA:
+                p = _skip_space(buf, p + 1)
+                if in_object:
+                    p = _skip_key(buf, p)
+                    if p < 0:
+                        return -1
+                break
+            elif buf[p] == (_RBRACE if in_object else _RBRACKET):
+                p += 1
+                depth -= 1
+                objects >>= np.uint64(1)
+            else:
+                return -1
+
+
+@njit(cache=True, nogil=True)
 def _parse_line(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: int) -> tuple[int, int]:
     """Parse the plain form of one line from ``p``: ``hashes[0]`` = the instance id's,
-    ``hashes[1:n+1]`` = the predictions' (``hashes`` has ``max_predictions + 2`` rows). Return
-    (n >= 1, the position after the line's newline), or (-1, p) for anything else."""
+    ``hashes[1:n+1]`` = the predictions' (``hashes`` has ``max_predictions + 1`` rows); other
+    keys are skipped, a repeated key counts with its last value. Return (n >= 1, the position
+    after the line's newline), or (-1, p) for anything else."""
     line_start = p
     p = _skip_space(buf, p)
     if buf[p] != _LBRACE:
@@ -202,15 +384,15 @@ def _parse_line(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: in
     while True:
         if buf[p] != _QUOTE:
             return -1, line_start
-        k1 = _string(buf, p + 1, hashes, hashes.shape[0] - 1)  # the last row: scratch for keys
-        if k1 < 0:
-            return -1, line_start
         k0 = p + 1
+        k1, escaped = _skip_string(buf, k0)
+        if k1 < 0 or escaped:  # an escaped key could spell a known one
+            return -1, line_start
         p = _skip_space(buf, k1 + 1)
         if buf[p] != _COLON:
             return -1, line_start
         p = _skip_space(buf, p + 1)
-        if not have_instance and _same(buf, k0, k1, _INSTANCE_ID):
+        if _same(buf, k0, k1, _INSTANCE_ID):
             if buf[p] != _QUOTE:
                 return -1, line_start
             p = _string(buf, p + 1, hashes, 0)
@@ -218,7 +400,7 @@ def _parse_line(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: in
                 return -1, line_start
             have_instance = True
             p += 1
-        elif n == -1 and _same(buf, k0, k1, _PREDICTIONS):
+        elif _same(buf, k0, k1, _PREDICTIONS):
             if buf[p] != _LBRACKET:
                 return -1, line_start
             p = _skip_space(buf, p + 1)
@@ -239,7 +421,9 @@ def _parse_line(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: in
                     return -1, line_start
             p += 1
         else:
-            return -1, line_start
+            p = _skip_value(buf, p)
+            if p < 0:
+                return -1, line_start
         p = _skip_space(buf, p)
         if buf[p] == _COMMA:
             p = _skip_space(buf, p + 1)
@@ -280,7 +464,7 @@ def read_lines(
     codes = np.zeros((n_lines, max_predictions + 1), dtype=np.int32)
     n_chunks = max(1, min(n_lines, 64))
     for c in prange(n_chunks):
-        hashes = np.empty((max_predictions + 2, 2), dtype=np.uint64)
+        hashes = np.empty((max_predictions + 1, 2), dtype=np.uint64)
         found = np.empty(max_predictions + 1, dtype=np.int64)
         for i in range(c * n_lines // n_chunks, (c + 1) * n_lines // n_chunks):
             n, _ = _parse_line(buf, starts[i], hashes, max_predictions)

@@ -343,6 +343,7 @@ def _line(draw, ids, tracks):
         f'"predictions"{s()}:{s()}[{s()}' + f"{s()},{s()}".join(preds) + f"{s()}]",
     ]
     members += draw(st.sampled_from([[], ['"score": 1.5'], ['"instance_id": "x"'], ['"predictions": []']]))
+    members += draw(st.lists(_extra_member(), max_size=2))
     members = draw(st.permutations(members))
     line = s() + "{" + s() + f"{s()},{s()}".join(members) + s() + "}" + s()
     if draw(st.booleans()):
@@ -353,6 +354,54 @@ def _line(draw, ids, tracks):
     return line
 
 
+# Values where JSON parsers part ways or that are not JSON at all; a lone surrogate character is
+# written as its (invalid) UTF-8 bytes.
+_TRICKY = st.sampled_from(
+    [
+        '"\\ud800"',
+        '"\ud800"',
+        "1e400",
+        "1e99",
+        "-0.5E-7",
+        "NaN",
+        "Infinity",
+        "01",
+        "1.",
+        "-",
+        "[1,]",
+        "{,}",
+        '{"a" 1}',
+        "tru",
+        "nul",
+        '"\\x"',
+        '"\t"',
+        "[" * 61 + "]" * 61,
+        "[" * 60 + "]" * 60,
+        "9" * 120,
+        '"\\u00e9\\n"',
+        '"\x7f"',
+        "[[],{}]",
+        '{"instance_id": "x"}',
+    ]
+)
+
+
+@st.composite
+def _extra_member(draw):
+    """Another key with any JSON value (as json.dumps writes it, with or without its spaces and
+    escapes), or a tricky one."""
+    key = draw(st.sampled_from(["scores", "session_id", "é", "", "instance_ids", 'x"y']))
+    if draw(st.booleans()):
+        value = json.dumps(
+            draw(json_values),
+            ensure_ascii=draw(st.booleans()),
+            separators=draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,", " : ")])),
+        )
+    else:
+        value = draw(_TRICKY)
+    return f"{json.dumps(key)}: {value}"
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_scanner_and_exact_path_agree_on_any_line(evaluator, data):
@@ -361,7 +410,7 @@ def test_scanner_and_exact_path_agree_on_any_line(evaluator, data):
 
     ids, tracks = evaluator.instance_ids[:3], evaluator.track_ids[:120]
     lines = data.draw(st.lists(_line(ids, tracks), min_size=1, max_size=3))
-    block = "".join(line + "\n" for line in lines).encode()
+    block = "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass")
     outcomes = []
     for read in ("scan", "rows"):
         tally = _Tally(evaluator, "f", "line")
@@ -371,6 +420,25 @@ def test_scanner_and_exact_path_agree_on_any_line(evaluator, data):
         except PredictionsError as exc:
             outcomes.append(str(exc))
     assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_scanner_reads_what_json_loads_reads(evaluator, data):
+    """A line the scanner takes is valid JSON, and json.loads gives it the same instance and
+    ranking (a repeated key counts with its last value)."""
+    from mmbench.scanner import line_starts, read_lines
+
+    ids, tracks = evaluator.instance_ids[:3], evaluator.track_ids[:120]
+    line = data.draw(_line(ids, tracks))
+    buf = np.frombuffer((line + "\n").encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    tables = evaluator.instance_table.table, evaluator.track_table.table
+    instance, codes = read_lines(buf, line_starts(buf), 100, *tables)
+    if instance[0] < 0:
+        return
+    obj = json.loads(buf.tobytes())
+    assert obj["instance_id"] == evaluator.instance_ids[instance[0]]
+    assert obj["predictions"] == [evaluator.track_ids[c] for c in codes[0, 1 : codes[0, 0] + 1]]
 
 
 def test_segments_match_a_direct_computation(evaluator, sample_build):

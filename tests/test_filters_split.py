@@ -123,3 +123,24 @@ def test_split_matches_hand_written_quantiles_and_never_leaks():
     assert sessions.filter(pl.col("split") == "train")["start"].max() < val_cut
     assert sessions.filter(pl.col("split") == "test")["start"].min() >= test_cut
     assert sessions["session"].n_unique() == sessions.height
+
+
+def test_units_that_pass_a_threshold_only_with_later_plays():
+    from mmbench.builders.filter import passed_only_with_later_plays
+
+    # (user, track, timestamp); the cutoff is 100. u1 has 3 plays before it and 1 after; u2 has 4
+    # before. Track b has 2 plays before and 2 after, track a 5 before.
+    rows = [("u1", "a", 10), ("u1", "a", 20), ("u1", "b", 30), ("u1", "b", 150)]
+    rows += [("u2", "a", 11), ("u2", "b", 12), ("u2", "a", 13), ("u2", "a", 14), ("u2", "b", 160)]
+    plays = pl.DataFrame(rows, schema=["user", "track", "timestamp"], orient="row")
+    filters = {"min_user_plays": 4, "min_track_plays": 4, "min_user_sessions": 0}
+    found = passed_only_with_later_plays(plays, filters, list(filters), cutoff=100)
+    assert sorted(found) == ["min_track_plays", "min_user_plays"]  # a filter set to 0 is off
+    assert found["min_user_plays"].to_list() == ["u1"]
+    assert found["min_track_plays"].to_list() == ["b"]
+    # The next filter sees the plays the earlier ones kept: with 5 plays for a user, nobody
+    # passes, and no track is then left to count.
+    found = passed_only_with_later_plays(
+        plays, {"min_user_plays": 6, "min_track_plays": 1}, ["min_user_plays", "min_track_plays"], 100
+    )
+    assert found["min_user_plays"].to_list() == [] and found["min_track_plays"].to_list() == []

@@ -117,3 +117,13 @@ def test_sample_has_the_planted_structure(sample_build):
     assert plots == ["completion_ratios.png", "plays_over_time.png", "popularity.png", "session_lengths.png"]
     card = (sample_build / "README.md").read_text()
     assert all(f"plots/{p}" in card for p in plots) and "non-commercial" in card
+    later = report["later_plays_in_selection"]
+    assert later["tracks_without_training_play"] == report["statistics"]["tracks_cold"] > 0
+    assert (
+        0
+        < later["tracks_kept_only_with_later_plays"]
+        < later["tracks_kept"]
+        == report["statistics"]["tracks"]
+    )
+    card = (sample_build / "README.md").read_text()
+    assert f"{later['tracks_kept_only_with_later_plays']:,} of the {later['tracks_kept']:,} tracks" in card
