@@ -117,6 +117,10 @@ def test_sample_has_the_planted_structure(sample_build):
     assert plots == ["completion_ratios.png", "plays_over_time.png", "popularity.png", "session_lengths.png"]
     card = (sample_build / "README.md").read_text()
     assert all(f"plots/{p}" in card for p in plots) and "non-commercial" in card
+
+
+def test_report_and_card_count_what_selection_owes_to_later_plays(sample_build):
+    report = json.loads((sample_build / "build_report.json").read_text())
     later = report["later_plays_in_selection"]
     assert later["tracks_without_training_play"] == report["statistics"]["tracks_cold"] > 0
     assert (
