@@ -91,16 +91,24 @@ def training_windows(source: str | os.PathLike | None, track_ids: list[str], max
     exactly once."""
     plays = _plays(source, ("train",), _code_frame(track_ids))
     users = plays.group_by("user_id", maintain_order=True).agg(pl.col("code"))
+    windows = cut_windows(users["code"].to_list(), max_len)
+    if windows.shape[0] == 0:
+        raise MmbenchError(f"{source}: no training sequence of two plays or more")
+    return windows
+
+
+def cut_windows(sequences: list[list[int]], max_len: int) -> np.ndarray:
+    """Each sequence cut from its end into windows of ``max_len + 1`` items, left-padded with 0:
+    the windows overlap by one item, so every item but a sequence's first is a target (an item
+    after the first position of a window) exactly once. Shape [windows, max_len + 1]."""
     span = max_len + 1
     windows = []
-    for codes in users["code"].to_list():
+    for codes in sequences:
         seq = np.asarray(codes, dtype=np.int64)
         for end in range(len(seq), 1, -max_len):
             piece = seq[max(0, end - span) : end]
             windows.append(np.pad(piece, (span - len(piece), 0)))
-    if not windows:
-        raise MmbenchError(f"{source}: no training sequence of two plays or more")
-    return np.stack(windows)
+    return np.stack(windows) if windows else np.zeros((0, span), dtype=np.int64)
 
 
 def instance_sequences(

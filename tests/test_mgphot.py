@@ -57,6 +57,29 @@ def test_local_annotator_reads_digit_probabilities(local):
     assert len(local.digits) == 6 and len(set(local.digits)) == 6
 
 
+def test_cached_prefix_equals_a_plain_forward_pass_of_each_full_prompt(local):
+    """rate() reads the prompt once and the 58 questions in padded batches on its cached keys and
+    values; each value must equal one plain forward pass of prompt + question."""
+    import torch
+
+    song = SONGS[2]
+    rated = local.rate(song)
+    prefix = local._prefix(song)
+    expected = np.empty(12)  # the first 12 genes: 3 batches of 5 below, one of them short
+    with torch.no_grad():
+        for g, question in enumerate(local.questions[:12]):
+            ids = prefix + local.tokenizer.encode(question, add_special_tokens=False)
+            logits = local.model(torch.tensor([ids])).logits[0, -1, local.digits].float()
+            expected[g] = float((logits.softmax(-1) * torch.arange(6)).sum() / 5)
+    np.testing.assert_allclose(rated[:12], expected, atol=2e-5)
+    batch = local.batch_genes
+    try:  # batches of 5 questions of different lengths: the padding must not change a value
+        local.batch_genes = 5
+        np.testing.assert_allclose(local.rate(song)[:12], expected, atol=2e-5)
+    finally:
+        local.batch_genes = batch
+
+
 class Endpoint:
     """A local OpenAI-compatible server: answers from a script of (status, ratings or text)."""
 

@@ -273,3 +273,80 @@ def test_sasrec_mm_drops_the_ids_of_the_newest_tracks_more_often(sample_build):
     newest = share >= 1 - config["new_share"]
     assert newest.any() and np.allclose(dropout[newest], config["new_id_dropout"])
     assert np.allclose(dropout[played & ~newest], config["id_dropout"])
+
+
+def test_training_windows_of_a_hand_made_user():
+    # Seven plays, windows of max_len + 1 = 4 cut from the end: targets 5, 6, 7 then 2, 3, 4.
+    windows = training.cut_windows([[1, 2, 3, 4, 5, 6, 7], [8, 9], [10]], max_len=3)
+    assert windows.tolist() == [[4, 5, 6, 7], [1, 2, 3, 4], [0, 0, 8, 9]]
+    _, targets = training.next_item_targets(torch.as_tensor(windows))
+    assert sorted(t for t in targets.flatten().tolist() if t) == [2, 3, 4, 5, 6, 7, 9]
+    assert training.cut_windows([[5]], max_len=3).shape == (0, 4)  # one play: nothing to predict
+
+
+def test_early_stopping_restores_the_best_epochs_weights():
+    model = tiny("sasrec").train()
+    windows = random_seqs(64, 13).numpy()
+    config = {**model_config("sasrec"), "epochs": 10, "patience": 2, "batch_size": 16, "seed": 0}
+    scores, snapshots = iter([0.1, 0.5, 0.2, 0.3, 0.9]), []
+
+    def validate(m: torch.nn.Module) -> float:
+        snapshots.append({k: v.detach().clone() for k, v in m.state_dict().items()})
+        return next(scores)
+
+    history = training.fit(model, windows, config, validate, progress=False)
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4]  # two epochs without a better score
+    state = model.state_dict()
+    assert all(torch.equal(state[k], snapshots[1][k]) for k in state)  # epoch 2's weights
+    assert not all(torch.equal(state[k], snapshots[3][k]) for k in state)
+
+
+def test_sasrec_mm_reloaded_from_its_folder_is_the_trained_model(sample_build, tmp_path):
+    from safetensors.torch import load_file
+
+    from mmbench.baselines import runner, sasrec_mm
+
+    folder = runner.train(
+        "sasrec-mm", sample_build, ["epochs=1", "dim=16", "layers=1"], tmp_path / "mm", progress=False
+    )
+    # The exported table was computed from the trained model in memory, before it was saved.
+    trained_table = load_file(folder / "item_embeddings.safetensors")["embedding"]
+    record = json.loads((folder / "config.json").read_text())
+    model = sasrec_mm.build(trained_table.shape[0], record["config"], sample_build)
+    training.load_weights(model, folder)
+    with torch.no_grad():
+        assert torch.equal(model.eval().item_table()[1:], trained_table)
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for path in paths:
+        runner.predict(folder, "next-track", "test", path, progress=False)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum"])
+def test_sasrec_mm_fusions_train_a_step_on_audio_lyrics_and_mgphot(sample_build, fusion):
+    import mmbench
+    from mmbench.baselines import sasrec_mm
+
+    track_ids = training.catalog_ids(sample_build)
+    config = {
+        **model_config("sasrec-mm"),
+        "dim": 16,
+        "layers": 1,
+        "fusion": fusion,
+        "content": ["audio-mfcc", "lyrics-minilm", "mgphot"],
+        "epochs": 1,
+        "batch_size": 64,
+    }
+    torch.manual_seed(0)
+    model = sasrec_mm.build(len(track_ids), config, sample_build)
+    assert model.names == ["audio-mfcc", "completion", "lyrics-minilm", "mgphot"]
+    mgphot = getattr(model, f"feature_{model.names.index('mgphot')}")
+    annotated = mmbench.load("mgphot", "catalog", source=sample_build).num_rows
+    assert mgphot.shape[1] == 59 and int(mgphot[:, -1].sum()) == annotated
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    windows = training.training_windows(sample_build, track_ids, config["max_len"])[:64]
+    history = training.fit(model, windows, config, progress=False)
+    assert np.isfinite(history[0]["loss"])
+    for name, param in model.named_parameters():  # one step moved every part of the fusion
+        if name.startswith(("projections", "mix", "weights")):
+            assert not torch.equal(param, before[name]), name
