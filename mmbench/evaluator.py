@@ -331,17 +331,14 @@ class Evaluator:
         if self._segments is not None:
             return self._segments
         plays = self._n_plays_train[self.targets]
-        order = np.sort(self._n_plays_train)[::-1]
-        share = np.cumsum(order) / max(order.sum(), 1)
-        head_min = order[np.searchsorted(share, 1 / 3)] if order.sum() else 1
-        torso_min = order[np.searchsorted(share, 2 / 3)] if order.sum() else 1
+        head_min, torso_min = popularity_thresholds(self._n_plays_train)
         heard = self.target_heard_before
         out = {
             "target_history": {"new": ~heard, "heard_before": heard},
             "target_popularity": {
-                "head": plays >= max(head_min, 1),
-                "torso": (plays < max(head_min, 1)) & (plays >= max(torso_min, 1)),
-                "tail": plays < max(torso_min, 1),
+                "head": plays >= head_min,
+                "torso": (plays < head_min) & (plays >= torso_min),
+                "tail": plays < torso_min,
             },
             "target_cold": {"cold": plays == 0, "warm": plays > 0},
         }
@@ -524,6 +521,25 @@ class _Tally:
                 f"(e.g. {example!r}); pass --allow-missing to score them as misses"
             )
         return Ranks(self.ranks, predicted, self.first_position)
+
+
+def popularity_thresholds(n_plays_train: np.ndarray) -> tuple[int, int]:
+    """The training play counts from which a track is ``head`` and ``torso``.
+
+    Tracks sorted by training plays, most first: the head ends with the track at which the
+    cumulative share of training plays reaches 1/3, the torso with the one at which it reaches
+    2/3, the tail holds the rest (so each holds about a third of the plays). A track is head if
+    it has at least as many plays as that first track, torso if at least as many as the second;
+    a track never played in training is always tail.
+    """
+    order = np.sort(n_plays_train)[::-1]
+    total = order.sum()
+    if total == 0:
+        return 1, 1
+    share = np.cumsum(order) / total
+    head = order[np.searchsorted(share, 1 / 3)]
+    torso = order[np.searchsorted(share, 2 / 3)]
+    return max(int(head), 1), max(int(torso), 1)
 
 
 def _summarize(

@@ -107,6 +107,21 @@ def test_allow_missing_scores_misses(evaluator, pop_file, tmp_path):
     assert part.metrics["recall@100"]["value"] < full.metrics["recall@100"]["value"]
 
 
+def test_coverage_of_rankings_that_differ_per_instance(evaluator, pop_file, tmp_path):
+    rows = _lines(pop_file)
+    rng = np.random.default_rng(3)
+    catalogue = evaluator.track_ids
+    for row in rows:  # each instance: its own random tracks, of its own length
+        row["predictions"] = [
+            catalogue[i] for i in rng.choice(len(catalogue), int(rng.integers(1, 30)), replace=False)
+        ]
+    report = evaluator.eval_file(_write(tmp_path / "varied.jsonl", rows), n_bootstrap=0, segments=False)
+    for k in (1, 5, 10, 20):
+        seen = {t for row in rows for t in row["predictions"][:k]}
+        assert report.coverage[f"coverage@{k}"] == pytest.approx(len(seen) / len(catalogue))
+    assert report.coverage["coverage@1"] < report.coverage["coverage@5"] < report.coverage["coverage@20"]
+
+
 def test_paper_sampled_ranks_candidates(sample_build, tmp_path):
     out = tmp_path / "paper.jsonl"
     pop_predictions(sample_build, out, task="paper-sampled")

@@ -75,3 +75,20 @@ def test_chance_level_is_the_average_over_every_target_position(n):
 def test_coverage():
     first = np.array([1, 3, 101, 50, 101])
     assert [coverage_at_k(first, k) for k in (1, 5, 50, 100)] == [0.2, 0.4, 0.6, 0.6]
+
+
+def test_popularity_thresholds_cut_at_hand_computed_thirds():
+    from mmbench.evaluator import popularity_thresholds
+
+    # 30 training plays. Sorted: 10 | 6 5 | 4 3 1 1 0 0 0. The first track alone holds 10/30 = 1/3
+    # (head); 6 + 5 take the cumulative share from 1/3 to 21/30 >= 2/3 (torso); the rest is tail.
+    plays = np.array([0, 4, 10, 1, 5, 0, 3, 6, 1, 0])
+    head, torso = popularity_thresholds(plays)
+    assert (head, torso) == (10, 5)
+    groups = np.select([plays >= head, plays >= torso], ["head", "torso"], "tail")
+    assert sorted(plays[groups == "head"]) == [10] and sorted(plays[groups == "torso"]) == [5, 6]
+    # Equal counts stay together; nothing played: everything is tail (a track needs a play).
+    assert popularity_thresholds(np.array([5, 5, 5, 5, 5, 5])) == (5, 5)
+    assert popularity_thresholds(np.zeros(4, dtype=int)) == (1, 1)
+    # One track with 9 of 12 plays passes both 1/3 and 2/3: head, an empty torso, the rest tail.
+    assert popularity_thresholds(np.array([9, 1, 1, 1])) == (9, 9)
