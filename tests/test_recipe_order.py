@@ -123,3 +123,25 @@ def test_build_equals_the_reference(tmp_path, recipe, seed):
 def test_the_two_orders_differ_on_this_stream(tmp_path):
     numbered = _write(_stream(0), tmp_path / PLAYS_NAME)
     assert _reference(numbered, "paper") != _reference(numbered, "official")
+
+
+def test_paper_order_on_the_sample_with_its_thresholds(sample_build, tmp_path):
+    import json
+
+    sample = json.loads((sample_build / "build_report.json").read_text())["recipe"]["filters"]
+    out = tmp_path / "paper"
+    raw = sample_build / ".build" / "sample-raw" / "lastfm-dataset-1K.tar.gz"
+    overrides = [f"filters.{k}={str(v).lower()}" for k, v in sample.items()]
+    args = ["build", "--raw", str(raw), "--recipe", "paper", "--out", str(out), "--quiet"]
+    result = run_cli(*args, *[a for o in overrides for a in ("--set", o)])
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "build_report.json").read_text())
+    stages = report["stages"]
+    assert list(stages["filter_before_sessionize"]["removed"]) == ["min_user_plays", "min_track_plays"]
+    assert stages["filter_before_sessionize"]["removed"]["min_track_plays"] > 0
+    assert "min_track_plays" not in stages["filter"]["removed"]
+    for name, stage in stages.items():
+        assert stage["rows_in"] == stage["rows_out"] + sum(stage["removed"].values()), name
+    # Sessionizing saw the filtered plays, not the complete stream.
+    assert stages["sessionize"]["rows_in"] == stages["filter_before_sessionize"]["rows_out"]
+    assert stages["sessionize"]["rows_in"] < stages["identify"]["rows_out"]
