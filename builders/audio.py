@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mmbench.builders.content import EmbeddingCache
+from mmbench.builders.embedding_cache import EmbeddingCache
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmbench.builders.content import EmbeddingCache
+from mmbench.builders.embedding_cache import EmbeddingCache
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 

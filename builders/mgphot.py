@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mmbench.builders.content import cache_folder
+from mmbench.builders.content import read_manifest
+from mmbench.builders.embedding_cache import cache_folder
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 from mmbench.schema import MGPHOT_DIM, MGPHOT_GENES
@@ -377,8 +378,6 @@ def annotate(
 def read_ground_truth(path: Path) -> pl.DataFrame:
     """Real MGPHot values: CSV or JSON Lines with ``track_id`` (or ``artist_name`` and
     ``track_name``) and one column per gene, named as in the schema, values in [0, 1]."""
-    from mmbench.builders.content import read_manifest
-
     names = [g[0] for g in MGPHOT_GENES]
     if not path.is_file():
         raise MmbenchError(f"{path}: ground-truth file not found")

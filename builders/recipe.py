@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mmbench.builders.audio import AUDIO_ENCODERS
 from mmbench.errors import MmbenchError
 from mmbench.settings import apply_override
 
@@ -107,8 +108,6 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
     for name in ("test_quantile", "validation_quantile"):
         if not 0.0 < recipe["split"][name] < 1.0:
             raise MmbenchError(f"{origin}: split.{name} must lie strictly between 0 and 1")
-    from mmbench.builders.audio import AUDIO_ENCODERS
-
     if recipe["enrich"]["audio_encoder"] not in AUDIO_ENCODERS:
         raise MmbenchError(
             f"{origin}: enrich.audio_encoder {recipe['enrich']['audio_encoder']!r} is not one of "

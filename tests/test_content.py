@@ -15,6 +15,7 @@ import soundfile
 import mmbench
 from conftest import run_cli
 from mmbench.builders import audio, content, lyrics
+from mmbench.builders.embedding_cache import EmbeddingCache
 from mmbench.builders.identify import track_ids_for
 from mmbench.errors import MmbenchError
 
@@ -258,7 +259,7 @@ def test_embedding_shards_merge_into_the_builds_embeddings(sample_build, tmp_pat
             (merged / folder.name).mkdir(exist_ok=True)
             for file in folder.iterdir():
                 (merged / folder.name / file.name).write_bytes(file.read_bytes())
-    store = content.EmbeddingCache(merged, "audio-mfcc", "")
+    store = EmbeddingCache(merged, "audio-mfcc", "")
     built = mmbench.load("audio-mfcc", "catalog", source=sample_build).to_polars()
     assert len(store.vectors) == built.height
     for track_id, vector in zip(built["track_id"], built["embedding"].to_numpy(), strict=True):
