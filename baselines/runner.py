@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 import mmbench
 from mmbench.baselines import BASELINES, training
 from mmbench.errors import MmbenchError
+from mmbench.files import atomic_path, write_atomic
 from mmbench.schema import MAX_PREDICTIONS
 from mmbench.settings import apply_override
 
@@ -138,9 +139,7 @@ def train(
     if not hasattr(module, "build"):
         module.fit(_sessions(where, ("train",)), config)  # fails early on a config the model cannot use
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "config.json.tmp"
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(out / "config.json")
+        write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
         return out
     training.seed_everything(config["seed"])
     model = module.build(len(track_ids), config, where).to(training.pick_device(config["device"]))
@@ -197,9 +196,7 @@ def predict(
             rank(module.score(row, state, config), pop_rank, pop_order, row["candidates"])
             for row in tqdm(inputs, desc=f"{name} {task} {split}", disable=not progress)
         ]
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for instance_id, ranking in zip(ids, ranked, strict=True):
             f.write(json.dumps({"instance_id": instance_id, "predictions": ranking}) + "\n")
-    tmp.replace(out)
     return len(ids)

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 import mmbench
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
+from mmbench.files import atomic_path, write_atomic
 from mmbench.schema import MAX_PREDICTIONS
 
 CHUNK_ELEMENTS = 1 << 25  # logits per chunk of the full softmax (128 MiB in float32)
@@ -352,7 +353,8 @@ def save_checkpoint(model: torch.nn.Module, out: Path, record: dict[str, Any], t
     out.mkdir(parents=True, exist_ok=True)
     model.eval()  # the exported table must not carry a training-time dropout draw
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic(out / "model.safetensors", lambda p: save_file(weights, p, metadata={"format": "pt"}))
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(weights, tmp, metadata={"format": "pt"})
     with torch.no_grad():
         table = model.item_table()[1 : len(track_ids) + 1].detach().float().cpu().contiguous()
     metadata = {
@@ -360,13 +362,9 @@ def save_checkpoint(model: torch.nn.Module, out: Path, record: dict[str, Any], t
         "dataset_fingerprint": record["dataset_fingerprint"],
         "track_ids": json.dumps(track_ids),
     }
-    _atomic(
-        out / "item_embeddings.safetensors", lambda p: save_file({"embedding": table}, p, metadata=metadata)
-    )
-    _atomic(
-        out / "config.json",
-        lambda p: Path(p).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8"),
-    )
+    with atomic_path(out / "item_embeddings.safetensors") as tmp:
+        save_file({"embedding": table}, tmp, metadata=metadata)
+    write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
 
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
@@ -382,12 +380,6 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
         raise MmbenchError(
             f"{path}: weights do not fit the model in config.json ({str(exc).splitlines()[0]})"
         ) from None
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(str(tmp))
-    tmp.replace(path)
 
 
 def next_item_targets(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from mmbench.errors import MmbenchError
+from mmbench.files import atomic_path
 
 PLAYS_NAME = "userid-timestamp-artid-artname-traid-traname.tsv"
 PROFILE_NAME = "userid-profile.tsv"
@@ -268,54 +269,54 @@ def ingest(
     checksums: dict[str, dict] = {}
     profile_bytes: bytes | None = None
     lines_read = 0
-    tmp_rejects = rejects_path.with_name(rejects_path.name + ".tmp")
-    with tmp_rejects.open("w", encoding="utf-8") as rejects_out, ThreadPoolExecutor(2) as pool:
-        for name, stream, size in _open_members(source):
-            if name == PROFILE_NAME:
-                profile_bytes = stream.read()
-                checksums[name] = {"md5": hashlib.md5(profile_bytes).hexdigest(), "bytes": len(profile_bytes)}
-                continue
-            digest = hashlib.md5()
-            with tqdm(
-                total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress
-            ) as bar:
-                pending: deque[Future] = deque()
-                blocks_in = _blocks(stream, digest, bar, block_bytes)
-                while True:
-                    # Two blocks parse at once (numpy and polars release the GIL); a bounded
-                    # queue keeps memory to a few blocks whatever the file's size.
-                    while len(pending) < 3 and (item := next(blocks_in, None)) is not None:
-                        pending.append(pool.submit(_parse_and_code, *item))
-                    if not pending:
-                        break
-                    coded, stats, rejects = pending.popleft().result()
-                    lines_read += coded.height + len(rejects)
-                    for record in rejects:
-                        reasons[record["reason"]] += 1
-                        rejects_out.write(json.dumps({"file": name, **record}, ensure_ascii=False) + "\n")
-                    if lines_read > 10_000 and sum(reasons.values()) > 0.5 * lines_read:
-                        raise MmbenchError(
-                            f"{name}: {sum(reasons.values()):,} of the first {lines_read:,} lines "
-                            f"are malformed ({dict(reasons)}); is this the LastFM-1K plays file? "
-                            f"See {rejects_path.name} for examples"
-                        )
-                    if coded.height:
-                        blocks.append(coded)
-                        mbids.append(stats)
-            checksums[name] = {"md5": digest.hexdigest(), "bytes": bar.n}
-    if PLAYS_NAME not in checksums and source.kind != "file":
-        tmp_rejects.unlink()
-        raise MmbenchError(f"{source.path}: holds no {PLAYS_NAME}; is this the LastFM-1K archive?")
-    if lines_read == 0:
-        tmp_rejects.unlink()
-        raise MmbenchError(f"{source.plays or source.path}: the plays file is empty")
-    if not blocks:
-        tmp_rejects.unlink()
-        raise MmbenchError(
-            f"{source.plays or source.path}: none of its {lines_read:,} lines is a valid play "
-            f"({dict(reasons)}); expected 6 tab-separated fields with a YYYY-MM-DDTHH:MM:SSZ timestamp"
-        )
-    tmp_rejects.replace(rejects_path)
+    # Rejects go to a temporary file that becomes rejects_path only if the plays are usable.
+    with atomic_path(rejects_path) as tmp_rejects:
+        with tmp_rejects.open("w", encoding="utf-8") as rejects_out, ThreadPoolExecutor(2) as pool:
+            for name, stream, size in _open_members(source):
+                if name == PROFILE_NAME:
+                    profile_bytes = stream.read()
+                    checksums[name] = {
+                        "md5": hashlib.md5(profile_bytes).hexdigest(),
+                        "bytes": len(profile_bytes),
+                    }
+                    continue
+                digest = hashlib.md5()
+                with tqdm(
+                    total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress
+                ) as bar:
+                    pending: deque[Future] = deque()
+                    blocks_in = _blocks(stream, digest, bar, block_bytes)
+                    while True:
+                        # Two blocks parse at once (numpy and polars release the GIL); a bounded
+                        # queue keeps memory to a few blocks whatever the file's size.
+                        while len(pending) < 3 and (item := next(blocks_in, None)) is not None:
+                            pending.append(pool.submit(_parse_and_code, *item))
+                        if not pending:
+                            break
+                        coded, stats, rejects = pending.popleft().result()
+                        lines_read += coded.height + len(rejects)
+                        for record in rejects:
+                            reasons[record["reason"]] += 1
+                            rejects_out.write(json.dumps({"file": name, **record}, ensure_ascii=False) + "\n")
+                        if lines_read > 10_000 and sum(reasons.values()) > 0.5 * lines_read:
+                            raise MmbenchError(
+                                f"{name}: {sum(reasons.values()):,} of the first {lines_read:,} lines "
+                                f"are malformed ({dict(reasons)}); is this the LastFM-1K plays file? "
+                                f"See {rejects_path.name} for examples"
+                            )
+                        if coded.height:
+                            blocks.append(coded)
+                            mbids.append(stats)
+                checksums[name] = {"md5": digest.hexdigest(), "bytes": bar.n}
+        if PLAYS_NAME not in checksums and source.kind != "file":
+            raise MmbenchError(f"{source.path}: holds no {PLAYS_NAME}; is this the LastFM-1K archive?")
+        if lines_read == 0:
+            raise MmbenchError(f"{source.plays or source.path}: the plays file is empty")
+        if not blocks:
+            raise MmbenchError(
+                f"{source.plays or source.path}: none of its {lines_read:,} lines is a valid play "
+                f"({dict(reasons)}); expected 6 tab-separated fields with a YYYY-MM-DDTHH:MM:SSZ timestamp"
+            )
     for name, info in checksums.items():
         info["published_md5"] = PUBLISHED_MD5[name]
         info["matches_published"] = info["md5"] == PUBLISHED_MD5[name]

@@ -41,6 +41,7 @@ from mmbench.builders import (
     split,
 )
 from mmbench.errors import MmbenchError
+from mmbench.files import atomic_path, write_atomic
 from mmbench.info import sha256_file
 from mmbench.schema import MGPHOT_DIM, embedding_schema, mgphot_schema
 
@@ -126,12 +127,9 @@ class StageCache:
         self.log(f"{name}: {time.perf_counter() - started:.1f} s")
         folder.mkdir(exist_ok=True)
         for f, frame in frames.items():
-            tmp = folder / f"{f}.arrow.tmp"
-            frame.write_ipc(tmp, compression="lz4")
-            tmp.replace(folder / f"{f}.arrow")
-        publish.write_text_atomic(
-            marker, json.dumps({"key": key, "frames": list(frames), "report": report}, indent=1)
-        )
+            with atomic_path(folder / f"{f}.arrow") as tmp:
+                frame.write_ipc(tmp, compression="lz4")
+        write_atomic(marker, json.dumps({"key": key, "frames": list(frames), "report": report}, indent=1))
         return frames, report, key
 
 
@@ -260,7 +258,7 @@ def build(
             log("sample: generating the synthetic raw set")
             shutil.rmtree(sample_dir, ignore_errors=True)
             sample.write_sample(sample_dir, sample_config, progress=progress)
-            publish.write_text_atomic(marker, json.dumps(wanted))
+            write_atomic(marker, json.dumps(wanted))
         raw = sample_dir / ingest.ARCHIVE_NAME
         durations_path = durations_path or sample_dir / "durations.csv"
         audio_manifest = audio_manifest or sample_dir / "audio_manifest.csv"
@@ -536,8 +534,8 @@ def _publish(
     report["outputs"] = {
         str(p.relative_to(staging)): sha256_file(p) for p in sorted((staging / "data").rglob("*.parquet"))
     }
-    publish.write_text_atomic(staging / "README.md", publish.card_text(report, plots, recipe_toml))
-    publish.write_text_atomic(staging / "build_report.json", publish.dumps_report(report))
+    write_atomic(staging / "README.md", publish.card_text(report, plots, recipe_toml))
+    write_atomic(staging / "build_report.json", publish.dumps_report(report))
     shutil.copyfile(rejects_path, staging / "rejects.jsonl")
     for entry in ("data", "plots"):
         publish.replace_tree(staging / entry, out / entry)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.errors import MmbenchError
+from mmbench.files import atomic_path
 from mmbench.schema import DEFAULT_CONFIG, SCHEMAS, SPLITS
 
 ROWS_PER_SHARD = 500_000
@@ -42,15 +43,14 @@ def write_parquet_shards(table: pa.Table, folder: Path, split: str) -> list[Path
     paths = []
     for i in range(n):
         path = folder / f"{split}-{i:05d}-of-{n:05d}.parquet"
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(
-            table.slice(i * ROWS_PER_SHARD, ROWS_PER_SHARD),
-            tmp,
-            compression="zstd",
-            row_group_size=ROW_GROUP,
-            write_page_index=False,
-        )
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            pq.write_table(
+                table.slice(i * ROWS_PER_SHARD, ROWS_PER_SHARD),
+                tmp,
+                compression="zstd",
+                row_group_size=ROW_GROUP,
+                write_page_index=False,
+            )
         paths.append(path)
     return paths
 
@@ -115,10 +115,9 @@ def write_plots(
 
     def save(fig: Any, name: str) -> None:
         fig.tight_layout()
-        tmp = folder / f"{name}.tmp.png"
-        fig.savefig(tmp, dpi=90, metadata={"Software": None})
+        with atomic_path(folder / f"{name}.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
         plt.close(fig)
-        tmp.replace(folder / f"{name}.png")
         names.append(f"{name}.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -266,13 +265,6 @@ def content_section(content: dict[str, dict], n_tracks: int) -> str:
         "of kept plays whose track has it.\n\n| config | model | dim | tracks | plays covered |\n"
         "|---|---|---:|---:|---:|\n" + "\n".join(rows) + "\n"
     )
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary name, then rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def replace_tree(staging: Path, target: Path) -> None:

@@ -31,6 +31,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from mmbench.builders.ingest import ARCHIVE_NAME, PLAYS_NAME, PROFILE_NAME
+from mmbench.files import atomic_path, write_atomic
 
 THEMES = [
     (
@@ -527,8 +528,8 @@ def _profile_tsv(users: list[dict]) -> bytes:
 
 def _write_archive(path: Path, members: dict[str, bytes]) -> None:
     """A tar.gz with fixed mtimes and owners, so that its bytes depend on the content only."""
-    tmp = path.with_name(path.name + ".tmp")
     with (
+        atomic_path(path) as tmp,
         tmp.open("wb") as raw,
         gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
@@ -537,7 +538,6 @@ def _write_archive(path: Path, members: dict[str, bytes]) -> None:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), 1241481600, 0o644
             tar.addfile(info, io.BytesIO(data))
-    tmp.replace(path)
 
 
 def synth_waveform(
@@ -632,11 +632,11 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
                     "lyrics": synth_lyrics(style, rng, track["appeal"]),
                 }
             )
-    _write_text(
+    write_atomic(
         paths["audio_manifest"],
         _csv([["artist_name", "track_name", "path", "duration_seconds"], *audio_rows]),
     )
-    _write_text(
+    write_atomic(
         paths["durations"],
         _csv(
             [
@@ -645,7 +645,7 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
             ]
         ),
     )
-    _write_text(
+    write_atomic(
         paths["lyrics_manifest"], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lyric_rows)
     )
     planted = {
@@ -656,7 +656,7 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
         ],
         "users": [{"user_id": u["user_id"], "taste": u["taste"]} for u in users],
     }
-    _write_text(paths["planted"], json.dumps(planted, ensure_ascii=False, indent=1))
+    write_atomic(paths["planted"], json.dumps(planted, ensure_ascii=False, indent=1))
     return paths
 
 
@@ -664,9 +664,3 @@ def _csv(rows: list[list]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from mmbench.evaluator import Report
+from mmbench.files import write_atomic
 from mmbench.metrics import HEADLINE
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temporary name, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def _console() -> Console:
