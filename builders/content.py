@@ -91,6 +91,16 @@ def read_lyrics_manifest(path: Path) -> pl.DataFrame:
     return frame.select("track_id", language.alias("language"), pl.col("lyrics").cast(pl.String))
 
 
+def read_manifests(audio: Path | None, lyrics: Path | None) -> dict[str, pl.DataFrame]:
+    """The manifests given, read and keyed by kind (``audio``, ``lyrics``)."""
+    out = {}
+    if audio is not None:
+        out["audio"] = read_audio_manifest(audio)
+    if lyrics is not None:
+        out["lyrics"] = read_lyrics_manifest(lyrics)
+    return out
+
+
 def coverage(catalog: pl.DataFrame, plays: pl.DataFrame, track_ids: pl.Series) -> dict[str, float | int]:
     """How many catalogue tracks have the content, and the share of kept plays they cover.
 
@@ -180,3 +190,31 @@ def embed_content(
         limit = store.meta.get("max_seq_length", 1 << 30)
         report["truncated"] = sum(store.tokens.get(t, 0) > limit for t in frame["track_id"])
     return frame, report
+
+
+def embed_catalog(
+    catalog: pl.DataFrame,
+    manifests: dict[str, pl.DataFrame],
+    encoders: dict[str, str],
+    options: dict,
+    root: Path,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> dict[str, tuple[pl.DataFrame, dict]]:
+    """The content configs of the catalogue's tracks (``catalog``: a ``track_id`` column), one
+    per kind given: ``manifests[kind]`` is the read manifest, ``encoders[kind]`` the encoder.
+    ``options`` (``model``, ``trust_remote_code``: audio only; ``device``) go to the encoders.
+    Keyed by config name (``audio-mfcc``, ``lyrics-minilm``, ...); used by the build and by
+    ``mmbench embed`` (one shard of the work per machine)."""
+    column = {"audio": "path", "lyrics": "lyrics"}
+    out = {}
+    for kind, listed in manifests.items():
+        rows = (
+            listed.join(catalog.select("track_id"), on="track_id")
+            .sort("track_id")
+            .select("track_id", column[kind])
+        )
+        kind_options = options if kind == "audio" else {"device": options.get("device")}
+        config = f"{kind}-{config_suffix(encoders[kind])}"
+        out[config] = embed_content(kind, encoders[kind], rows, root, kind_options, shard, progress)
+    return out

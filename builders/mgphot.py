@@ -375,6 +375,25 @@ def annotate(
         yield song.track_id
 
 
+def fill_cache(
+    songs: list[Song],
+    cache: AnswerCache,
+    backend: str,
+    model: str | None = None,
+    url: str | None = None,
+    device: str = "auto",
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> int:
+    """Ask the annotator for this shard's songs that the cache lacks (loading it only if any
+    are missing); return how many were asked. Used by the build and by ``mmbench annotate-mgphot``."""
+    i, n = shard
+    if all(cache.has(s) for k, s in enumerate(songs) if k % n == i):
+        return 0
+    annotator = make_annotator(backend, model=model, url=url, device=device)
+    return sum(1 for _ in annotate(annotator, songs, cache, shard=shard, progress=progress))
+
+
 def read_ground_truth(path: Path) -> pl.DataFrame:
     """Real MGPHot values: CSV or JSON Lines with ``track_id`` (or ``artist_name`` and
     ``track_name``) and one column per gene, named as in the schema, values in [0, 1]."""

@@ -46,6 +46,8 @@ from mmbench.info import sha256_file
 from mmbench.schema import MGPHOT_DIM, embedding_schema, mgphot_schema
 
 WORK = ".build"
+# The caches under WORK that may hold hours of work: a failed build keeps them.
+EMBEDDING_CACHE, MGPHOT_CACHE = "embedding-cache", "mgphot-cache"
 
 
 def _project_imports(path: Path, package: str) -> set[str]:
@@ -133,6 +135,37 @@ class StageCache:
         return frames, report, key
 
 
+def build_folder(out: Path, recipe: dict[str, Any], **options: Any) -> dict:
+    """:func:`build` into ``out`` after checking that it is a build folder or new; a failed
+    first build leaves nothing behind but its embedding and answer caches (hours of work, from
+    which the next try resumes)."""
+    if out.exists() and not out.is_dir():
+        raise MmbenchError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / WORK).is_dir():
+        raise MmbenchError(f"{out}: folder is not empty and holds no mmbench build; choose another --out")
+    created = not out.exists()
+    try:
+        return build(out, recipe, **options)
+    except MmbenchError:
+        if created:
+            _remove_failed_build(out)
+        raise
+
+
+def _remove_failed_build(out: Path) -> None:
+    caches = [out / WORK / c for c in (EMBEDDING_CACHE, MGPHOT_CACHE)]
+    if not any(c.exists() for c in caches):
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in [*out.iterdir(), *(out / WORK).iterdir()]:
+        if entry.name == WORK or entry in caches:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink()
+
+
 def read_durations(path: Path) -> pl.DataFrame:
     """A durations manifest (CSV or JSON Lines with artist_name, track_name, duration_seconds)
     as (track_id, duration_seconds); the first row wins for a song listed twice."""
@@ -181,15 +214,11 @@ def _annotate(
     backend, model = enrich["mgphot_backend"], enrich["mgphot_model"] or None
     name = mgphot.annotator_name(backend, model)
     cache_root = Path(
-        options.get("cache") or os.environ.get("MMBENCH_MGPHOT_CACHE") or out / WORK / "mgphot-cache"
+        options.get("cache") or os.environ.get("MMBENCH_MGPHOT_CACHE") or out / WORK / MGPHOT_CACHE
     )
     cache = mgphot.AnswerCache(cache_root, name)
-    asked = 0
-    if not all(cache.has(s) for s in songs):
-        annotator = mgphot.make_annotator(
-            backend, model=model, url=options.get("url"), device=options.get("device") or "auto"
-        )
-        asked = sum(1 for _ in mgphot.annotate(annotator, songs, cache, progress=progress))
+    device = options.get("device") or "auto"
+    asked = mgphot.fill_cache(songs, cache, backend, model, options.get("url"), device, progress=progress)
     ids = sorted(s.track_id for s in songs)
     frame = pl.DataFrame(
         {
@@ -284,8 +313,8 @@ def build(
     ident, stages["identify"], key = cache.run("identify", identify.__name__, {"up": key}, run_identify)
     tracks = ident["tracks"]
     plays = ident["plays"]
-    audio_files = content.read_audio_manifest(audio_manifest) if audio_manifest is not None else None
-    lyric_texts = content.read_lyrics_manifest(lyrics_manifest) if lyrics_manifest is not None else None
+    manifests = content.read_manifests(audio_manifest, lyrics_manifest)
+    audio_files, lyric_texts = manifests.get("audio"), manifests.get("lyrics")
     known = [read_durations(durations_path)] if durations_path is not None else []
     if audio_files is not None:
         known.append(audio_files.select("track_id", "duration_seconds"))
@@ -404,24 +433,16 @@ def build(
     kept = tracks.join(
         pl.DataFrame({"track": catalog_codes}).cast({"track": tracks["track"].dtype}), on="track"
     )
-    enriched: dict[str, tuple[pl.DataFrame, dict]] = {}
-    embed_root = Path(encoder_options.get("cache") or out / WORK / "embedding-cache")
-    sources = (("audio", audio_files, "path"), ("lyrics", lyric_texts, "lyrics"))
-    for kind, listed, column in sources:
-        if listed is None:
-            continue
-        name = recipe["enrich"][f"{kind}_encoder"]
-        config = f"{kind}-{content.config_suffix(name)}"
-        rows = listed.join(kept.select("track_id"), on="track_id").sort("track_id").select("track_id", column)
-        started = time.perf_counter()
-        if kind == "audio":
-            options = {k: v for k, v in encoder_options.items() if k != "cache"}
-        else:
-            options = {"device": encoder_options.get("device")}
-        enriched[config] = content.embed_content(kind, name, rows, embed_root, options, progress=progress)
+    embed_root = Path(encoder_options.get("cache") or out / WORK / EMBEDDING_CACHE)
+    encoders = {kind: recipe["enrich"][f"{kind}_encoder"] for kind in manifests}
+    options = {k: v for k, v in encoder_options.items() if k != "cache"}
+    started = time.perf_counter()
+    enriched = content.embed_catalog(kept, manifests, encoders, options, embed_root, progress=progress)
+    for config, (_, info) in enriched.items():
         # How much came from the cache depends on the run, not the inputs: logged, not reported.
-        computed = enriched[config][1].pop("computed_now")
-        log(f"{config}: {time.perf_counter() - started:.1f} s ({computed} computed, the rest from the cache)")
+        log(f"{config}: {info.pop('computed_now')} computed, the rest from the cache")
+    if enriched:
+        log(f"content: {time.perf_counter() - started:.1f} s")
     if recipe["enrich"]["annotate_mgphot"]:
         started = time.perf_counter()
         frame, report, asked = _annotate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -117,3 +118,9 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
         raise MmbenchError(f"{origin}: enrich.mgphot_backend must be local or http, enrich.mgphot_limit >= 0")
     if recipe["instances"]["paper_sampled_negatives"] < 1:
         raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
+
+
+def enrich_overrides(**values: Any) -> list[str]:
+    """``enrich.KEY=VALUE`` overrides for the values given (None: not given), as the build's
+    shortcut options (``--audio-encoder``, ``--mgphot-limit``, ...) set them."""
+    return [f"enrich.{key}={json.dumps(value)}" for key, value in values.items() if value is not None]

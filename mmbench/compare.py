@@ -9,12 +9,17 @@ difference, which for a set of equal differences is a binomial draw.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
+from mmbench.errors import MmbenchError
 from mmbench.metrics import KS, METRICS, metric_by_rank
+
+if TYPE_CHECKING:
+    from mmbench.evaluator import Evaluator
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -135,3 +140,68 @@ def compare_ranks(
         "seed": seed,
         "metrics": rows,
     }
+
+
+PREDICTION_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+def prediction_runs(path: Path, which: str = "predictions") -> list[Path]:
+    """The predictions files of one system: the file itself, or a folder's files (one run each,
+    e.g. one per training seed) in name order."""
+    if not path.is_dir():
+        return [path]
+    runs = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(PREDICTION_SUFFIXES))
+    if not runs:
+        raise MmbenchError(
+            f"{which} = {path}: a folder with no predictions file; expected one file per run "
+            f"named *{', *'.join(PREDICTION_SUFFIXES)}"
+        )
+    return runs
+
+
+def segment_mask(evaluator: Evaluator, segments: list[str] | tuple[str, ...]) -> np.ndarray:
+    """The instances in every group named (``SEGMENT=GROUP``, e.g. ``target_cold=cold``)."""
+    keep = np.ones(evaluator.n_instances, dtype=bool)
+    for segment in segments:
+        name, _, group = segment.partition("=")
+        groups = evaluator.segments().get(name, {})
+        if group not in groups:
+            known = ", ".join(f"{s}={g}" for s, gs in evaluator.segments().items() for g in gs)
+            raise MmbenchError(f"--segment {segment!r}: unknown; this dataset has {known}")
+        keep &= groups[group]
+    if not keep.any():
+        named = " --segment ".join(segments)
+        where = "this group" if len(segments) == 1 else "all of these groups"
+        raise MmbenchError(f"--segment {named}: no instance is in {where}")
+    return keep
+
+
+def compare_systems(
+    evaluator: Evaluator,
+    a: Path,
+    b: Path,
+    *,
+    ks: list[int] | tuple[int, ...] = KS,
+    segments: list[str] | tuple[str, ...] = (),
+    allow_missing: bool = False,
+    n_bootstrap: int = 1000,
+    n_permutations: int = 10_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """:func:`compare_ranks` of two systems, each a predictions file or a folder of runs, on
+    the instances in every segment group named; the result also says what was compared."""
+    files = {"a": prediction_runs(a, "A"), "b": prediction_runs(b, "B")}
+    ranks = {
+        side: np.stack([evaluator.read_file(f, allow_missing=allow_missing).ranks for f in paths])
+        for side, paths in files.items()
+    }
+    keep = segment_mask(evaluator, segments)
+    result = compare_ranks(
+        ranks["a"][:, keep], ranks["b"][:, keep], sorted(set(ks)), n_bootstrap, n_permutations, seed
+    )
+    result.update({"a": str(a), "b": str(b), "task": evaluator.task, "split": evaluator.split})
+    result.update({"dataset": evaluator.source, "files_a": [str(f) for f in files["a"]]})
+    result["files_b"] = [str(f) for f in files["b"]]
+    if segments:
+        result["segment"] = " & ".join(segments)
+    return result

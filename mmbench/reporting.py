@@ -108,3 +108,15 @@ def print_comparison(result: dict[str, Any], console: Console | None = None) -> 
     headline = [r for r in result["metrics"] if r["metric"] in HEADLINE and not r["significant"]]
     for r in headline:
         console.print(f"The difference on {r['metric']} is not significant.")
+
+
+def print_mgphot_validation(result: dict[str, Any], source: str, console: Console | None = None) -> None:
+    """Per-gene MAE and Spearman of a build's MGPHot annotations against real values."""
+    console = console or _console()
+    table = Table(title=f"MGPHot annotations vs {source} ({result['tracks']:,} tracks)")
+    for column in ("gene", "category", "MAE", "Spearman"):
+        table.add_column(column, justify="left" if column in ("gene", "category") else "right")
+    for g in result["genes"]:
+        table.add_row(g["gene"], g["category"], f"{g['mae']:.3f}", f"{g['spearman']:.3f}")
+    table.add_row("mean", "", f"{result['mean_mae']:.3f}", f"{result['mean_spearman']:.3f}")
+    console.print(table)
