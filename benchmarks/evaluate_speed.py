@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from mmbench.builders.publish import ROW_GROUP
 from mmbench.schema import SCHEMAS
+from mmbench.segments import popularity_group, popularity_thresholds
 
 N_TRACKS = 383_670
 KS = (1, 5, 10, 20, 50, 100)
@@ -91,6 +92,7 @@ def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
     test_user = rng.integers(0, n_users, n)
     popular = np.argsort(-plays)[:20000]
     tracks = popular[rng.integers(0, popular.size, (n, 10))]
+    target_plays = plays[tracks[:, -1]]
     start = 1_230_000_000 + 7 * rng.permutation(n)  # distinct, so session ids are unique
     session_ids = np.char.add(np.char.add(users[test_user], ":"), start.astype(str))
     data = folder / "data"
@@ -115,6 +117,9 @@ def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
                 "position": np.full(n, 9, dtype=np.int32),
                 "target_track_id": track_ids[tracks[:, -1]],
                 "candidates": pa.nulls(n, pa.list_(pa.string())),
+                "target_heard_before": (tracks[:, :-1] == tracks[:, -1:]).any(axis=1),
+                "target_popularity": popularity_group(target_plays, popularity_thresholds(plays)),
+                "target_cold": target_plays == 0,
             }
         ),
     }

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from mmbench.errors import MmbenchError
+from mmbench.segments import popularity_group, popularity_thresholds
 
 INSTANCE_SCHEMA = {
     "instance_id": pl.String,
@@ -17,6 +18,9 @@ INSTANCE_SCHEMA = {
     "position": pl.Int32,
     "target_track_id": pl.String,
     "candidates": pl.List(pl.String),
+    "target_heard_before": pl.Boolean,
+    "target_popularity": pl.String,
+    "target_cold": pl.Boolean,
 }
 
 
@@ -41,6 +45,26 @@ def sample_negatives(n_catalog: int, excluded: np.ndarray, n: int, seed: int, ke
     return drawn[~np.isin(drawn, excluded)][:n]
 
 
+def _heard_before(table: pl.DataFrame, plays: pl.DataFrame) -> pl.Series:
+    """The ids of the instances whose user played the target before it: in a session that
+    starts earlier, or earlier in the instance's own session (its prefix)."""
+    asked = table.select("instance_id", "user", "session_id", "position", "track").join(
+        plays.select("session_id", pl.col("start").alias("instance_start")).unique("session_id"),
+        on="session_id",
+    )
+    earlier = plays.select(
+        "user", "track", pl.col("session_id").alias("play_session"), "start", pl.col("position").alias("at")
+    )
+    return (
+        asked.join(earlier, on=["user", "track"])
+        .filter(
+            (pl.col("start") < pl.col("instance_start"))
+            | ((pl.col("play_session") == pl.col("session_id")) & (pl.col("at") < pl.col("position")))
+        )["instance_id"]
+        .unique()
+    )
+
+
 def build_instances(
     plays: pl.DataFrame,
     sessions: pl.DataFrame,
@@ -62,14 +86,25 @@ def build_instances(
     and every track of the instance's input (the user's plays in sessions that start before
     it: training, and validation for test instances).
 
+    Each instance also gets the labels of its target that the evaluation breakdown groups by
+    (docs/protocol.md): ``target_heard_before`` (the user played it before: in an earlier
+    session or the session prefix), ``target_popularity`` (head, torso or tail of the
+    catalogue's training plays) and ``target_cold`` (no training play).
+
     A session's plays are put in session order here (time, then the reverse of file order for
     equal times, as :func:`~mmbench.builders.sessionize.sessionize` orders them), so the targets
     do not depend on the order of the rows given.
     """
-    plays = plays.join(sessions.select("session", "session_id", "split", "user", "start"), on="session").sort(
-        ["session", "timestamp", "line"], descending=[False, False, True]
+    plays = (
+        plays.join(sessions.select("session", "session_id", "split", "user", "start"), on="session")
+        .sort(["session", "timestamp", "line"], descending=[False, False, True])
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over("session").alias("position"))
     )
     train_users = sessions.filter(pl.col("split") == "train")["user"].unique()
+    train_counts = plays.filter(pl.col("split") == "train").group_by("track").len()
+    n_plays_train = np.zeros(len(catalog), dtype=np.int64)
+    n_plays_train[np.searchsorted(catalog, train_counts["track"].to_numpy())] = train_counts["len"].to_numpy()
+    thresholds = popularity_thresholds(n_plays_train)
     out: dict[str, pl.DataFrame] = {}
     report: dict = {"next-track": {}, "paper-sampled": {}}
     for split in ("validation", "test"):
@@ -124,10 +159,16 @@ def build_instances(
         table = pl.concat(
             [next_track.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("candidates")), paper]
         )
+        n_target = n_plays_train[np.searchsorted(catalog, table["track"].to_numpy())]
         table = (
             table.with_columns(
                 pl.Series("user_id", user_ids.gather(table["user"])),
                 pl.Series("target_track_id", track_ids.gather(table["track"])),
+                pl.col("instance_id")
+                .is_in(_heard_before(table, plays).implode())
+                .alias("target_heard_before"),
+                pl.Series("target_popularity", popularity_group(n_target, thresholds)),
+                pl.Series("target_cold", n_target == 0),
             )
             .select(list(INSTANCE_SCHEMA))
             .sort("task", "instance_id")

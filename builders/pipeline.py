@@ -43,7 +43,7 @@ from mmbench.builders import (
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
 from mmbench.info import sha256_file
-from mmbench.schema import MGPHOT_DIM, embedding_schema, mgphot_schema
+from mmbench.schema import MGPHOT_DIM, content_label, embedding_schema, instances_schema, mgphot_schema
 
 WORK = ".build"
 # The caches under WORK that may hold hours of work: a failed build keeps them.
@@ -523,8 +523,12 @@ def _publish(
         rows = session_rows.filter(pl.col("split") == name)
         publish.write_parquet_shards(publish.to_arrow(rows, "sessions"), staging / "data" / "sessions", name)
     for name, table in inst.items():
+        labelled = table.with_columns(
+            pl.col("target_track_id").is_in(frame["track_id"].implode()).alias(content_label(config))
+            for config, (frame, _) in sorted(enriched.items())
+        )
         publish.write_parquet_shards(
-            publish.to_arrow(table, "instances"), staging / "data" / "instances", name
+            publish.to_arrow(labelled, instances_schema(list(enriched))), staging / "data" / "instances", name
         )
     publish.write_parquet_shards(publish.to_arrow(catalog, "tracks"), staging / "data" / "tracks", "catalog")
     publish.write_parquet_shards(publish.to_arrow(user_table, "users"), staging / "data" / "users", "catalog")

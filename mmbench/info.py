@@ -60,7 +60,7 @@ def check_dataset(folder: Path) -> list[str]:
         for split in splits:
             for path in sorted((folder / "data" / config).glob(f"{split}-*.parquet")):
                 schema = pq.read_schema(path).remove_metadata()
-                if not schema.equals(stored_schema(config)):
+                if not schema.equals(stored_schema(config, list(report.get("content", {})))):
                     problems.append(
                         f"{path.relative_to(folder)}: schema differs from the contract: {schema.to_string(show_field_metadata=False)!r}"
                     )

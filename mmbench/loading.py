@@ -110,23 +110,6 @@ def load_table(
     return table.select(columns) if columns else table
 
 
-def iter_batches(
-    config: str, split: str, source: str | os.PathLike | None, columns: list[str], batch_size: int
-):
-    """Record batches of some columns of one config split (parquet read in pieces when local)."""
-    import pyarrow.parquet as pq
-
-    where = resolve_source(source)
-    if Path(where).is_dir():
-        files = sorted((Path(where) / "data" / config).glob(f"{split}-*.parquet"))
-        if not files:
-            raise MmbenchError(f"{where}: no {config}/{split} data (data/{config}/{split}-*.parquet)")
-        for f in files:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
-        return
-    yield from load_table(config, split, where).select(columns).to_batches(batch_size)
-
-
 def has_config(config_prefix: str, source: str | os.PathLike | None = None) -> list[str]:
     """The configs of a local build whose name starts with ``config_prefix``."""
     where = resolve_source(source)

@@ -31,6 +31,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("position", pa.int32()),
             ("target_track_id", pa.string()),
             ("candidates", pa.list_(pa.string())),
+            # Segment labels of the target (docs/protocol.md); builds add target_has_<config>.
+            ("target_heard_before", pa.bool_()),
+            ("target_popularity", pa.string()),
+            ("target_cold", pa.bool_()),
         ]
     ),
     "tracks": pa.schema(
@@ -62,8 +66,23 @@ def embedding_schema(dim: int) -> pa.Schema:
     return pa.schema([("track_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
 
 
-def stored_schema(config: str) -> pa.Schema:
-    """The schema a config has once written to parquet and read back.
+def content_label(config: str) -> str:
+    """The ``instances`` column that says whether an instance's target has the content config."""
+    return f"target_has_{config}"
+
+
+def instances_schema(content: list[str] | tuple[str, ...] = ()) -> pa.Schema:
+    """The ``instances`` schema of a build with the given content configs: the contract's
+    columns, then one boolean label per content config, in name order."""
+    schema = SCHEMAS["instances"]
+    for config in sorted(content):
+        schema = schema.append(pa.field(content_label(config), pa.bool_()))
+    return schema
+
+
+def stored_schema(config: str, content: list[str] | tuple[str, ...] = ()) -> pa.Schema:
+    """The schema a config has once written to parquet and read back (``content``: the build's
+    content configs, which add labels to ``instances``).
 
     Parquet has no second time unit, so the contract's whole-second ``timestamp[s, UTC]``
     values are stored (and loaded by ``datasets``) as ``timestamp[ms, UTC]``.
@@ -76,7 +95,8 @@ def stored_schema(config: str) -> pa.Schema:
             return pa.list_(stored(t.value_type))
         return t
 
-    return pa.schema([(f.name, stored(f.type)) for f in SCHEMAS[config]])
+    schema = instances_schema(content) if config == "instances" else SCHEMAS[config]
+    return pa.schema([(f.name, stored(f.type)) for f in schema])
 
 
 SPLITS: dict[str, tuple[str, ...]] = {

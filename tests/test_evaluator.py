@@ -149,7 +149,8 @@ def test_paper_sampled_ranks_candidates(sample_build, tmp_path):
     assert f"{heard:,} of {paper.height:,} targets" in report.warnings[0]
     rows = _lines(out)
     candidates = set(
-        evaluator.track_ids[c] for c in evaluator.candidates[evaluator.index[rows[0]["instance_id"]]]
+        evaluator.track_ids[c]
+        for c in evaluator.expected.candidates[evaluator.expected.index[rows[0]["instance_id"]]]
     )
     outsider = next(t for t in popularity_order(sample_build) if t not in candidates)
     rows[0]["predictions"][5] = outsider
@@ -309,7 +310,7 @@ def test_random_json_never_crashes(evaluator, tmp_path, objects):
 
 
 def test_scanner_takes_plain_lines_and_agrees_with_the_exact_path(evaluator, pop_file, tmp_path):
-    from mmbench.evaluator import _jsonl_rows, _Tally
+    from mmbench.predictions import _jsonl_rows, _Tally
     from mmbench.scanner import line_starts, read_lines, take_lines
 
     rows = _lines(pop_file)
@@ -321,14 +322,14 @@ def test_scanner_takes_plain_lines_and_agrees_with_the_exact_path(evaluator, pop
     buf = np.frombuffer(block, dtype=np.uint8)
     starts = line_starts(buf)
     assert starts.size == len(rows) + 1 and starts[-1] == buf.size
-    tables = evaluator.instance_table.table, evaluator.track_table.table
+    tables = evaluator.expected.instance_table.table, evaluator.expected.track_table.table
     instance, codes = read_lines(buf, starts, 100, *tables)
     # Every line is of the plain form: the scanner takes them all, none goes to the exact path.
     assert (instance >= 0).all() and (codes[:, 0] == [len(r["predictions"]) for r in rows]).all()
-    scanned = _Tally(evaluator, "x", "line")
+    scanned = _Tally(evaluator.expected, "x", "line")
     state = scanned.ranks, scanned.line_of, scanned.first_position
-    assert take_lines(0, 1, instance, codes, evaluator.targets, *state) == len(rows)
-    exact = _Tally(evaluator, "x", "line")
+    assert take_lines(0, 1, instance, codes, evaluator.expected.targets, *state) == len(rows)
+    exact = _Tally(evaluator.expected, "x", "line")
     exact.rows(_jsonl_rows(block, 1, "x"))
     for name in ("ranks", "line_of", "first_position"):
         assert np.array_equal(getattr(scanned, name), getattr(exact, name)), name
@@ -421,14 +422,14 @@ def _extra_member(draw):
 @given(data=st.data())
 def test_scanner_and_exact_path_agree_on_any_line(evaluator, data):
     """The scanner never takes a line the exact path would refuse or read differently."""
-    from mmbench.evaluator import PredictionsError, _jsonl_rows, _Tally
+    from mmbench.predictions import PredictionsError, _jsonl_rows, _Tally
 
     ids, tracks = evaluator.instance_ids[:3], evaluator.track_ids[:120]
     lines = data.draw(st.lists(_line(ids, tracks), min_size=1, max_size=3))
     block = "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass")
     outcomes = []
     for read in ("scan", "rows"):
-        tally = _Tally(evaluator, "f", "line")
+        tally = _Tally(evaluator.expected, "f", "line")
         try:
             tally.scan(block, 1) if read == "scan" else tally.rows(_jsonl_rows(block, 1, "f"))
             outcomes.append((tally.ranks.tolist(), tally.line_of.tolist(), tally.first_position.tolist()))
@@ -447,7 +448,7 @@ def test_scanner_reads_what_json_loads_reads(evaluator, data):
     ids, tracks = evaluator.instance_ids[:3], evaluator.track_ids[:120]
     line = data.draw(_line(ids, tracks))
     buf = np.frombuffer((line + "\n").encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    tables = evaluator.instance_table.table, evaluator.track_table.table
+    tables = evaluator.expected.instance_table.table, evaluator.expected.track_table.table
     instance, codes = read_lines(buf, line_starts(buf), 100, *tables)
     if instance[0] < 0:
         return
@@ -482,3 +483,21 @@ def test_segments_match_a_direct_computation(evaluator, sample_build):
     assert segments["target_cold"]["cold"].tolist() == cold
     popularity = segments["target_popularity"]
     assert (popularity["head"].astype(int) + popularity["torso"] + popularity["tail"] == 1).all()
+    # Thirds of the training plays, written out: the head ends at the track where the
+    # cumulative share reaches 1/3, the torso where it reaches 2/3.
+    counts = sorted(n_train.values(), reverse=True)
+    total, running, cuts = sum(counts), 0, []
+    for c in counts:
+        running += c
+        while len(cuts) < 2 and running / total >= (len(cuts) + 1) / 3:
+            cuts.append(c)
+    targets = instances.filter(pl.col("task") == "next-track")["target_track_id"]
+    group = [
+        "head" if n_train[t] >= cuts[0] else "torso" if n_train[t] >= cuts[1] else "tail" for t in targets
+    ]
+    for name in ("head", "torso", "tail"):
+        assert popularity[name].tolist() == [g == name for g in group]
+    assert len(set(group)) == 3
+    for config in ("audio-mfcc", "lyrics-minilm", "mgphot"):
+        covered = set(pl.read_parquet(next((sample_build / "data" / config).glob("*.parquet")))["track_id"])
+        assert segments[f"target_{config}"]["with"].tolist() == [t in covered for t in targets]

@@ -78,7 +78,7 @@ def test_coverage():
 
 
 def test_popularity_thresholds_cut_at_hand_computed_thirds():
-    from mmbench.evaluator import popularity_thresholds
+    from mmbench.segments import popularity_thresholds
 
     # 30 training plays. Sorted: 10 | 6 5 | 4 3 1 1 0 0 0. The first track alone holds 10/30 = 1/3
     # (head); 6 + 5 take the cumulative share from 1/3 to 21/30 >= 2/3 (torso); the rest is tail.

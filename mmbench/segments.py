@@ -1,0 +1,62 @@
+"""Segments of the evaluation breakdown: groups of instances by their target.
+
+The build publishes each instance's labels as columns of the ``instances`` config
+(``target_heard_before``, ``target_popularity``, ``target_cold`` and one ``target_has_<config>``
+per content config), so any tool can slice results with them; the evaluator reads the same
+columns. docs/protocol.md defines each label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from mmbench.schema import content_label
+
+POPULARITY_GROUPS = ("head", "torso", "tail")
+_CONTENT_PREFIX = content_label("")
+
+
+def popularity_thresholds(n_plays_train: np.ndarray) -> tuple[int, int]:
+    """The training play counts from which a track is ``head`` and ``torso``.
+
+    Tracks sorted by training plays, most first: the head ends with the track at which the
+    cumulative share of training plays reaches 1/3, the torso with the one at which it reaches
+    2/3, the tail holds the rest (so each holds about a third of the plays). A track is head if
+    it has at least as many plays as that first track, torso if at least as many as the second;
+    tracks with equal counts share a group, and a track never played in training is tail.
+    """
+    order = np.sort(n_plays_train)[::-1]
+    total = order.sum()
+    if total == 0:
+        return 1, 1
+    share = np.cumsum(order) / total
+    head = order[np.searchsorted(share, 1 / 3)]
+    torso = order[np.searchsorted(share, 2 / 3)]
+    return max(int(head), 1), max(int(torso), 1)
+
+
+def popularity_group(n_plays_train: np.ndarray, thresholds: tuple[int, int]) -> np.ndarray:
+    """``head``, ``torso`` or ``tail`` for each count, by :func:`popularity_thresholds`."""
+    head, torso = thresholds
+    return np.select([n_plays_train >= head, n_plays_train >= torso], ["head", "torso"], "tail")
+
+
+def segment_masks(instances: pa.Table) -> dict[str, dict[str, np.ndarray]]:
+    """Boolean masks over the rows of ``instances`` for each segment and group, from its labels."""
+
+    def flag(column: str) -> np.ndarray:
+        return instances[column].to_numpy(zero_copy_only=False).astype(bool)
+
+    heard, cold = flag("target_heard_before"), flag("target_cold")
+    popularity = instances["target_popularity"].to_numpy(zero_copy_only=False)
+    out = {
+        "target_history": {"new": ~heard, "heard_before": heard},
+        "target_popularity": {group: popularity == group for group in POPULARITY_GROUPS},
+        "target_cold": {"cold": cold, "warm": ~cold},
+    }
+    for column in instances.column_names:
+        if column.startswith(_CONTENT_PREFIX):
+            has = flag(column)
+            out[f"target_{column.removeprefix(_CONTENT_PREFIX)}"] = {"with": has, "without": ~has}
+    return out
