@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
+
+from mmbench.builders import identify
+from mmbench.errors import MmbenchError
 
 
 def completion_ratios(plays: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
@@ -34,3 +39,47 @@ def completion_ratios(plays: pl.DataFrame, durations: pl.DataFrame) -> tuple[pl.
         "plays_with_completion_ratio": int(out["completion_ratio"].is_not_null().sum()),
     }
     return out, report
+
+
+def read_durations(path: Path) -> pl.DataFrame:
+    """A durations manifest (CSV or JSON Lines with artist_name, track_name, duration_seconds)
+    as (track_id, duration_seconds); the first row wins for a song listed twice."""
+    try:
+        frame = (
+            pl.read_ndjson(path)
+            if path.suffix in (".jsonl", ".ndjson")
+            else pl.read_csv(path, infer_schema=False)
+        )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise MmbenchError(f"{path}: cannot read the durations manifest: {exc}") from None
+    missing = {"artist_name", "track_name", "duration_seconds"} - set(frame.columns)
+    if missing:
+        raise MmbenchError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))}; expected artist_name, track_name, duration_seconds"
+        )
+    frame = frame.with_columns(pl.col("duration_seconds").cast(pl.Float64, strict=False))
+    bad = frame.with_row_index("row").filter(
+        pl.col("duration_seconds").is_null() | (pl.col("duration_seconds") <= 0)
+    )
+    if bad.height:
+        raise MmbenchError(f"{path}: line {bad['row'][0] + 2}: duration_seconds must be a positive number")
+    return (
+        frame.with_columns(identify.track_ids_for(frame["artist_name"], frame["track_name"]))
+        .unique("track_id", keep="first", maintain_order=True)
+        .select("track_id", "duration_seconds")
+    )
+
+
+def known_durations(
+    tracks: pl.DataFrame, manifest: Path | None, audio_files: pl.DataFrame | None
+) -> pl.DataFrame:
+    """(track, duration_seconds) of the tracks whose duration is known: from the durations
+    manifest first, then from the audio manifest's files."""
+    known = [read_durations(manifest)] if manifest is not None else []
+    if audio_files is not None:
+        known.append(audio_files.select("track_id", "duration_seconds"))
+    if not known:
+        return pl.DataFrame(schema={"track": pl.UInt32, "duration_seconds": pl.Float32})
+    listed = pl.concat([k.with_columns(pl.col("duration_seconds").cast(pl.Float32)) for k in known])
+    first = listed.unique("track_id", keep="first", maintain_order=True)
+    return tracks.join(first, on="track_id").select("track", "duration_seconds")

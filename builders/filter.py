@@ -82,3 +82,31 @@ def passed_only_with_later_plays(
             found[name] = passing.filter(~passing.is_in(early.implode()))
         plays = plays.filter(keep)
     return found
+
+
+def later_plays_report(
+    found: dict[str, pl.Series], plays: pl.DataFrame, sessions: pl.DataFrame, filters: dict[str, Any]
+) -> dict:
+    """How much the selection of users and tracks owes to plays after the test cutoff: per
+    threshold filter, the units that pass it only thanks to them and how many of those the
+    build keeps; then the kept users and tracks in that case under any filter, and the
+    catalogue tracks without a training play."""
+    kept = {"user": plays["user"].unique(), "track": plays["track"].unique()}
+    per_filter = {}
+    for name, units in found.items():
+        unit = THRESHOLDS[name]
+        per_filter[name] = {
+            "unit": unit,
+            "threshold": filters[name],
+            "pass_only_with_later_plays": units.len(),
+            "kept": int(units.is_in(kept[unit].implode()).sum()),
+        }
+    report: dict[str, Any] = {"filters": per_filter}
+    for unit in ("user", "track"):
+        owing = [found[n] for n in found if THRESHOLDS[n] == unit]
+        union = pl.concat(owing).unique() if owing else pl.Series(unit, [], dtype=pl.UInt32)
+        report[f"{unit}s_kept"] = kept[unit].len()
+        report[f"{unit}s_kept_only_with_later_plays"] = int(union.is_in(kept[unit].implode()).sum())
+    train = plays.join(sessions.filter(pl.col("split") == "train").select("session"), on="session")
+    report["tracks_without_training_play"] = kept["track"].len() - train["track"].n_unique()
+    return report

@@ -83,9 +83,10 @@ def resolve_raw(path: str | Path) -> RawSource:
 
 
 def _blocks(
-    stream: IO[bytes], digest: hashlib._Hash, bar: tqdm, block_bytes: int
+    stream: IO[bytes], digest: hashlib._Hash, read_bytes: list[int], bar: tqdm, block_bytes: int
 ) -> Iterator[tuple[bytes, int]]:
-    """(block of whole lines, its first line number); a thread reads and hashes ahead."""
+    """(block of whole lines, its first line number); a thread reads ahead, hashes the bytes
+    into ``digest`` and counts them in ``read_bytes[0]``."""
     out: queue.Queue = queue.Queue(maxsize=2)
 
     def read() -> None:
@@ -94,6 +95,7 @@ def _blocks(
             first_line = 1
             while chunk := stream.read(block_bytes):
                 digest.update(chunk)
+                read_bytes[0] += len(chunk)
                 bar.update(len(chunk))
                 chunk = rest + chunk
                 cut = chunk.rfind(b"\n") + 1
@@ -285,7 +287,8 @@ def ingest(
                     total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress
                 ) as bar:
                     pending: deque[Future] = deque()
-                    blocks_in = _blocks(stream, digest, bar, block_bytes)
+                    read_bytes = [0]  # counted apart from the bar, which counts nothing when disabled
+                    blocks_in = _blocks(stream, digest, read_bytes, bar, block_bytes)
                     while True:
                         # Two blocks parse at once (numpy and polars release the GIL); a bounded
                         # queue keeps memory to a few blocks whatever the file's size.
@@ -307,7 +310,7 @@ def ingest(
                         if coded.height:
                             blocks.append(coded)
                             mbids.append(stats)
-                checksums[name] = {"md5": digest.hexdigest(), "bytes": bar.n}
+                checksums[name] = {"md5": digest.hexdigest(), "bytes": read_bytes[0]}
         if PLAYS_NAME not in checksums and source.kind != "file":
             raise MmbenchError(f"{source.path}: holds no {PLAYS_NAME}; is this the LastFM-1K archive?")
         if lines_read == 0:

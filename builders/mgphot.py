@@ -453,3 +453,44 @@ def compare_with_ground_truth(annotations: pl.DataFrame, truth: pl.DataFrame) ->
         else float("nan"),
         "genes": genes,
     }
+
+
+def mgphot_config(
+    enrich: dict[str, Any],
+    kept: pl.DataFrame,
+    plays: pl.DataFrame,
+    sessions: pl.DataFrame,
+    lyric_texts: pl.DataFrame | None,
+    cache_root: Path,
+    options: dict[str, Any],
+    progress: bool,
+) -> tuple[pl.DataFrame, dict, int]:
+    """The ``mgphot`` config's rows for the recipe's ``enrich`` settings: the ``mgphot_limit``
+    most played tracks of ``kept`` (all when 0), from the answer cache under ``cache_root``,
+    asking the annotator (``options``: ``url``, ``device``) for the ones it lacks. Returns the
+    rows, the report and how many tracks were asked."""
+    train = plays.join(sessions.filter(pl.col("split") == "train").select("session"), on="session")
+    counts = train.group_by("track").agg(pl.len().alias("n_plays_train"))
+    ranked = kept.join(counts, on="track", how="left").with_columns(pl.col("n_plays_train").fill_null(0))
+    songs = songs_to_annotate(ranked, lyric_texts, enrich["mgphot_limit"])
+    backend, model = enrich["mgphot_backend"], enrich["mgphot_model"] or None
+    name = annotator_name(backend, model)
+    cache = AnswerCache(cache_root, name)
+    device = options.get("device") or "auto"
+    asked = fill_cache(songs, cache, backend, model, options.get("url"), device, progress=progress)
+    ids = sorted(s.track_id for s in songs)
+    frame = pl.DataFrame(
+        {
+            "track_id": ids,
+            "genes": np.asarray([cache.answers[t] for t in ids], dtype=np.float32).reshape(len(ids), -1),
+            "annotator": [name] * len(ids),
+        }
+    )
+    report = {
+        "model": name,
+        "dim": MGPHOT_DIM,
+        "prompt_version": PROMPT_VERSION,
+        "annotated": len(ids),
+        "with_lyrics": sum(s.lyrics is not None for s in songs),
+    }
+    return frame, report, asked

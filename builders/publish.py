@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmbench.builders.ingest import LASTFM_PAGE
+from mmbench.builders.recipe import recipe_toml
 from mmbench.errors import MmbenchError
-from mmbench.files import atomic_path
-from mmbench.schema import DEFAULT_CONFIG, SCHEMAS, SPLITS
+from mmbench.files import atomic_path, write_atomic
+from mmbench.info import sha256_file
+from mmbench.schema import (
+    DEFAULT_CONFIG,
+    SCHEMAS,
+    SPLITS,
+    content_label,
+    embedding_schema,
+    instances_schema,
+    mgphot_schema,
+)
 
 ROWS_PER_SHARD = 500_000
 ROW_GROUP = 50_000
@@ -153,7 +165,7 @@ def write_plots(
     return names
 
 
-def card_text(report: dict, plots: list[str], recipe_toml: str) -> str:
+def card_text(report: dict, plots: list[str], recipe_text: str) -> str:
     """The dataset card: YAML front matter with every config and split, then the description."""
     content = report.get("content", {})
     lines = [
@@ -233,7 +245,7 @@ on items chosen with knowledge of their later plays (see `docs/protocol.md`).
 ## Recipe
 
 ```toml
-{recipe_toml.strip()}
+{recipe_text.strip()}
 ```
 
 ## Citation
@@ -282,3 +294,86 @@ def replace_tree(staging: Path, target: Path) -> None:
 def dumps_report(report: dict) -> str:
     """The build report as stable JSON (sorted keys within stages, fixed indentation)."""
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries whose behaviour shapes the outputs."""
+    out = {"python": platform.python_version()}
+    for package in ("mmbench", "polars", "pyarrow", "numpy", "datasets", "matplotlib"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def publish_build(
+    out: Path,
+    staging: Path,
+    recipe: dict,
+    stages: dict,
+    later_plays: dict,
+    plays: pl.DataFrame,
+    sessions: pl.DataFrame,
+    tracks: pl.DataFrame,
+    durations: pl.DataFrame,
+    users: pl.DataFrame,
+    inst: dict[str, pl.DataFrame],
+    rejects_path: Path,
+    enriched: dict[str, tuple[pl.DataFrame, dict]],
+) -> dict:
+    """Write the published folder (data/, plots/, README.md, build_report.json, rejects.jsonl)
+    in ``staging``, then move it over ``out``'s; return the build report."""
+    shutil.rmtree(staging, ignore_errors=True)
+    catalog = track_catalog(tracks, durations, plays, sessions)
+    user_table = user_catalog(users, sessions)
+    session_rows = session_table(plays, sessions, tracks["track_id"], users["user_id"])
+    for name in ("train", "validation", "test"):
+        rows = session_rows.filter(pl.col("split") == name)
+        write_parquet_shards(to_arrow(rows, "sessions"), staging / "data" / "sessions", name)
+    for name, table in inst.items():
+        labelled = table.with_columns(
+            pl.col("target_track_id").is_in(frame["track_id"].implode()).alias(content_label(config))
+            for config, (frame, _) in sorted(enriched.items())
+        )
+        write_parquet_shards(
+            to_arrow(labelled, instances_schema(list(enriched))), staging / "data" / "instances", name
+        )
+    write_parquet_shards(to_arrow(catalog, "tracks"), staging / "data" / "tracks", "catalog")
+    write_parquet_shards(to_arrow(user_table, "users"), staging / "data" / "users", "catalog")
+    for config, (frame, info) in enriched.items():
+        schema = mgphot_schema() if config == "mgphot" else embedding_schema(info["dim"])
+        write_parquet_shards(to_arrow(frame, schema), staging / "data" / config, "catalog")
+    recipe_text = recipe_toml(recipe)
+    statistics = {
+        "plays": plays.height,
+        "sessions": sessions.height,
+        "users": user_table.height,
+        "tracks": catalog.height,
+        "tracks_cold": int((catalog["n_plays_train"] == 0).sum()),
+        "tracks_with_duration": int(catalog["duration_seconds"].is_not_null().sum()),
+        "instances": {k: v for k, v in stages["instances"].items() if k in ("next-track", "paper-sampled")},
+    }
+    report: dict[str, Any] = {
+        "mmbench_version": versions()["mmbench"],
+        "recipe": recipe,
+        "inputs": stages["ingest"]["inputs"],
+        "stages": stages,
+        "statistics": statistics,
+        "later_plays_in_selection": later_plays,
+        "content": {config: info for config, (_, info) in enriched.items()},
+        "versions": versions(),
+    }
+    plots = write_plots(staging / "plots", sessions, catalog, plays, stages["split"])
+    report["outputs"] = {
+        str(p.relative_to(staging)): sha256_file(p) for p in sorted((staging / "data").rglob("*.parquet"))
+    }
+    write_atomic(staging / "README.md", card_text(report, plots, recipe_text))
+    write_atomic(staging / "build_report.json", dumps_report(report))
+    shutil.copyfile(rejects_path, staging / "rejects.jsonl")
+    for entry in ("data", "plots"):
+        replace_tree(staging / entry, out / entry)
+    for entry in ("README.md", "rejects.jsonl", "build_report.json"):
+        (staging / entry).replace(out / entry)
+    shutil.rmtree(staging)
+    return report

@@ -124,3 +124,13 @@ def enrich_overrides(**values: Any) -> list[str]:
     """``enrich.KEY=VALUE`` overrides for the values given (None: not given), as the build's
     shortcut options (``--audio-encoder``, ``--mgphot-limit``, ...) set them."""
     return [f"enrich.{key}={json.dumps(value)}" for key, value in values.items() if value is not None]
+
+
+def recipe_toml(recipe: dict) -> str:
+    """The recipe as TOML text, for the dataset card."""
+    lines = [f"name = {json.dumps(recipe['name'])}", f"description = {json.dumps(recipe['description'])}"]
+    for section in ("sessionize", "filters", "split", "instances", "enrich"):
+        lines.append(f"\n[{section}]")
+        for k, v in recipe[section].items():
+            lines.append(f"{k} = {json.dumps(v)}")
+    return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ import csv
 import gzip
 import io
 import json
+import shutil
 import tarfile
 import uuid
 from dataclasses import asdict, dataclass
@@ -664,3 +665,18 @@ def _csv(rows: list[list]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
+
+
+def prepare_sample(folder: Path, cfg: SampleConfig, progress: bool = True) -> tuple[dict[str, Path], bool]:
+    """The sample raw set in ``folder``, written unless a finished one of this generator version
+    and configuration is there already; returns its paths and whether it was written now."""
+    marker = folder / "done.json"
+    wanted = {"generator": SAMPLE_VERSION, **asdict(cfg)}
+    written = not marker.exists() or json.loads(marker.read_text()) != wanted
+    if written:
+        shutil.rmtree(folder, ignore_errors=True)
+        write_sample(folder, cfg, progress=progress)
+        write_atomic(marker, json.dumps(wanted))
+    names = {"archive": ARCHIVE_NAME, "durations": "durations.csv"}
+    names |= {"audio_manifest": "audio_manifest.csv", "lyrics_manifest": "lyrics_manifest.jsonl"}
+    return {part: folder / name for part, name in names.items()}, written

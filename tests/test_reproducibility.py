@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import build_fixture, run_cli
+from conftest import NO_FILTERS, build_fixture, run_cli
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -25,6 +25,20 @@ def test_two_builds_of_the_same_input_are_byte_identical(fixture_raw, tmp_path):
         outs.append(_digests(out))
     parquet = [k for k in outs[0] if k.endswith(".parquet")]
     assert len(parquet) == 7
+    assert outs[0] == outs[1]
+
+
+def test_progress_bars_do_not_change_the_outputs(fixture_raw, tmp_path):
+    """The report once counted the input's bytes with the progress bar, which --quiet disables."""
+    outs = []
+    for name, extra in (("quiet", ("--quiet",)), ("bars", ())):
+        args = ["build", "--raw", str(fixture_raw["folder"]), "--out", str(tmp_path / name), *extra]
+        overrides = [*NO_FILTERS, "instances.paper_sampled_negatives=2"]
+        result = run_cli(
+            *args, "--durations", str(fixture_raw["durations"]), *[a for o in overrides for a in ("--set", o)]
+        )
+        assert result.returncode == 0, result.stderr
+        outs.append(_digests(tmp_path / name))
     assert outs[0] == outs[1]
 
 

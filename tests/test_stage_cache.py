@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from conftest import run_cli
-from mmbench.builders.pipeline import code_digest
+from mmbench.builders.stages import code_digest
 
 
 def test_code_digest_follows_project_imports(tmp_path, monkeypatch):
