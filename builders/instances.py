@@ -104,76 +104,17 @@ def build_instances(
     train_counts = plays.filter(pl.col("split") == "train").group_by("track").len()
     n_plays_train = np.zeros(len(catalog), dtype=np.int64)
     n_plays_train[np.searchsorted(catalog, train_counts["track"].to_numpy())] = train_counts["len"].to_numpy()
-    thresholds = popularity_thresholds(n_plays_train)
     out: dict[str, pl.DataFrame] = {}
     report: dict = {"next-track": {}, "paper-sampled": {}}
     for split in ("validation", "test"):
         eligible = sessions.filter((pl.col("split") == split) & pl.col("user").is_in(train_users.implode()))
         in_split = plays.filter(pl.col("session").is_in(eligible["session"].implode()))
-        last = in_split.group_by("session", maintain_order=True).agg(
-            pl.col("session_id").first(),
-            pl.col("user").first(),
-            pl.col("track").last(),
-            (pl.len() - 1).cast(pl.Int32).alias("position"),
-        )
-        next_track = last.select(
-            pl.format("next-track/{}", "session_id").alias("instance_id"),
-            pl.lit("next-track").alias("task"),
-            pl.col("user"),
-            pl.col("session_id"),
-            pl.col("position"),
-            pl.col("track"),
-        )
-        first = (
-            eligible.sort("user", "start", "session")
-            .group_by("user", maintain_order=True)
-            .agg(pl.col("session").first(), pl.col("session_id").first(), pl.col("start").first())
-            .join(
-                in_split.group_by("session", maintain_order=True).agg(pl.col("track").first()), on="session"
-            )
-            .sort("user")
-        )
-        heard = (
-            first.select("user", "session", pl.col("start").alias("instance_start"))
-            .join(plays.select("user", "start", pl.col("track").alias("heard")), on="user")
-            .filter(pl.col("start") < pl.col("instance_start"))
-            .group_by("session")
-            .agg(pl.col("heard").unique())
-        )
-        first = first.join(heard, on="session", how="left", maintain_order="left")
-        candidates = []
-        for session_id, target, input_tracks in first.select("session_id", "track", "heard").iter_rows():
-            excluded = np.searchsorted(catalog, np.append(input_tracks or [], target))
-            drawn = sample_negatives(
-                len(catalog), excluded, negatives, seed, f"paper-sampled/{split}/{session_id}"
-            )
-            candidates.append(sorted(track_ids.gather(np.append(catalog[drawn], target)).to_list()))
-        paper = first.select(
-            pl.format("paper-sampled/{}/{}", pl.lit(split), "session_id").alias("instance_id"),
-            pl.lit("paper-sampled").alias("task"),
-            pl.col("user"),
-            pl.col("session_id"),
-            pl.lit(0, dtype=pl.Int32).alias("position"),
-            pl.col("track"),
-        ).with_columns(pl.Series("candidates", candidates, dtype=pl.List(pl.String)))
+        next_track = _next_track(in_split)
+        paper = _paper_sampled(split, eligible, in_split, plays, catalog, track_ids, negatives, seed)
         table = pl.concat(
             [next_track.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("candidates")), paper]
         )
-        n_target = n_plays_train[np.searchsorted(catalog, table["track"].to_numpy())]
-        table = (
-            table.with_columns(
-                pl.Series("user_id", user_ids.gather(table["user"])),
-                pl.Series("target_track_id", track_ids.gather(table["track"])),
-                pl.col("instance_id")
-                .is_in(_heard_before(table, plays).implode())
-                .alias("target_heard_before"),
-                pl.Series("target_popularity", popularity_group(n_target, thresholds)),
-                pl.Series("target_cold", n_target == 0),
-            )
-            .select(list(INSTANCE_SCHEMA))
-            .sort("task", "instance_id")
-        )
-        out[split] = table
+        out[split] = _labelled(table, plays, catalog, n_plays_train, track_ids, user_ids)
         report["next-track"][split] = next_track.height
         report["paper-sampled"][split] = paper.height
         if table.height == 0:
@@ -181,3 +122,88 @@ def build_instances(
     report["rows_in"] = report["rows_out"] = plays.height
     report["removed"] = {}
     return out, report
+
+
+def _next_track(in_split: pl.DataFrame) -> pl.DataFrame:
+    """One instance per session: the target is its last track."""
+    last = in_split.group_by("session", maintain_order=True).agg(
+        pl.col("session_id").first(),
+        pl.col("user").first(),
+        pl.col("track").last(),
+        (pl.len() - 1).cast(pl.Int32).alias("position"),
+    )
+    return last.select(
+        pl.format("next-track/{}", "session_id").alias("instance_id"),
+        pl.lit("next-track").alias("task"),
+        "user",
+        "session_id",
+        "position",
+        "track",
+    )
+
+
+def _paper_sampled(
+    split: str,
+    eligible: pl.DataFrame,
+    in_split: pl.DataFrame,
+    plays: pl.DataFrame,
+    catalog: np.ndarray,
+    track_ids: pl.Series,
+    negatives: int,
+    seed: int,
+) -> pl.DataFrame:
+    """Per user, the first play of their first session in the split, with its candidates: the
+    target and ``negatives`` tracks outside the instance's input."""
+    first = (
+        eligible.sort("user", "start", "session")
+        .group_by("user", maintain_order=True)
+        .agg(pl.col("session").first(), pl.col("session_id").first(), pl.col("start").first())
+        .join(in_split.group_by("session", maintain_order=True).agg(pl.col("track").first()), on="session")
+        .sort("user")
+    )
+    heard = (
+        first.select("user", "session", pl.col("start").alias("instance_start"))
+        .join(plays.select("user", "start", pl.col("track").alias("heard")), on="user")
+        .filter(pl.col("start") < pl.col("instance_start"))
+        .group_by("session")
+        .agg(pl.col("heard").unique())
+    )
+    first = first.join(heard, on="session", how="left", maintain_order="left")
+    candidates = []
+    for session_id, target, input_tracks in first.select("session_id", "track", "heard").iter_rows():
+        excluded = np.searchsorted(catalog, np.append(input_tracks or [], target))
+        drawn = sample_negatives(
+            len(catalog), excluded, negatives, seed, f"paper-sampled/{split}/{session_id}"
+        )
+        candidates.append(sorted(track_ids.gather(np.append(catalog[drawn], target)).to_list()))
+    return first.select(
+        pl.format("paper-sampled/{}/{}", pl.lit(split), "session_id").alias("instance_id"),
+        pl.lit("paper-sampled").alias("task"),
+        "user",
+        "session_id",
+        pl.lit(0, dtype=pl.Int32).alias("position"),
+        "track",
+    ).with_columns(pl.Series("candidates", candidates, dtype=pl.List(pl.String)))
+
+
+def _labelled(
+    table: pl.DataFrame,
+    plays: pl.DataFrame,
+    catalog: np.ndarray,
+    n_plays_train: np.ndarray,
+    track_ids: pl.Series,
+    user_ids: pl.Series,
+) -> pl.DataFrame:
+    """The instances with their ids and their targets' segment labels, in the published form."""
+    n_target = n_plays_train[np.searchsorted(catalog, table["track"].to_numpy())]
+    return (
+        table.with_columns(
+            pl.Series("user_id", user_ids.gather(table["user"])),
+            pl.Series("target_track_id", track_ids.gather(table["track"])),
+            pl.col("instance_id").is_in(_heard_before(table, plays).implode()).alias("target_heard_before"),
+            pl.Series("target_popularity", popularity_group(n_target, popularity_thresholds(n_plays_train))),
+            pl.Series("target_cold", n_target == 0),
+        )
+        .select(list(INSTANCE_SCHEMA))
+        .sort("task", "instance_id")
+    )
