@@ -257,76 +257,63 @@ def _open_members(source: RawSource) -> Iterator[tuple[str, IO[bytes], int]]:
                 yield role, stream, path.stat().st_size
 
 
-def ingest(
-    source: RawSource, rejects_path: Path, progress: bool = True, block_bytes: int = BLOCK_BYTES
-) -> IngestResult:
-    """Read the plays and the profiles of ``source``; write rejected lines to ``rejects_path``.
+@dataclass
+class _PlaysRead:
+    """What reading the plays file gave: its valid plays per block (categorical names), the
+    MBID counts per block, the reject counts, the lines read and the file's checksum."""
 
-    The plays are parsed ``block_bytes`` at a time (whole lines), so memory stays bounded by the
-    compact columns kept per play, not by the size of the file.
-    """
-    blocks: list[pl.DataFrame] = []
-    mbids: list[pl.DataFrame] = []
-    reasons: Counter[str] = Counter()
-    checksums: dict[str, dict] = {}
-    profile_bytes: bytes | None = None
-    lines_read = 0
-    # Rejects go to a temporary file that becomes rejects_path only if the plays are usable.
-    with atomic_path(rejects_path) as tmp_rejects:
-        with tmp_rejects.open("w", encoding="utf-8") as rejects_out, ThreadPoolExecutor(2) as pool:
-            for name, stream, size in _open_members(source):
-                if name == PROFILE_NAME:
-                    profile_bytes = stream.read()
-                    checksums[name] = {
-                        "md5": hashlib.md5(profile_bytes).hexdigest(),
-                        "bytes": len(profile_bytes),
-                    }
-                    continue
-                digest = hashlib.md5()
-                with tqdm(
-                    total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress
-                ) as bar:
-                    pending: deque[Future] = deque()
-                    read_bytes = [0]  # counted apart from the bar, which counts nothing when disabled
-                    blocks_in = _blocks(stream, digest, read_bytes, bar, block_bytes)
-                    while True:
-                        # Two blocks parse at once (numpy and polars release the GIL); a bounded
-                        # queue keeps memory to a few blocks whatever the file's size.
-                        while len(pending) < 3 and (item := next(blocks_in, None)) is not None:
-                            pending.append(pool.submit(_parse_and_code, *item))
-                        if not pending:
-                            break
-                        coded, stats, rejects = pending.popleft().result()
-                        lines_read += coded.height + len(rejects)
-                        for record in rejects:
-                            reasons[record["reason"]] += 1
-                            rejects_out.write(json.dumps({"file": name, **record}, ensure_ascii=False) + "\n")
-                        if lines_read > 10_000 and sum(reasons.values()) > 0.5 * lines_read:
-                            raise MmbenchError(
-                                f"{name}: {sum(reasons.values()):,} of the first {lines_read:,} lines "
-                                f"are malformed ({dict(reasons)}); is this the LastFM-1K plays file? "
-                                f"See {rejects_path.name} for examples"
-                            )
-                        if coded.height:
-                            blocks.append(coded)
-                            mbids.append(stats)
-                checksums[name] = {"md5": digest.hexdigest(), "bytes": read_bytes[0]}
-        if PLAYS_NAME not in checksums and source.kind != "file":
-            raise MmbenchError(f"{source.path}: holds no {PLAYS_NAME}; is this the LastFM-1K archive?")
-        if lines_read == 0:
-            raise MmbenchError(f"{source.plays or source.path}: the plays file is empty")
-        if not blocks:
-            raise MmbenchError(
-                f"{source.plays or source.path}: none of its {lines_read:,} lines is a valid play "
-                f"({dict(reasons)}); expected 6 tab-separated fields with a YYYY-MM-DDTHH:MM:SSZ timestamp"
-            )
-    for name, info in checksums.items():
-        info["published_md5"] = PUBLISHED_MD5[name]
-        info["matches_published"] = info["md5"] == PUBLISHED_MD5[name]
-    # Dense codes for users and (artist, track) name pairs in sorted name order, so that codes
-    # depend on the content only, not on the file's order or the block size.
+    blocks: list[pl.DataFrame]
+    mbids: list[pl.DataFrame]
+    reasons: Counter[str]
+    lines: int
+    checksum: dict
+
+
+def _read_plays(
+    name: str, stream: IO[bytes], size: int, rejects_out: IO[str], progress: bool, block_bytes: int
+) -> _PlaysRead:
+    """Parse the plays stream block by block, writing each rejected line to ``rejects_out``."""
+    read = _PlaysRead([], [], Counter(), 0, {})
+    digest, read_bytes = hashlib.md5(), [0]  # bytes counted apart from the bar, off with --quiet
+    with (
+        ThreadPoolExecutor(2) as pool,
+        tqdm(total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress) as bar,
+    ):
+        pending: deque[Future] = deque()
+        blocks_in = _blocks(stream, digest, read_bytes, bar, block_bytes)
+        while True:
+            # Two blocks parse at once (numpy and polars release the GIL); a bounded queue keeps
+            # memory to a few blocks whatever the file's size.
+            while len(pending) < 3 and (item := next(blocks_in, None)) is not None:
+                pending.append(pool.submit(_parse_and_code, *item))
+            if not pending:
+                break
+            coded, stats, rejects = pending.popleft().result()
+            read.lines += coded.height + len(rejects)
+            for record in rejects:
+                read.reasons[record["reason"]] += 1
+                rejects_out.write(json.dumps({"file": name, **record}, ensure_ascii=False) + "\n")
+            bad = sum(read.reasons.values())
+            if read.lines > 10_000 and bad > 0.5 * read.lines:
+                first = rejects[0] if rejects else {"line": "?", "reason": "?"}
+                raise MmbenchError(
+                    f"{name}: {bad:,} of the first {read.lines:,} lines are malformed ({dict(read.reasons)}; "
+                    f"e.g. line {first['line']}: {first['reason']}); is this the LastFM-1K plays file?"
+                )
+            if coded.height:
+                read.blocks.append(coded)
+                read.mbids.append(stats)
+    read.checksum = {"md5": digest.hexdigest(), "bytes": read_bytes[0]}
+    return read
+
+
+def _dense_codes(
+    blocks: list[pl.DataFrame], mbids: list[pl.DataFrame]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The plays with dense codes for users and (artist, track) name pairs in sorted name order,
+    so that codes depend on the content only, not on the file's order or the block size; the
+    users (code, id) and the pairs (code, names, MBIDs, play count per MBID combination)."""
     plays = pl.concat(blocks)
-    del blocks
     stats = (
         pl.concat(mbids)
         .group_by("artist_name", "track_name", "artist_mbid", "track_mbid")
@@ -357,30 +344,64 @@ def ingest(
         .replace_strict(pair_order["key"], pair_order["pair"], return_dtype=pl.UInt32)
         .alias("pair"),
     )
-    profiles, profile_rejects = parse_profiles(profile_bytes)
-    for record in profile_rejects:
-        reasons[f"profile_{record['reason']}"] += 1
-    if profile_rejects:
-        with rejects_path.open("a", encoding="utf-8") as out:
-            out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in profile_rejects)
-    user_table = order.select("user", pl.col("name").alias("user_id")).join(
-        profiles, on="user_id", how="left"
-    )
-    pair_table = (
+    pairs = (
         stats.join(pair_order.select("key", "pair"), on="key")
         .select("pair", pl.col("artist_name", "track_name").cast(pl.String), "artist_mbid", "track_mbid", "n")
         .sort("pair", "artist_mbid", "track_mbid", nulls_last=True)
     )
+    return plays, order.select("user", pl.col("name").alias("user_id")), pairs
+
+
+def ingest(
+    source: RawSource, rejects_path: Path, progress: bool = True, block_bytes: int = BLOCK_BYTES
+) -> IngestResult:
+    """Read the plays and the profiles of ``source``; write rejected lines to ``rejects_path``.
+
+    The plays are parsed ``block_bytes`` at a time (whole lines), so memory stays bounded by the
+    compact columns kept per play, not by the size of the file.
+    """
+    read, checksums, profile_bytes = None, {}, None
+    # Rejects go to a temporary file that becomes rejects_path only if the plays are usable.
+    with atomic_path(rejects_path) as tmp_rejects:
+        with tmp_rejects.open("w", encoding="utf-8") as rejects_out:
+            for name, stream, size in _open_members(source):
+                if name == PROFILE_NAME:
+                    profile_bytes = stream.read()
+                    checksums[name] = {
+                        "md5": hashlib.md5(profile_bytes).hexdigest(),
+                        "bytes": len(profile_bytes),
+                    }
+                else:
+                    read = _read_plays(name, stream, size, rejects_out, progress, block_bytes)
+                    checksums[name] = read.checksum
+        where = source.plays or source.path
+        if read is None:
+            raise MmbenchError(f"{source.path}: holds no {PLAYS_NAME}; is this the LastFM-1K archive?")
+        if read.lines == 0:
+            raise MmbenchError(f"{where}: the plays file is empty")
+        if not read.blocks:
+            raise MmbenchError(
+                f"{where}: none of its {read.lines:,} lines is a valid play ({dict(read.reasons)}); "
+                "expected 6 tab-separated fields with a YYYY-MM-DDTHH:MM:SSZ timestamp"
+            )
+    for name, info in checksums.items():
+        info["published_md5"] = PUBLISHED_MD5[name]
+        info["matches_published"] = info["md5"] == PUBLISHED_MD5[name]
+    plays, users, pairs = _dense_codes(read.blocks, read.mbids)
+    profiles, profile_rejects = parse_profiles(profile_bytes)
+    if profile_rejects:
+        with rejects_path.open("a", encoding="utf-8") as out:
+            out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in profile_rejects)
     report = {
-        "rows_in": lines_read,
+        "rows_in": read.lines,
         "rows_out": plays.height,
-        "removed": {r: reasons.get(r, 0) for r in REJECT_REASONS},
-        "profile_rejects": {k: v for k, v in reasons.items() if k.startswith("profile_")},
-        "users": user_table.height,
+        "removed": {r: read.reasons.get(r, 0) for r in REJECT_REASONS},
+        "profile_rejects": dict(Counter(f"profile_{r['reason']}" for r in profile_rejects)),
+        "users": users.height,
         "profiles_found": profile_bytes is not None,
         "inputs": checksums,
     }
-    return IngestResult(plays, user_table, pair_table, report)
+    return IngestResult(plays, users.join(profiles, on="user_id", how="left"), pairs, report)
 
 
 PROFILE_SCHEMA = {
