@@ -205,21 +205,18 @@ def build(
     Returns the build report (also written to ``out/build_report.json``).
     """
     encoder_options, mgphot_options = encoder_options or {}, mgphot_options or {}
+    paths = {"raw": raw, "durations": durations_path, "audio": audio_manifest, "lyrics": lyrics_manifest}
     if sample_config is not None:
         parts, written = sample.prepare_sample(out / WORK / "sample-raw", sample_config, progress)
         if written:
             log("sample: generated the synthetic raw set")
-        raw = parts["archive"]
-        durations_path = durations_path or parts["durations"]
-        audio_manifest = audio_manifest or parts["audio_manifest"]
-        lyrics_manifest = lyrics_manifest or parts["lyrics_manifest"]
-    assert raw is not None
+        paths = {key: value or parts[key] for key, value in paths.items()}
     inputs = {
-        "source": ingest.resolve_raw(raw),
+        "source": ingest.resolve_raw(paths["raw"]),
         "rejects": out / WORK / "rejects.jsonl",
-        "durations": durations_path,
-        "audio": audio_manifest,
-        "manifests": content.read_manifests(audio_manifest, lyrics_manifest),
+        "durations": paths["durations"],
+        "audio": paths["audio"],
+        "manifests": content.read_manifests(paths["audio"], paths["lyrics"]),
         "progress": progress,
     }
     ctx = StageCache(out / WORK, __name__, log).run(core_stages(recipe), Context(recipe, inputs))

@@ -328,23 +328,7 @@ def publish_build(
     catalog = track_catalog(tracks, durations, plays, sessions)
     user_table = user_catalog(users, sessions)
     session_rows = session_table(plays, sessions, tracks["track_id"], users["user_id"])
-    for name in ("train", "validation", "test"):
-        rows = session_rows.filter(pl.col("split") == name)
-        write_parquet_shards(to_arrow(rows, "sessions"), staging / "data" / "sessions", name)
-    for name, table in inst.items():
-        labelled = table.with_columns(
-            pl.col("target_track_id").is_in(frame["track_id"].implode()).alias(content_label(config))
-            for config, (frame, _) in sorted(enriched.items())
-        )
-        write_parquet_shards(
-            to_arrow(labelled, instances_schema(list(enriched))), staging / "data" / "instances", name
-        )
-    write_parquet_shards(to_arrow(catalog, "tracks"), staging / "data" / "tracks", "catalog")
-    write_parquet_shards(to_arrow(user_table, "users"), staging / "data" / "users", "catalog")
-    for config, (frame, info) in enriched.items():
-        schema = mgphot_schema() if config == "mgphot" else embedding_schema(info["dim"])
-        write_parquet_shards(to_arrow(frame, schema), staging / "data" / config, "catalog")
-    recipe_text = recipe_toml(recipe)
+    _write_configs(staging / "data", session_rows, inst, catalog, user_table, enriched)
     statistics = {
         "plays": plays.height,
         "sessions": sessions.height,
@@ -368,7 +352,7 @@ def publish_build(
     report["outputs"] = {
         str(p.relative_to(staging)): sha256_file(p) for p in sorted((staging / "data").rglob("*.parquet"))
     }
-    write_atomic(staging / "README.md", card_text(report, plots, recipe_text))
+    write_atomic(staging / "README.md", card_text(report, plots, recipe_toml(recipe)))
     write_atomic(staging / "build_report.json", dumps_report(report))
     shutil.copyfile(rejects_path, staging / "rejects.jsonl")
     for entry in ("data", "plots"):
@@ -377,3 +361,28 @@ def publish_build(
         (staging / entry).replace(out / entry)
     shutil.rmtree(staging)
     return report
+
+
+def _write_configs(
+    data: Path,
+    session_rows: pl.DataFrame,
+    inst: dict[str, pl.DataFrame],
+    catalog: pl.DataFrame,
+    user_table: pl.DataFrame,
+    enriched: dict[str, tuple[pl.DataFrame, dict]],
+) -> None:
+    """Every config's parquet files under ``data``; the instances get one label per content config."""
+    for name in ("train", "validation", "test"):
+        rows = session_rows.filter(pl.col("split") == name)
+        write_parquet_shards(to_arrow(rows, "sessions"), data / "sessions", name)
+    for name, table in inst.items():
+        labelled = table.with_columns(
+            pl.col("target_track_id").is_in(frame["track_id"].implode()).alias(content_label(config))
+            for config, (frame, _) in sorted(enriched.items())
+        )
+        write_parquet_shards(to_arrow(labelled, instances_schema(list(enriched))), data / "instances", name)
+    write_parquet_shards(to_arrow(catalog, "tracks"), data / "tracks", "catalog")
+    write_parquet_shards(to_arrow(user_table, "users"), data / "users", "catalog")
+    for config, (frame, info) in enriched.items():
+        schema = mgphot_schema() if config == "mgphot" else embedding_schema(info["dim"])
+        write_parquet_shards(to_arrow(frame, schema), data / config, "catalog")

@@ -677,6 +677,6 @@ def prepare_sample(folder: Path, cfg: SampleConfig, progress: bool = True) -> tu
         shutil.rmtree(folder, ignore_errors=True)
         write_sample(folder, cfg, progress=progress)
         write_atomic(marker, json.dumps(wanted))
-    names = {"archive": ARCHIVE_NAME, "durations": "durations.csv"}
-    names |= {"audio_manifest": "audio_manifest.csv", "lyrics_manifest": "lyrics_manifest.jsonl"}
+    names = {"raw": ARCHIVE_NAME, "durations": "durations.csv"}
+    names |= {"audio": "audio_manifest.csv", "lyrics": "lyrics_manifest.jsonl"}
     return {part: folder / name for part, name in names.items()}, written
