@@ -30,19 +30,26 @@ def _keep(name: str, value: Any) -> pl.Expr:
 
 
 def apply_filters(
-    plays: pl.DataFrame, filters: dict[str, Any], names: list[str]
+    plays: pl.DataFrame,
+    filters: dict[str, Any],
+    names: list[str],
+    reached: dict[str, pl.DataFrame] | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Apply the filters ``names`` (in that order) with their values from ``filters``.
 
     A value of 0 or false skips a filter. Session filters need the ``session`` column and rely
     on plays being in session order. The report gives the plays each filter removed and, after
-    each one, how many users, tracks and sessions remain.
+    each one, how many users, tracks and sessions remain. With ``reached``, each threshold
+    filter also records there when each unit it keeps reached its threshold
+    (:func:`threshold_reached`).
     """
     report: dict[str, Any] = {"rows_in": plays.height, "removed": {}, "after": {}}
     for name in names:
         value = filters[name]
         if value is False or value == 0:
             continue
+        if reached is not None and name in THRESHOLDS:
+            reached[name] = threshold_reached(plays, name, value)
         before = plays.height
         plays = plays.filter(_keep(name, value))
         report["removed"][name] = before - plays.height
@@ -58,30 +65,28 @@ def apply_filters(
     return plays, report
 
 
-def passed_only_with_later_plays(
-    plays: pl.DataFrame, filters: dict[str, Any], names: list[str], cutoff: float
-) -> dict[str, pl.Series]:
-    """Per threshold filter among ``names``: the users or tracks that pass it but would not on
-    the plays before ``cutoff`` alone.
+def threshold_reached(plays: pl.DataFrame, name: str, value: int) -> pl.DataFrame:
+    """For the threshold filter ``name`` at ``value`` applied to ``plays``: each unit it keeps
+    (``unit``) and the time it reached the threshold (``reached``: its ``value``-th earliest
+    play, or for sessions the start of its ``value``-th session). A unit passes the threshold
+    counted on the plays before a cutoff exactly when it reached it before the cutoff."""
+    unit = THRESHOLDS[name]
+    events = plays.select(unit, "timestamp")
+    if name == "min_user_sessions":
+        events = plays.group_by("user", "session").agg(pl.col("timestamp").min()).select(unit, "timestamp")
+    return (
+        events.group_by(unit)
+        .agg(pl.col("timestamp").bottom_k(value).max().alias("reached"), pl.len())
+        .filter(pl.col("len") >= value)
+        .select(pl.col(unit).alias("unit"), "reached")
+    )
 
-    The filters run again in order, exactly as :func:`apply_filters` runs them; at each
-    threshold filter (:data:`THRESHOLDS`) its rule is also applied to the input's plays with
-    a timestamp before ``cutoff``, the other filters unchanged. A unit that passes on every play
-    but not on the earlier ones owes its selection to plays after the cutoff.
-    """
-    found: dict[str, pl.Series] = {}
-    for name in names:
-        value = filters[name]
-        if value is False or value == 0:
-            continue
-        keep = _keep(name, value)
-        if name in THRESHOLDS:
-            unit = THRESHOLDS[name]
-            passing = plays.filter(keep)[unit].unique()
-            early = plays.filter(pl.col("timestamp") < cutoff).filter(keep)[unit].unique()
-            found[name] = passing.filter(~passing.is_in(early.implode()))
-        plays = plays.filter(keep)
-    return found
+
+def passed_only_with_later_plays(reached: dict[str, pl.DataFrame], cutoff: float) -> dict[str, pl.Series]:
+    """Per threshold filter: the units that pass it but would not on the plays before
+    ``cutoff`` alone, the other filters unchanged (they reached the threshold only at or after
+    the cutoff). ``reached`` comes from :func:`apply_filters`."""
+    return {name: frame.filter(pl.col("reached") >= cutoff)["unit"] for name, frame in reached.items()}
 
 
 def later_plays_report(

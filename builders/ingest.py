@@ -146,18 +146,24 @@ def _read_fields(data: bytes) -> pl.DataFrame:
     )
 
 
+def _line_bounds(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each line of a block ends (its newline) and starts."""
+    line_ends = np.flatnonzero(data == 10)
+    return line_ends, np.concatenate([[0], line_ends[:-1] + 1])
+
+
 def parse_block(block: bytes, first_line: int) -> tuple[pl.DataFrame, list[dict]]:
     """Parse a block of whole lines; return (valid plays, rejects).
 
     ``first_line`` is the 1-based line number of the block's first line. Valid plays have the
-    columns ``line`` (UInt32), :data:`PLAYS_FIELDS` as strings (empty MBIDs as null) and
-    ``timestamp`` as Int64 epoch seconds. Rejects are dicts with the line number, the reason
-    (one of :data:`REJECT_REASONS`) and the line's text.
+    columns ``line`` (UInt32), :data:`PLAYS_FIELDS` as strings (an empty MBID as an empty
+    string) and ``timestamp`` as Int64 epoch seconds. Rejects are dicts with the line number,
+    the reason (one of :data:`REJECT_REASONS`) and the line's text.
     """
     data = np.frombuffer(block, dtype=np.uint8)
-    n = int(np.count_nonzero(data == 10))
+    n = block.count(b"\n")
     frame = None
-    if np.count_nonzero(data == 9) == 5 * n:
+    if block.count(b"\t") == 5 * n:
         # Fast path: the CSV reader refuses lines with more than six fields and invalid UTF-8,
         # so with five tabs per line on average it has seen exactly six fields everywhere. Any
         # refusal (its exception class depends on where in the block the bad line sits) and any
@@ -171,9 +177,8 @@ def parse_block(block: bytes, first_line: int) -> tuple[pl.DataFrame, list[dict]
             reason = np.zeros(n, dtype=np.int8)
         else:
             frame = None
-    line_ends = np.flatnonzero(data == 10)
-    starts = np.concatenate([[0], line_ends[:-1] + 1])
     if frame is None:
+        line_ends, starts = _line_bounds(data)
         tabs = np.bincount(np.searchsorted(line_ends, np.flatnonzero(data == 9)), minlength=n)[:n]
         reason = np.where(tabs == 5, 0, 2).astype(np.int8)  # 0 = fine, else 1 + index in REJECT_REASONS
         reason[_invalid_utf8_lines(block, line_ends)] = 1
@@ -190,19 +195,21 @@ def parse_block(block: bytes, first_line: int) -> tuple[pl.DataFrame, list[dict]
         .then(pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_unit="ms"))
         .dt.epoch("s")
         .alias("timestamp"),
-        *[pl.col(c).replace("", None) for c in ("artist_mbid", "track_mbid")],
     )
     empty_user = pl.col("user_id") == ""
     late = pl.when(empty_user).then(3).when(pl.col("timestamp").is_null()).then(4).otherwise(0)
     late_reason = parsed.select(late.cast(pl.Int8)).to_series().to_numpy()
     reason[good] = late_reason
+    rejected = np.flatnonzero(reason)
+    if rejected.size:  # line bounds are needed only to quote rejected lines
+        line_ends, starts = _line_bounds(data)
     rejects = [
         {
             "line": first_line + int(i),
             "reason": REJECT_REASONS[reason[i] - 1],
             "text": block[starts[i] : line_ends[i]].decode("utf-8", "backslashreplace")[:500],
         }
-        for i in np.flatnonzero(reason)
+        for i in rejected
     ]
     valid = parsed.filter(pl.Series(late_reason == 0))
     return valid.select("line", *PLAYS_FIELDS), rejects
@@ -318,7 +325,10 @@ def _dense_codes(
         pl.concat(mbids)
         .group_by("artist_name", "track_name", "artist_mbid", "track_mbid")
         .agg(pl.col("len").sum().alias("n"))
-        .with_columns(_pair_key().alias("key"))
+        .with_columns(
+            _pair_key().alias("key"),
+            *[pl.col(c).replace("", None) for c in ("artist_mbid", "track_mbid")],
+        )
     )
     pair_order = (
         stats.select("key", "artist_name", "track_name")

@@ -48,18 +48,17 @@ def sample_negatives(n_catalog: int, excluded: np.ndarray, n: int, seed: int, ke
 def _heard_before(table: pl.DataFrame, plays: pl.DataFrame) -> pl.Series:
     """The ids of the instances whose user played the target before it: in a session that
     starts earlier, or earlier in the instance's own session (its prefix)."""
-    asked = table.select("instance_id", "user", "session_id", "position", "track").join(
-        plays.select("session_id", pl.col("start").alias("instance_start")).unique("session_id"),
-        on="session_id",
-    )
+    pair = pl.col("user").cast(pl.UInt64) * (1 << 32) + pl.col("track").cast(pl.UInt64)
+    asked = table.select("instance_id", "session", "start", "position", pair.alias("pair"))
     earlier = plays.select(
-        "user", "track", pl.col("session_id").alias("play_session"), "start", pl.col("position").alias("at")
-    )
+        pair.alias("pair"), pl.col("session").alias("play_session"), pl.col("start").alias("play_start"),
+        pl.col("position").alias("at"),
+    )  # fmt: skip
     return (
-        asked.join(earlier, on=["user", "track"])
+        asked.join(earlier, on="pair")
         .filter(
-            (pl.col("start") < pl.col("instance_start"))
-            | ((pl.col("play_session") == pl.col("session_id")) & (pl.col("at") < pl.col("position")))
+            (pl.col("play_start") < pl.col("start"))
+            | ((pl.col("play_session") == pl.col("session")) & (pl.col("at") < pl.col("position")))
         )["instance_id"]
         .unique()
     )
@@ -104,21 +103,31 @@ def build_instances(
     train_counts = plays.filter(pl.col("split") == "train").group_by("track").len()
     n_plays_train = np.zeros(len(catalog), dtype=np.int64)
     n_plays_train[np.searchsorted(catalog, train_counts["track"].to_numpy())] = train_counts["len"].to_numpy()
-    out: dict[str, pl.DataFrame] = {}
+    tables = []
     report: dict = {"next-track": {}, "paper-sampled": {}}
     for split in ("validation", "test"):
         eligible = sessions.filter((pl.col("split") == split) & pl.col("user").is_in(train_users.implode()))
         in_split = plays.filter(pl.col("session").is_in(eligible["session"].implode()))
         next_track = _next_track(in_split)
         paper = _paper_sampled(split, eligible, in_split, plays, catalog, track_ids, negatives, seed)
-        table = pl.concat(
-            [next_track.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("candidates")), paper]
+        no_candidates = pl.lit(None, dtype=pl.List(pl.String)).alias("candidates")
+        tables.append(
+            pl.concat([next_track.with_columns(no_candidates), paper]).with_columns(
+                pl.lit(split).alias("split")
+            )
         )
-        out[split] = _labelled(table, plays, catalog, n_plays_train, track_ids, user_ids)
         report["next-track"][split] = next_track.height
         report["paper-sampled"][split] = paper.height
-        if table.height == 0:
+        if tables[-1].height == 0:
             raise MmbenchError(f"no {split} instance: no {split} session has a user with a training session")
+    # Both splits are labelled at once: one join with the plays instead of one per split.
+    labelled = _labelled(pl.concat(tables), plays, catalog, n_plays_train, track_ids, user_ids)
+    out = {
+        split: labelled.filter(pl.col("split") == split)
+        .select(list(INSTANCE_SCHEMA))
+        .sort("task", "instance_id")
+        for split in ("validation", "test")
+    }
     report["rows_in"] = report["rows_out"] = plays.height
     report["removed"] = {}
     return out, report
@@ -129,6 +138,7 @@ def _next_track(in_split: pl.DataFrame) -> pl.DataFrame:
     last = in_split.group_by("session", maintain_order=True).agg(
         pl.col("session_id").first(),
         pl.col("user").first(),
+        pl.col("start").first(),
         pl.col("track").last(),
         (pl.len() - 1).cast(pl.Int32).alias("position"),
     )
@@ -136,7 +146,9 @@ def _next_track(in_split: pl.DataFrame) -> pl.DataFrame:
         pl.format("next-track/{}", "session_id").alias("instance_id"),
         pl.lit("next-track").alias("task"),
         "user",
+        "session",
         "session_id",
+        "start",
         "position",
         "track",
     )
@@ -180,7 +192,9 @@ def _paper_sampled(
         pl.format("paper-sampled/{}/{}", pl.lit(split), "session_id").alias("instance_id"),
         pl.lit("paper-sampled").alias("task"),
         "user",
+        "session",
         "session_id",
+        "start",
         pl.lit(0, dtype=pl.Int32).alias("position"),
         "track",
     ).with_columns(pl.Series("candidates", candidates, dtype=pl.List(pl.String)))
@@ -196,14 +210,10 @@ def _labelled(
 ) -> pl.DataFrame:
     """The instances with their ids and their targets' segment labels, in the published form."""
     n_target = n_plays_train[np.searchsorted(catalog, table["track"].to_numpy())]
-    return (
-        table.with_columns(
-            pl.Series("user_id", user_ids.gather(table["user"])),
-            pl.Series("target_track_id", track_ids.gather(table["track"])),
-            pl.col("instance_id").is_in(_heard_before(table, plays).implode()).alias("target_heard_before"),
-            pl.Series("target_popularity", popularity_group(n_target, popularity_thresholds(n_plays_train))),
-            pl.Series("target_cold", n_target == 0),
-        )
-        .select(list(INSTANCE_SCHEMA))
-        .sort("task", "instance_id")
+    return table.with_columns(
+        pl.Series("user_id", user_ids.gather(table["user"])),
+        pl.Series("target_track_id", track_ids.gather(table["track"])),
+        pl.col("instance_id").is_in(_heard_before(table, plays).implode()).alias("target_heard_before"),
+        pl.Series("target_popularity", popularity_group(n_target, popularity_thresholds(n_plays_train))),
+        pl.Series("target_cold", n_target == 0),
     )

@@ -56,10 +56,18 @@ def _filter_names(recipe: dict, before_sessionize: bool) -> list[str]:
     return before if before_sessionize else [f for f in recipe["filters"] if f not in before]
 
 
+REACHED = "reached-"  # a filter stage's artefact: when each unit reached a threshold
+
+
+def _filtered(plays: pl.DataFrame, recipe: dict, before_sessionize: bool) -> tuple[Frames, dict]:
+    reached: dict[str, pl.DataFrame] = {}
+    names = _filter_names(recipe, before_sessionize)
+    kept, report = filter.apply_filters(plays, recipe["filters"], names, reached)
+    return {"plays": kept, **{REACHED + name: frame for name, frame in reached.items()}}, report
+
+
 def _prefilter(ctx: Context) -> tuple[Frames, dict]:
-    names = _filter_names(ctx.recipe, before_sessionize=True)
-    kept, report = filter.apply_filters(ctx.frame("identify", "plays"), ctx.recipe["filters"], names)
-    return {"plays": kept}, report
+    return _filtered(ctx.frame("identify", "plays"), ctx.recipe, before_sessionize=True)
 
 
 def _sessionize(ctx: Context) -> tuple[Frames, dict]:
@@ -79,13 +87,12 @@ def _completion(ctx: Context) -> tuple[Frames, dict]:
 
 
 def _filter(ctx: Context) -> tuple[Frames, dict]:
-    names = _filter_names(ctx.recipe, before_sessionize=False)
-    kept, report = filter.apply_filters(ctx.frame("completion", "plays"), ctx.recipe["filters"], names)
-    if kept.height == 0:
+    frames, report = _filtered(ctx.frame("completion", "plays"), ctx.recipe, before_sessionize=False)
+    if frames["plays"].height == 0:
         raise MmbenchError(
             "the recipe's filters removed every play; relax them (e.g. --set filters.min_user_plays=...)"
         )
-    return {"plays": kept}, report
+    return frames, report
 
 
 def _split(ctx: Context) -> tuple[Frames, dict]:
@@ -101,16 +108,17 @@ def _split(ctx: Context) -> tuple[Frames, dict]:
 
 
 def _selection_audit(ctx: Context) -> tuple[Frames, dict]:
-    filters, cutoff = ctx.recipe["filters"], ctx.reports["split"]["test_cutoff"]
-    after = _filter_names(ctx.recipe, before_sessionize=False)
-    found = filter.passed_only_with_later_plays(ctx.frame("completion", "plays"), filters, after, cutoff)
-    before = _filter_names(ctx.recipe, before_sessionize=True)
-    if before:
-        found |= filter.passed_only_with_later_plays(ctx.frame("identify", "plays"), filters, before, cutoff)
-    report = filter.later_plays_report(
+    reached = {
+        name.removeprefix(REACHED): frame
+        for stage in ("filter_before_sessionize", "filter")
+        for name, frame in ctx.frames.get(stage, {}).items()
+        if name.startswith(REACHED)
+    }
+    found = filter.passed_only_with_later_plays(reached, ctx.reports["split"]["test_cutoff"])
+    filters = ctx.recipe["filters"]
+    return {}, filter.later_plays_report(
         found, ctx.frame("filter", "plays"), ctx.frame("split", "sessions"), filters
     )
-    return {}, report
 
 
 def _instances(ctx: Context) -> tuple[Frames, dict]:
@@ -131,7 +139,8 @@ def core_stages(recipe: dict[str, Any]) -> list[Stage]:
     (the paper's order) are a stage of their own."""
     before = _filter_names(recipe, before_sessionize=True)
     after = _filter_names(recipe, before_sessionize=False)
-    played = ("filter_before_sessionize",) if before else ("identify",)
+    prefiltered = ("filter_before_sessionize",) if before else ()
+    played = prefiltered or ("identify",)
     stages = [
         Stage("ingest", _ingest, ingest.__name__, inputs=("source",)),
         Stage("identify", _identify, identify.__name__, needs=("ingest",)),
@@ -144,7 +153,7 @@ def core_stages(recipe: dict[str, Any]) -> list[Stage]:
         Stage("completion", _completion, completion.__name__, (), ("sessionize", "identify"), ("durations", "audio")),
         Stage("filter", _filter, filter.__name__, tuple(f"filters.{f}" for f in after), ("completion",)),
         Stage("split", _split, split.__name__, ("split",), ("filter", "ingest")),
-        Stage("selection_audit", _selection_audit, filter.__name__, ("filters",), ("completion", "identify", "filter", "split")),
+        Stage("selection_audit", _selection_audit, filter.__name__, ("filters",), (*prefiltered, "filter", "split")),
         Stage("instances", _instances, instances.__name__, ("instances",), ("filter", "split", "identify", "ingest")),
     ]  # fmt: skip
 

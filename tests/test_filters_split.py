@@ -125,22 +125,60 @@ def test_split_matches_hand_written_quantiles_and_never_leaks():
     assert sessions["session"].n_unique() == sessions.height
 
 
-def test_units_that_pass_a_threshold_only_with_later_plays():
+def _later(plays, filters, names, cutoff):
     from mmbench.builders.filter import passed_only_with_later_plays
 
+    reached = {}
+    apply_filters(plays, filters, names, reached)
+    return passed_only_with_later_plays(reached, cutoff)
+
+
+def test_units_that_pass_a_threshold_only_with_later_plays():
     # (user, track, timestamp); the cutoff is 100. u1 has 3 plays before it and 1 after; u2 has 4
     # before. Track b has 2 plays before and 2 after, track a 5 before.
     rows = [("u1", "a", 10), ("u1", "a", 20), ("u1", "b", 30), ("u1", "b", 150)]
     rows += [("u2", "a", 11), ("u2", "b", 12), ("u2", "a", 13), ("u2", "a", 14), ("u2", "b", 160)]
     plays = pl.DataFrame(rows, schema=["user", "track", "timestamp"], orient="row")
     filters = {"min_user_plays": 4, "min_track_plays": 4, "min_user_sessions": 0}
-    found = passed_only_with_later_plays(plays, filters, list(filters), cutoff=100)
+    found = _later(plays, filters, list(filters), cutoff=100)
     assert sorted(found) == ["min_track_plays", "min_user_plays"]  # a filter set to 0 is off
     assert found["min_user_plays"].to_list() == ["u1"]
     assert found["min_track_plays"].to_list() == ["b"]
     # The next filter sees the plays the earlier ones kept: with 5 plays for a user, nobody
     # passes, and no track is then left to count.
-    found = passed_only_with_later_plays(
+    found = _later(
         plays, {"min_user_plays": 6, "min_track_plays": 1}, ["min_user_plays", "min_track_plays"], 100
     )
     assert found["min_user_plays"].to_list() == [] and found["min_track_plays"].to_list() == []
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_threshold_reached_agrees_with_reapplying_each_threshold_before_the_cutoff(seed):
+    """The build records when each unit reached a threshold; by definition, a unit passes only
+    thanks to later plays when the threshold re-applied to the plays before the cutoff (the
+    other filters unchanged) drops it. Both, on random streams, for every threshold filter."""
+    from mmbench.builders.filter import THRESHOLDS, _keep, passed_only_with_later_plays
+
+    values = {
+        "min_user_plays": 150,
+        "min_track_plays": 4,
+        "dedupe_session_repeats": True,
+        "min_session_length": 3,
+        "max_session_length": 5,
+        "min_user_sessions": 40,
+    }
+    ordered, _ = sessionize(_random_plays(seed), 1200)
+    cutoff = float(np.quantile(ordered["timestamp"].to_numpy(), 0.8))
+    reached: dict = {}
+    apply_filters(ordered, values, ORDER, reached)
+    found = passed_only_with_later_plays(reached, cutoff)
+    plays, expected = ordered, {}
+    for name in ORDER:  # the definition, written out: re-apply each threshold on earlier plays
+        if name in THRESHOLDS:
+            unit = THRESHOLDS[name]
+            passing = set(plays.filter(_keep(name, values[name]))[unit])
+            early = set(plays.filter(pl.col("timestamp") < cutoff).filter(_keep(name, values[name]))[unit])
+            expected[name] = passing - early
+        plays = plays.filter(_keep(name, values[name]))
+    assert {name: set(units) for name, units in found.items()} == expected
+    assert any(expected.values())
