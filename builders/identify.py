@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
+import numpy as np
 import polars as pl
 
 
@@ -90,11 +91,10 @@ def identify(plays: pl.DataFrame, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl
         .select("track", "track_id", "artist_name", "track_name", "artist_mbid", "track_mbids", "n_plays")
     )
     pair_to_track = names.join(tracks.select("track_id", "track"), on="track_id")
-    plays = plays.with_columns(
-        pl.col("pair")
-        .replace_strict(pair_to_track["pair"], pair_to_track["track"], return_dtype=pl.UInt32)
-        .alias("track")
-    ).drop("pair")
+    # Pair codes are dense (0 .. pairs - 1): a lookup array maps them, far faster than a hash map.
+    lookup = np.zeros(len(pair_to_track), dtype=np.uint32)
+    lookup[pair_to_track["pair"].to_numpy()] = pair_to_track["track"].to_numpy()
+    plays = plays.with_columns(pl.Series("track", lookup[plays["pair"].to_numpy()])).drop("pair")
     report = {
         "rows_in": plays.height,
         "rows_out": plays.height,
