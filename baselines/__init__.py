@@ -7,6 +7,10 @@ config, source) -> nn.Module`` trained by the shared loop of :mod:`mmbench.basel
 predictions files).
 """
 
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
 BASELINES = {
     "pop": "mmbench.baselines.pop",
     "user-repeat": "mmbench.baselines.user_repeat",
@@ -16,3 +20,21 @@ BASELINES = {
     "gru4rec": "mmbench.baselines.gru4rec",
     "sasrec-mm": "mmbench.baselines.sasrec_mm",
 }
+
+
+@runtime_checkable
+class MemoryBaseline(Protocol):
+    """A model with nothing to train: state from the training sessions, then a score per
+    candidate track of one instance (its ``history``, ``prefix`` and ``candidates``)."""
+
+    def fit(self, train: Any, config: dict) -> Any: ...
+
+    def score(self, inputs: dict, state: Any, config: dict) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class NeuralBaseline(Protocol):
+    """A model trained by the shared loop: ``build`` makes its ``nn.Module`` for a catalogue of
+    ``n_items`` tracks of the build ``data`` (a :class:`~mmbench.baselines.data.Benchmark`)."""
+
+    def build(self, n_items: int, config: dict, data: Any) -> Any: ...

@@ -5,7 +5,6 @@ masked items (cloze); the next item is predicted at a mask appended to the seque
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import torch
@@ -71,7 +70,7 @@ class BERT4Rec(nn.Module):
         return self.encode(torch.cat([keep, mask], dim=1))[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> BERT4Rec:
+def build(n_items: int, config: dict[str, Any], data: Any = None) -> BERT4Rec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
     return BERT4Rec(
         n_items,

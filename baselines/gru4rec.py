@@ -4,7 +4,6 @@ CIKM 2018): a GRU over the item sequence, next-item prediction at every step."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -59,6 +58,6 @@ class GRU4Rec(nn.Module):
         return self.encode(seqs)[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> GRU4Rec:
+def build(n_items: int, config: dict[str, Any], data: Any = None) -> GRU4Rec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
     return GRU4Rec(n_items, config["dim"], config["layers"], config["dropout"])

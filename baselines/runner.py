@@ -23,7 +23,8 @@ import polars as pl
 from tqdm.auto import tqdm
 
 import mmbench
-from mmbench.baselines import BASELINES, training
+from mmbench.baselines import BASELINES, NeuralBaseline, training
+from mmbench.baselines.data import Benchmark
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
 from mmbench.schema import MAX_PREDICTIONS
@@ -46,28 +47,16 @@ def dataset_fingerprint(track_ids: list[str]) -> str:
     return hashlib.sha256("\n".join(track_ids).encode("utf-8")).hexdigest()
 
 
-def popularity_order(source: str | os.PathLike | None) -> list[str]:
+def popularity_order(data: Benchmark) -> list[str]:
     """All catalogue track ids, most played in training first, ties broken by track id."""
-    tracks = mmbench.load("tracks", "catalog", source=source).to_polars()
-    return tracks.sort(["n_plays_train", "track_id"], descending=[True, False])["track_id"].to_list()
+    return data.tracks.sort(["n_plays_train", "track_id"], descending=[True, False])["track_id"].to_list()
 
 
-def _sessions(source: str | os.PathLike | None, splits: tuple[str, ...]) -> pl.DataFrame:
-    return pl.concat(
-        [
-            mmbench.load("sessions", s, source=source)
-            .to_polars()
-            .select("session_id", "user_id", "start_time", "track_ids")
-            for s in splits
-        ]
-    )
-
-
-def instance_inputs(source: str | os.PathLike | None, task: str, split: str) -> list[dict[str, Any]]:
+def instance_inputs(data: Benchmark, task: str, split: str) -> list[dict[str, Any]]:
     """Per instance: its id, the user's plays before the session (time order), the session
     prefix before the target, and the candidates (paper-sampled only)."""
-    instances = mmbench.load("instances", split, source=source).to_polars().filter(pl.col("task") == task)
-    sessions = _sessions(source, ("train", "validation", "test"))
+    instances = data.instances(task, split)
+    sessions = data.sessions("train", "validation", "test")
     own = instances.join(
         sessions.select(
             "session_id", pl.col("start_time").alias("start"), pl.col("track_ids").alias("tracks")
@@ -126,29 +115,28 @@ def train(
     """Train the baseline and write its folder: ``config.json`` (hyperparameters, dataset
     identity) and, for the neural models, the weights and the item-embedding table."""
     config = model_config(name, overrides)
-    where = mmbench.loading.resolve_source(source)
-    track_ids = training.catalog_ids(where)
+    data = Benchmark(source)
     module = importlib.import_module(BASELINES[name])
     record = {
         "model": name,
         "config": config,
-        "dataset": str(Path(where).resolve()) if Path(where).is_dir() else where,
-        "dataset_fingerprint": dataset_fingerprint(track_ids),
+        "dataset": str(Path(data.source).resolve()) if Path(data.source).is_dir() else data.source,
+        "dataset_fingerprint": dataset_fingerprint(data.track_ids),
         "mmbench_version": mmbench.__version__,
     }
-    if not hasattr(module, "build"):
-        module.fit(_sessions(where, ("train",)), config)  # fails early on a config the model cannot use
+    if not isinstance(module, NeuralBaseline):
+        module.fit(data.sessions("train"), config)  # fails early on a config the model cannot use
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
         return out
     training.seed_everything(config["seed"])
-    model = module.build(len(track_ids), config, where).to(training.pick_device(config["device"]))
-    windows = training.training_windows(where, track_ids, config["max_len"])
-    validate = training.validation_scorer(where, track_ids, config["max_len"])
+    model = module.build(len(data.track_ids), config, data).to(training.pick_device(config["device"]))
+    windows = training.training_windows(data, config["max_len"])
+    validate = training.validation_scorer(data, config["max_len"])
     epochs = training.fit(model, windows, config, validate, progress=progress)
     best = max(epochs, key=lambda e: e["validation_ndcg@10"])
     record["training"] = {"windows": len(windows), "best_epoch": best["epoch"], "epochs": epochs}
-    training.save_checkpoint(model, out, record, track_ids)
+    training.save_checkpoint(model, out, record, data.track_ids)
     return out
 
 
@@ -169,32 +157,29 @@ def predict(
         )
     record = json.loads(path.read_text(encoding="utf-8"))
     name, config = record["model"], record["config"]
-    where = source if source is not None else record["dataset"]
-    pop_order = popularity_order(where)
-    fingerprint = dataset_fingerprint(sorted(pop_order))
-    if fingerprint != record["dataset_fingerprint"]:
+    data = Benchmark(source if source is not None else record["dataset"])
+    if dataset_fingerprint(data.track_ids) != record["dataset_fingerprint"]:
         raise MmbenchError(
-            f"{model_dir}: trained on a dataset with other track ids than {where}; retrain it on this dataset"
+            f"{model_dir}: trained on a dataset with other track ids than {data.source}; retrain it on this dataset"
         )
     module = importlib.import_module(BASELINES[name])
-    if hasattr(module, "build"):
-        track_ids = training.catalog_ids(where)
-        model = module.build(len(track_ids), config, where).to(
+    desc = f"{name} {task} {split}"
+    if isinstance(module, NeuralBaseline):
+        model = module.build(len(data.track_ids), config, data).to(
             training.pick_device(device or config["device"])
         )
         training.load_weights(model, model_dir)
-        ids, seqs, candidates = training.instance_sequences(where, task, split, track_ids, config["max_len"])
-        ranked = training.rankings(
-            model, seqs, track_ids, candidates, progress=progress, desc=f"{name} {task} {split}"
-        )
+        ids, seqs, candidates = training.instance_sequences(data, task, split, config["max_len"])
+        ranked = training.rankings(model, seqs, data.track_ids, candidates, progress=progress, desc=desc)
     else:
-        state = module.fit(_sessions(where, ("train",)), config)
+        state = module.fit(data.sessions("train"), config)
+        pop_order = popularity_order(data)
         pop_rank = {t: i for i, t in enumerate(pop_order)}
-        inputs = instance_inputs(where, task, split)
+        inputs = instance_inputs(data, task, split)
         ids = [row["instance_id"] for row in inputs]
         ranked = [
             rank(module.score(row, state, config), pop_rank, pop_order, row["candidates"])
-            for row in tqdm(inputs, desc=f"{name} {task} {split}", disable=not progress)
+            for row in tqdm(inputs, desc=desc, disable=not progress)
         ]
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for instance_id, ranking in zip(ids, ranked, strict=True):

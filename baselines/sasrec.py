@@ -4,7 +4,6 @@ self-attention over the item sequence, next-item cross-entropy at every position
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import torch
@@ -79,7 +78,7 @@ class SASRec(nn.Module):
         return self.encode(seqs, table)[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> SASRec:
+def build(n_items: int, config: dict[str, Any], data: Any = None) -> SASRec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
     return SASRec(
         n_items, config["dim"], config["layers"], config["heads"], config["dropout"], config["max_len"]

@@ -12,7 +12,6 @@ learn what a new track is like.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -20,24 +19,23 @@ import polars as pl
 import torch
 from torch import nn
 
-import mmbench
+from mmbench.baselines.data import Benchmark
 from mmbench.baselines.sasrec import SASRec
 from mmbench.errors import MmbenchError
 
 FUSIONS = ("concat", "sum", "gated")
 
 
-def content_features(
-    source: str | os.PathLike | None, track_ids: list[str], configs: list[str]
-) -> dict[str, np.ndarray]:
+def content_features(data: Benchmark, configs: list[str]) -> dict[str, np.ndarray]:
     """Per config, a ``[N + 1, d + 1]`` float32 matrix in item-number order: the standardized
     vector (0 where the track has none) and a last column that is 1 where it has one. Plus
     ``completion``: the track's mean completion ratio in training, and whether it has one."""
+    track_ids = data.track_ids
     order = pl.DataFrame({"track_id": track_ids, "item": np.arange(1, len(track_ids) + 1)})
     out = {}
     for config in configs:
         try:
-            frame = mmbench.load(config, "catalog", source=source).to_polars()
+            frame = data.frame(config, "catalog")
         except MmbenchError as exc:
             raise MmbenchError(f"sasrec-mm content config {config!r}: {exc}") from None
         column = "genes" if "genes" in frame.columns else "embedding"
@@ -50,7 +48,7 @@ def content_features(
         matrix[rows["item"].to_numpy(), :-1] = vectors
         matrix[rows["item"].to_numpy(), -1] = 1.0
         out[config] = matrix
-    sessions = mmbench.load("sessions", "train", source=source).to_polars()
+    sessions = data.sessions("train")
     ratios = (
         sessions.select(pl.col("track_ids").alias("track_id"), "completion_ratios")
         .explode("track_id", "completion_ratios")
@@ -66,10 +64,10 @@ def content_features(
     return out
 
 
-def first_play_share(source: str | os.PathLike | None, track_ids: list[str]) -> np.ndarray:
+def first_play_share(data: Benchmark) -> np.ndarray:
     """When each track was first played in training, as a share of the training period (0 = its
     first session, 1 = its last; NaN for a track never played in training)."""
-    sessions = mmbench.load("sessions", "train", source=source).to_polars()
+    sessions = data.sessions("train")
     first = (
         sessions.select(pl.col("track_ids").alias("track_id"), pl.col("start_time").dt.epoch("s"))
         .explode("track_id")
@@ -77,7 +75,7 @@ def first_play_share(source: str | os.PathLike | None, track_ids: list[str]) -> 
         .agg(pl.col("start_time").min())
     )
     begin, end = sessions["start_time"].dt.epoch("s").min(), sessions["start_time"].dt.epoch("s").max()
-    order = pl.DataFrame({"track_id": track_ids}).join(
+    order = pl.DataFrame({"track_id": data.track_ids}).join(
         first, on="track_id", how="left", maintain_order="left"
     )
     return ((order["start_time"].cast(pl.Float64) - begin) / max(end - begin, 1)).fill_null(np.nan).to_numpy()
@@ -139,19 +137,19 @@ class SASRecMM(SASRec):
         return torch.cat([torch.zeros_like(table[:1]), table[1:]])  # row 0 stays padding
 
 
-def build(n_items: int, config: dict[str, Any], source: str | os.PathLike | None = None) -> SASRecMM:
-    """The model for the build at ``source`` (content and training play counts read from it)."""
+def build(n_items: int, config: dict[str, Any], data: Benchmark) -> SASRecMM:
+    """The model for the build ``data`` (content and training play counts read from it)."""
     if config["fusion"] not in FUSIONS:
         raise MmbenchError(f"sasrec-mm: fusion {config['fusion']!r} is not one of {', '.join(FUSIONS)}")
     for key in ("id_dropout", "new_id_dropout", "new_share"):
         if not 0 <= config[key] < 1:
             raise MmbenchError(f"sasrec-mm: {key} must lie in [0, 1), got {config[key]}")
-    tracks = mmbench.load("tracks", "catalog", source=source).to_polars()
+    tracks = data.tracks
     if tracks.height != n_items:
-        raise MmbenchError(f"{source}: catalogue of {tracks.height} tracks, expected {n_items}")
-    features = content_features(source, tracks["track_id"].to_list(), config["content"])
+        raise MmbenchError(f"{data.source}: catalogue of {tracks.height} tracks, expected {n_items}")
+    features = content_features(data, config["content"])
     trained = np.concatenate([[0.0], (tracks["n_plays_train"].to_numpy() > 0).astype(np.float64)])
-    newest = first_play_share(source, tracks["track_id"].to_list()) >= 1 - config["new_share"]
+    newest = first_play_share(data) >= 1 - config["new_share"]
     id_dropout = np.where(newest, config["new_id_dropout"], config["id_dropout"])
     return SASRecMM(
         n_items,

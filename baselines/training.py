@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
-import mmbench
+from mmbench.baselines.data import Benchmark
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
@@ -59,42 +58,29 @@ def pick_device(name: str) -> torch.device:
 # Inputs from the dataset
 
 
-def catalog_ids(source: str | os.PathLike | None) -> list[str]:
-    """Track ids in catalogue order; item number i + 1 is ``catalog_ids[i]``."""
-    return list(mmbench.load("tracks", "catalog", source=source)["track_id"])
-
-
-def _plays(source: str | os.PathLike | None, splits: tuple[str, ...], codes: pl.DataFrame) -> pl.DataFrame:
+def _plays(data: Benchmark, splits: tuple[str, ...]) -> pl.DataFrame:
     """One row per play with its item number, ordered by user, session start, session, position."""
-    sessions = pl.concat(
-        [
-            mmbench.load("sessions", s, source=source)
-            .to_polars()
-            .select("session_id", "user_id", "start_time", "track_ids")
-            for s in splits
-        ]
+    codes = pl.DataFrame(
+        {"track_id": data.track_ids, "code": np.arange(1, len(data.track_ids) + 1, dtype=np.int64)}
     )
     return (
-        sessions.sort("user_id", "start_time", "session_id")
+        data.sessions(*splits)
+        .sort("user_id", "start_time", "session_id")
         .explode("track_ids")
         .join(codes, left_on="track_ids", right_on="track_id", how="left", maintain_order="left")
         .select("user_id", "session_id", "code")
     )
 
 
-def _code_frame(track_ids: list[str]) -> pl.DataFrame:
-    return pl.DataFrame({"track_id": track_ids, "code": np.arange(1, len(track_ids) + 1, dtype=np.int64)})
-
-
-def training_windows(source: str | os.PathLike | None, track_ids: list[str], max_len: int) -> np.ndarray:
+def training_windows(data: Benchmark, max_len: int) -> np.ndarray:
     """Every user's training plays in time order, cut from the end into windows of
     ``max_len + 1`` items (left-padded), so that each play but the user's first is a target
     exactly once."""
-    plays = _plays(source, ("train",), _code_frame(track_ids))
+    plays = _plays(data, ("train",))
     users = plays.group_by("user_id", maintain_order=True).agg(pl.col("code"))
     windows = cut_windows(users["code"].to_list(), max_len)
     if windows.shape[0] == 0:
-        raise MmbenchError(f"{source}: no training sequence of two plays or more")
+        raise MmbenchError(f"{data.source}: no training sequence of two plays or more")
     return windows
 
 
@@ -113,7 +99,7 @@ def cut_windows(sequences: list[list[int]], max_len: int) -> np.ndarray:
 
 
 def instance_sequences(
-    source: str | os.PathLike | None, task: str, split: str, track_ids: list[str], max_len: int
+    data: Benchmark, task: str, split: str, max_len: int
 ) -> tuple[list[str], np.ndarray, list[list[str]] | None]:
     """Per instance (sorted by id): the last ``max_len`` items the user played before the target
     (every earlier session, then the session prefix), left-padded; and the candidates, if any.
@@ -121,13 +107,8 @@ def instance_sequences(
     A user's sessions never overlap in time, so the plays before a session's start are exactly
     the plays of the user's earlier sessions.
     """
-    instances = (
-        mmbench.load("instances", split, source=source)
-        .to_polars()
-        .filter(pl.col("task") == task)
-        .sort("instance_id")
-    )
-    plays = _plays(source, ("train", "validation", "test"), _code_frame(track_ids))
+    instances = data.instances(task, split)
+    plays = _plays(data, ("train", "validation", "test"))
     codes = plays["code"].to_numpy()
     offsets = (
         plays.with_row_index("row")
@@ -330,17 +311,15 @@ def fit(
     return history
 
 
-def validation_scorer(
-    source: str | os.PathLike | None, track_ids: list[str], max_len: int
-) -> Callable[[torch.nn.Module], float]:
+def validation_scorer(data: Benchmark, max_len: int) -> Callable[[torch.nn.Module], float]:
     """NDCG@10 of a model on the validation next-track instances, by the official evaluator."""
     from mmbench.evaluator import Evaluator
 
-    evaluator = Evaluator("next-track", "validation", source)
-    ids, seqs, _ = instance_sequences(source, "next-track", "validation", track_ids, max_len)
+    evaluator = Evaluator("next-track", "validation", data.source)
+    ids, seqs, _ = instance_sequences(data, "next-track", "validation", max_len)
 
     def score(model: torch.nn.Module) -> float:
-        ranked = rankings(model, seqs, track_ids)
+        ranked = rankings(model, seqs, data.track_ids)
         report = evaluator.eval(dict(zip(ids, ranked, strict=True)), n_bootstrap=0, segments=False)
         return report.metrics["ndcg@10"]["value"]
 

@@ -69,6 +69,7 @@ def one(kind: str, name: str, dataset: str, device: str, steps: int, batch: int)
     import torch
 
     from mmbench.baselines import runner, training
+    from mmbench.baselines.data import Benchmark
 
     module_name = runner.BASELINES[name if kind == "sample" else "sasrec"]
     module = __import__(module_name, fromlist=["build"])
@@ -76,10 +77,10 @@ def one(kind: str, name: str, dataset: str, device: str, steps: int, batch: int)
     config["batch_size"] = batch
     training.seed_everything(0)
     if kind == "sample":
-        track_ids = training.catalog_ids(dataset)
-        windows = training.training_windows(dataset, track_ids, config["max_len"])
-        model = module.build(len(track_ids), config, dataset).to(device)
-        n_items = len(track_ids)
+        data = Benchmark(dataset)
+        windows = training.training_windows(data, config["max_len"])
+        model = module.build(len(data.track_ids), config, data).to(device)
+        n_items = len(data.track_ids)
     else:
         n_items = REAL_CATALOG
         rng = np.random.default_rng(0)

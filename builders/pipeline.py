@@ -22,7 +22,7 @@ import polars as pl
 from mmbench.builders import (
     completion,
     content,
-    filter,
+    filters,
     identify,
     ingest,
     instances,
@@ -62,7 +62,7 @@ REACHED = "reached-"  # a filter stage's artefact: when each unit reached a thre
 def _filtered(plays: pl.DataFrame, recipe: dict, before_sessionize: bool) -> tuple[Frames, dict]:
     reached: dict[str, pl.DataFrame] = {}
     names = _filter_names(recipe, before_sessionize)
-    kept, report = filter.apply_filters(plays, recipe["filters"], names, reached)
+    kept, report = filters.apply_filters(plays, recipe["filters"], names, reached)
     return {"plays": kept, **{REACHED + name: frame for name, frame in reached.items()}}, report
 
 
@@ -114,11 +114,9 @@ def _selection_audit(ctx: Context) -> tuple[Frames, dict]:
         for name, frame in ctx.frames.get(stage, {}).items()
         if name.startswith(REACHED)
     }
-    found = filter.passed_only_with_later_plays(reached, ctx.reports["split"]["test_cutoff"])
-    filters = ctx.recipe["filters"]
-    return {}, filter.later_plays_report(
-        found, ctx.frame("filter", "plays"), ctx.frame("split", "sessions"), filters
-    )
+    found = filters.passed_only_with_later_plays(reached, ctx.reports["split"]["test_cutoff"])
+    plays, sessions = ctx.frame("filter", "plays"), ctx.frame("split", "sessions")
+    return {}, filters.later_plays_report(found, plays, sessions, ctx.recipe["filters"])
 
 
 def _instances(ctx: Context) -> tuple[Frames, dict]:
@@ -147,13 +145,13 @@ def core_stages(recipe: dict[str, Any]) -> list[Stage]:
     ]
     if before:
         reads = tuple(f"filters.{f}" for f in before) + ("sessionize.after_filters",)
-        stages.append(Stage("filter_before_sessionize", _prefilter, filter.__name__, reads, ("identify",)))
+        stages.append(Stage("filter_before_sessionize", _prefilter, filters.__name__, reads, ("identify",)))
     return stages + [
         Stage("sessionize", _sessionize, sessionize.__name__, ("sessionize.gap_seconds",), played),
         Stage("completion", _completion, completion.__name__, (), ("sessionize", "identify"), ("durations", "audio")),
-        Stage("filter", _filter, filter.__name__, tuple(f"filters.{f}" for f in after), ("completion",)),
+        Stage("filter", _filter, filters.__name__, tuple(f"filters.{f}" for f in after), ("completion",)),
         Stage("split", _split, split.__name__, ("split",), ("filter", "ingest")),
-        Stage("selection_audit", _selection_audit, filter.__name__, ("filters",), (*prefiltered, "filter", "split")),
+        Stage("selection_audit", _selection_audit, filters.__name__, ("filters",), (*prefiltered, "filter", "split")),
         Stage("instances", _instances, instances.__name__, ("instances",), ("filter", "split", "identify", "ingest")),
     ]  # fmt: skip
 

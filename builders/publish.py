@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmbench import layout
 from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.builders.recipe import recipe_toml
 from mmbench.errors import MmbenchError
@@ -54,7 +55,7 @@ def write_parquet_shards(table: pa.Table, folder: Path, split: str) -> list[Path
     n = math.ceil(table.num_rows / ROWS_PER_SHARD)
     paths = []
     for i in range(n):
-        path = folder / f"{split}-{i:05d}-of-{n:05d}.parquet"
+        path = folder / layout.shard_name(split, i, n)
         with atomic_path(path) as tmp:
             pq.write_table(
                 table.slice(i * ROWS_PER_SHARD, ROWS_PER_SHARD),
@@ -186,7 +187,7 @@ def card_text(report: dict, plots: list[str], recipe_text: str) -> str:
             lines.append("  default: true")
         lines.append("  data_files:")
         for split in splits:
-            lines += [f"  - split: {split}", f"    path: data/{config}/{split}-*.parquet"]
+            lines += [f"  - split: {split}", f"    path: {layout.split_pattern(config, split)}"]
     lines.append("---")
     split = report["stages"]["split"]
     stats = report["statistics"]
@@ -328,7 +329,7 @@ def publish_build(
     catalog = track_catalog(tracks, durations, plays, sessions)
     user_table = user_catalog(users, sessions)
     session_rows = session_table(plays, sessions, tracks["track_id"], users["user_id"])
-    _write_configs(staging / "data", session_rows, inst, catalog, user_table, enriched)
+    _write_configs(staging / layout.DATA, session_rows, inst, catalog, user_table, enriched)
     statistics = {
         "plays": plays.height,
         "sessions": sessions.height,
@@ -349,13 +350,11 @@ def publish_build(
         "versions": versions(),
     }
     plots = write_plots(staging / "plots", sessions, catalog, plays, stages["split"])
-    report["outputs"] = {
-        str(p.relative_to(staging)): sha256_file(p) for p in sorted((staging / "data").rglob("*.parquet"))
-    }
+    report["outputs"] = {str(p.relative_to(staging)): sha256_file(p) for p in layout.parquet_files(staging)}
     write_atomic(staging / "README.md", card_text(report, plots, recipe_toml(recipe)))
     write_atomic(staging / "build_report.json", dumps_report(report))
     shutil.copyfile(rejects_path, staging / "rejects.jsonl")
-    for entry in ("data", "plots"):
+    for entry in (layout.DATA, "plots"):
         replace_tree(staging / entry, out / entry)
     for entry in ("README.md", "rejects.jsonl", "build_report.json"):
         (staging / entry).replace(out / entry)

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from mmbench import layout
 from mmbench.errors import MmbenchError
 from mmbench.schema import SPLITS, stored_schema
 
@@ -35,7 +36,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _read(folder: Path, config: str, split: str, columns: list[str]) -> pl.DataFrame:
-    files = sorted((folder / "data" / config).glob(f"{split}-*.parquet"))
+    files = layout.split_files(folder, config, split)
     return pl.concat([pl.read_parquet(f, columns=columns) for f in files]) if files else pl.DataFrame()
 
 
@@ -49,7 +50,7 @@ def check_dataset(folder: Path) -> list[str]:
     """
     report = _report(folder)
     problems = []
-    found = {str(p.relative_to(folder)) for p in (folder / "data").rglob("*.parquet")}
+    found = {str(p.relative_to(folder)) for p in layout.parquet_files(folder)}
     for rel, digest in report["outputs"].items():
         if rel not in found:
             problems.append(f"{rel}: listed in build_report.json but missing")
@@ -58,7 +59,7 @@ def check_dataset(folder: Path) -> list[str]:
     problems += [f"{rel}: not listed in build_report.json" for rel in sorted(found - set(report["outputs"]))]
     for config, splits in SPLITS.items():
         for split in splits:
-            for path in sorted((folder / "data" / config).glob(f"{split}-*.parquet")):
+            for path in layout.split_files(folder, config, split):
                 schema = pq.read_schema(path).remove_metadata()
                 if not schema.equals(stored_schema(config, list(report.get("content", {})))):
                     problems.append(

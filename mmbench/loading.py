@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mmbench import layout
 from mmbench.errors import MmbenchError
 from mmbench.schema import DEFAULT_CONFIG, HUB_ID, SPLITS
 
@@ -25,7 +26,7 @@ def resolve_source(source: str | os.PathLike | None = None) -> str:
     if source is not None:
         path = Path(source)
         if path.is_dir():
-            if not (path / "README.md").is_file() or not (path / "data").is_dir():
+            if not layout.is_built(path):
                 raise MmbenchError(
                     f"{path}: not a built dataset folder (no README.md and data/); run mmbench build"
                 )
@@ -48,10 +49,10 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
     where = resolve_source(source)
     local = Path(where).is_dir()
     if local:
-        available = sorted(p.name for p in (Path(where) / "data").iterdir() if p.is_dir())
+        available = layout.configs(Path(where))
         if config not in available:
             raise MmbenchError(f"{where}: no config {config!r}; available: {', '.join(available)}")
-        splits = sorted(p.name.split("-")[0] for p in (Path(where) / "data" / config).glob("*.parquet"))
+        splits = layout.splits(Path(where), config)
     else:
         splits = list(SPLITS.get(config, ()))
     if split is not None and splits and split not in splits:
@@ -86,7 +87,7 @@ def _cache_dir(folder: Path, config: str) -> str:
     import datasets
 
     digest = hashlib.sha256()
-    for f in sorted((folder / "data" / config).glob("*.parquet")):
+    for f in layout.config_files(folder, config):
         stat = f.stat()
         digest.update(f"{f.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "mmbench" / digest.hexdigest()[:16])
@@ -102,19 +103,9 @@ def load_table(
 
     where = resolve_source(source)
     if Path(where).is_dir():
-        files = sorted((Path(where) / "data" / config).glob(f"{split}-*.parquet"))
+        files = layout.split_files(Path(where), config, split)
         if not files:
-            raise MmbenchError(f"{where}: no {config}/{split} data (data/{config}/{split}-*.parquet)")
+            raise MmbenchError(f"{where}: no {config}/{split} data ({layout.split_pattern(config, split)})")
         return pq.ParquetDataset(files).read(columns=columns)
     table = load(config, split, where).data.table
     return table.select(columns) if columns else table
-
-
-def has_config(config_prefix: str, source: str | os.PathLike | None = None) -> list[str]:
-    """The configs of a local build whose name starts with ``config_prefix``."""
-    where = resolve_source(source)
-    if not Path(where).is_dir():
-        return []
-    return sorted(
-        p.name for p in (Path(where) / "data").iterdir() if p.is_dir() and p.name.startswith(config_prefix)
-    )

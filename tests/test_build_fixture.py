@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import T0, build_fixture
-from mmbench.builders.filter import apply_filters
+from mmbench.builders.filters import apply_filters
 from mmbench.builders.identify import identify, track_id_for
 from mmbench.builders.ingest import ingest, resolve_raw
 from mmbench.builders.sessionize import sessionize

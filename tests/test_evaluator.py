@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import pop_predictions, run_cli
+from mmbench.baselines.data import Benchmark
 from mmbench.baselines.runner import popularity_order
 from mmbench.errors import MmbenchError
 from mmbench.evaluator import Evaluator
@@ -152,7 +153,7 @@ def test_paper_sampled_ranks_candidates(sample_build, tmp_path):
         evaluator.track_ids[c]
         for c in evaluator.expected.candidates[evaluator.expected.index[rows[0]["instance_id"]]]
     )
-    outsider = next(t for t in popularity_order(sample_build) if t not in candidates)
+    outsider = next(t for t in popularity_order(Benchmark(sample_build)) if t not in candidates)
     rows[0]["predictions"][5] = outsider
     bad = _write(tmp_path / "bad.jsonl", rows)
     result = run_cli("evaluate", str(bad), "--dataset", str(sample_build), "--task", "paper-sampled")
@@ -234,7 +235,7 @@ def _bad_cases(rows, first_track):
 )
 def test_bad_input_names_the_line_and_exits_2(case, sample_build, pop_file, tmp_path):
     rows = _lines(pop_file)
-    order = popularity_order(sample_build)
+    order = popularity_order(Benchmark(sample_build))
     extra = next(t for t in order if t not in rows[0]["predictions"])
     lines, line, message = _bad_cases(rows, extra)[case]
     path = _write(tmp_path / f"{case}.jsonl", lines)

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mmbench.builders.filter import apply_filters
+from mmbench.builders.filters import apply_filters
 from mmbench.builders.recipe import PLAY_FILTERS, SESSION_FILTERS
 from mmbench.builders.sessionize import sessionize
 from mmbench.builders.split import temporal_split
@@ -126,7 +126,7 @@ def test_split_matches_hand_written_quantiles_and_never_leaks():
 
 
 def _later(plays, filters, names, cutoff):
-    from mmbench.builders.filter import passed_only_with_later_plays
+    from mmbench.builders.filters import passed_only_with_later_plays
 
     reached = {}
     apply_filters(plays, filters, names, reached)
@@ -157,7 +157,7 @@ def test_threshold_reached_agrees_with_reapplying_each_threshold_before_the_cuto
     """The build records when each unit reached a threshold; by definition, a unit passes only
     thanks to later plays when the threshold re-applied to the plays before the cutoff (the
     other filters unchanged) drops it. Both, on random streams, for every threshold filter."""
-    from mmbench.builders.filter import THRESHOLDS, _keep, passed_only_with_later_plays
+    from mmbench.builders.filters import THRESHOLDS, _keep, passed_only_with_later_plays
 
     values = {
         "min_user_plays": 150,

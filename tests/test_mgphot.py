@@ -14,6 +14,7 @@ import pytest
 import soundfile
 
 import mmbench
+import mmbench.layout
 from conftest import NO_FILTERS, run_cli
 from mmbench.builders import mgphot
 from mmbench.errors import MmbenchError
@@ -246,5 +247,5 @@ def test_failed_build_keeps_its_caches_and_resumes(fixture_raw, endpoint, tmp_pa
     working = endpoint()
     result = run_cli(*args, "--mgphot-url", working.url)
     assert result.returncode == 0, result.stderr
-    assert "audio-mfcc" in mmbench.loading.has_config("audio-", out)[0]
+    assert "audio-mfcc" in mmbench.layout.configs(out)
     assert len(working.requests) == mmbench.load("mgphot", "catalog", source=out).num_rows

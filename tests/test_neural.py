@@ -10,6 +10,7 @@ from safetensors import safe_open
 
 from conftest import run_cli
 from mmbench.baselines import bert4rec, gru4rec, sasrec, training
+from mmbench.baselines.data import Benchmark
 from mmbench.baselines.runner import instance_inputs, model_config
 
 N_ITEMS = 10
@@ -158,11 +159,12 @@ def test_sampled_softmax_leaves_out_the_positive():
 
 
 def test_instance_sequences_are_the_tail_of_history_and_prefix(sample_build):
-    track_ids = training.catalog_ids(sample_build)
+    data = Benchmark(sample_build)
+    track_ids = data.track_ids
     code = {t: i + 1 for i, t in enumerate(track_ids)}
     for task in ("next-track", "paper-sampled"):
-        ids, seqs, candidates = training.instance_sequences(sample_build, task, "test", track_ids, 20)
-        rows = instance_inputs(sample_build, task, "test")
+        ids, seqs, candidates = training.instance_sequences(data, task, "test", 20)
+        rows = instance_inputs(data, task, "test")
         assert ids == [r["instance_id"] for r in rows]
         for row, seq in zip(rows, seqs, strict=True):
             expected = [code[t] for t in row["history"] + row["prefix"]][-20:]
@@ -202,8 +204,8 @@ def test_checkpoint_records_training_and_exports_item_embeddings(quick_sasrec, s
     with safe_open(folder / "item_embeddings.safetensors", "pt") as f:
         table = f.get_tensor("embedding")
         meta = f.metadata()
-    assert json.loads(meta["track_ids"]) == training.catalog_ids(sample_build)
-    assert table.shape == (len(training.catalog_ids(sample_build)), 32)
+    assert json.loads(meta["track_ids"]) == Benchmark(sample_build).track_ids
+    assert table.shape == (len(Benchmark(sample_build).track_ids), 32)
     assert meta["dataset_fingerprint"] == record["dataset_fingerprint"]
 
 
@@ -243,7 +245,7 @@ def test_sasrec_mm_represents_a_cold_track_by_content_alone(sample_build):
     tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
     config = {**model_config("sasrec-mm"), "dim": 16, "layers": 1}
     torch.manual_seed(0)
-    model = sasrec_mm.build(tracks.height, config, sample_build).eval()
+    model = sasrec_mm.build(tracks.height, config, Benchmark(sample_build)).eval()
     cold = np.flatnonzero(tracks["n_plays_train"].to_numpy() == 0) + 1  # item numbers
     warm = np.flatnonzero(tracks["n_plays_train"].to_numpy() > 0) + 1
     assert cold.size and warm.size
@@ -264,12 +266,12 @@ def test_sasrec_mm_drops_the_ids_of_the_newest_tracks_more_often(sample_build):
     from mmbench.baselines import sasrec_mm
 
     tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
-    share = sasrec_mm.first_play_share(sample_build, tracks["track_id"].to_list())
+    share = sasrec_mm.first_play_share(Benchmark(sample_build))
     played = tracks["n_plays_train"].to_numpy() > 0
     assert np.isnan(share[~played]).all() and (share[played] >= 0).all() and (share[played] <= 1).all()
     assert share[played].min() == 0 and share[played].max() > 0.9  # the first session's tracks: 0
     config = {**model_config("sasrec-mm"), "dim": 16, "layers": 1}
-    dropout = sasrec_mm.build(tracks.height, config, sample_build).id_dropout[1:, 0].numpy()
+    dropout = sasrec_mm.build(tracks.height, config, Benchmark(sample_build)).id_dropout[1:, 0].numpy()
     newest = share >= 1 - config["new_share"]
     assert newest.any() and np.allclose(dropout[newest], config["new_id_dropout"])
     assert np.allclose(dropout[played & ~newest], config["id_dropout"])
@@ -312,7 +314,7 @@ def test_sasrec_mm_reloaded_from_its_folder_is_the_trained_model(sample_build, t
     # The exported table was computed from the trained model in memory, before it was saved.
     trained_table = load_file(folder / "item_embeddings.safetensors")["embedding"]
     record = json.loads((folder / "config.json").read_text())
-    model = sasrec_mm.build(trained_table.shape[0], record["config"], sample_build)
+    model = sasrec_mm.build(trained_table.shape[0], record["config"], Benchmark(sample_build))
     training.load_weights(model, folder)
     with torch.no_grad():
         assert torch.equal(model.eval().item_table()[1:], trained_table)
@@ -327,7 +329,8 @@ def test_sasrec_mm_fusions_train_a_step_on_audio_lyrics_and_mgphot(sample_build,
     import mmbench
     from mmbench.baselines import sasrec_mm
 
-    track_ids = training.catalog_ids(sample_build)
+    data = Benchmark(sample_build)
+    track_ids = data.track_ids
     config = {
         **model_config("sasrec-mm"),
         "dim": 16,
@@ -338,13 +341,13 @@ def test_sasrec_mm_fusions_train_a_step_on_audio_lyrics_and_mgphot(sample_build,
         "batch_size": 64,
     }
     torch.manual_seed(0)
-    model = sasrec_mm.build(len(track_ids), config, sample_build)
+    model = sasrec_mm.build(len(track_ids), config, data)
     assert model.names == ["audio-mfcc", "completion", "lyrics-minilm", "mgphot"]
     mgphot = getattr(model, f"feature_{model.names.index('mgphot')}")
     annotated = mmbench.load("mgphot", "catalog", source=sample_build).num_rows
     assert mgphot.shape[1] == 59 and int(mgphot[:, -1].sum()) == annotated
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    windows = training.training_windows(sample_build, track_ids, config["max_len"])[:64]
+    windows = training.training_windows(data, config["max_len"])[:64]
     history = training.fit(model, windows, config, progress=False)
     assert np.isfinite(history[0]["loss"])
     for name, param in model.named_parameters():  # one step moved every part of the fusion
