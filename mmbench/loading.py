@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mmbench import layout
 from mmbench.errors import MmbenchError
+from mmbench.progress import datasets_quiet
 from mmbench.schema import DEFAULT_CONFIG, HUB_ID, SPLITS
 
 
@@ -60,11 +61,12 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
             f"config {config!r} has no split {split!r}; splits: {', '.join(sorted(set(splits)))}"
         )
     try:
-        if local:
-            return datasets.load_dataset(
-                where, config, split=split, cache_dir=_cache_dir(Path(where), config)
-            )
-        return datasets.load_dataset(where, config, split=split)
+        with datasets_quiet():
+            if local:
+                return datasets.load_dataset(
+                    where, config, split=split, cache_dir=_cache_dir(Path(where), config)
+                )
+            return datasets.load_dataset(where, config, split=split)
     except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         if local:
             raise MmbenchError(f"{where}: cannot load config {config!r}: {exc}") from None
