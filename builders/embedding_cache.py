@@ -57,7 +57,9 @@ class EmbeddingCache:
     def describe(self, **meta: object) -> None:
         """Record what produced the embeddings (model, dimension, ...) once, for the report."""
         if meta != self.meta:
-            self.meta = dict(meta)
+            # In key order, as read back from meta.json: a build that finds the cache reports
+            # the same bytes as the build that filled it.
+            self.meta = dict(sorted(meta.items()))
             write_atomic(self.folder / "meta.json", json.dumps(self.meta, sort_keys=True).encode())
 
     def add(

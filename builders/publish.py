@@ -293,7 +293,7 @@ def replace_tree(staging: Path, target: Path) -> None:
 
 
 def dumps_report(report: dict) -> str:
-    """The build report as stable JSON (sorted keys within stages, fixed indentation)."""
+    """The build report as JSON with a fixed indentation (keys in the order they were built)."""
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -13,6 +13,15 @@ from mmbench.builders.sessionize import sessionize
 from mmbench.builders.split import temporal_split
 
 ORDER = [*PLAY_FILTERS, *SESSION_FILTERS]
+# Thresholds under which every filter removes something from the random streams below.
+VALUES = {
+    "min_user_plays": 150,
+    "min_track_plays": 4,
+    "dedupe_session_repeats": True,
+    "min_session_length": 3,
+    "max_session_length": 5,
+    "min_user_sessions": 40,
+}
 
 
 def _random_plays(seed: int, n: int = 3000) -> pl.DataFrame:
@@ -83,14 +92,7 @@ def _reference(rows: list[dict], values: dict, gap: int) -> list[tuple]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sessionize_and_filters_match_the_reference(seed):
     frame = _random_plays(seed)
-    values = {
-        "min_user_plays": 150,
-        "min_track_plays": 4,
-        "dedupe_session_repeats": True,
-        "min_session_length": 3,
-        "max_session_length": 5,
-        "min_user_sessions": 40,
-    }
+    values = VALUES
     ordered, _ = sessionize(frame, 1200)
     kept, report = apply_filters(ordered, values, ORDER)
     expected = _reference(frame.to_dicts(), values, 1200)
@@ -159,14 +161,7 @@ def test_threshold_reached_agrees_with_reapplying_each_threshold_before_the_cuto
     other filters unchanged) drops it. Both, on random streams, for every threshold filter."""
     from mmbench.builders.filters import THRESHOLDS, _keep, passed_only_with_later_plays
 
-    values = {
-        "min_user_plays": 150,
-        "min_track_plays": 4,
-        "dedupe_session_repeats": True,
-        "min_session_length": 3,
-        "max_session_length": 5,
-        "min_user_sessions": 40,
-    }
+    values = VALUES
     ordered, _ = sessionize(_random_plays(seed), 1200)
     cutoff = float(np.quantile(ordered["timestamp"].to_numpy(), 0.8))
     reached: dict = {}
