@@ -49,6 +49,16 @@ def check_dataset(folder: Path) -> list[str]:
     sessions and instances is in the catalogues.
     """
     report = _report(folder)
+    problems = _file_problems(folder, report)
+    if problems:
+        return problems
+    tracks = set(_read(folder, "tracks", "catalog", ["track_id"])["track_id"])
+    problems, session_split = _session_problems(folder, report, tracks)
+    return problems + _instance_problems(folder, tracks, session_split)
+
+
+def _file_problems(folder: Path, report: dict) -> list[str]:
+    """Files missing, unlisted or changed against the report, and schemas off the contract."""
     problems = []
     found = {str(p.relative_to(folder)) for p in layout.parquet_files(folder)}
     for rel, digest in report["outputs"].items():
@@ -65,9 +75,13 @@ def check_dataset(folder: Path) -> list[str]:
                     problems.append(
                         f"{path.relative_to(folder)}: schema differs from the contract: {schema.to_string(show_field_metadata=False)!r}"
                     )
-    if problems:
-        return problems
-    tracks = set(_read(folder, "tracks", "catalog", ["track_id"])["track_id"])
+    return problems
+
+
+def _session_problems(folder: Path, report: dict, tracks: set[str]) -> tuple[list[str], dict[str, str]]:
+    """Sessions outside their split's cutoffs, in two splits, or with unknown ids; and the
+    split of every session."""
+    problems = []
     users = set(_read(folder, "users", "catalog", ["user_id"])["user_id"])
     cut = report["stages"]["split"]
     bounds = {
@@ -99,6 +113,12 @@ def check_dataset(folder: Path) -> list[str]:
             problems.append(f"sessions/{split}: {len(unknown)} track ids not in the tracks catalogue")
         if set(s["user_id"].unique()) - users:
             problems.append(f"sessions/{split}: user ids not in the users catalogue")
+    return problems, session_split
+
+
+def _instance_problems(folder: Path, tracks: set[str], session_split: dict[str, str]) -> list[str]:
+    """Instances repeated, pointing at sessions of another split, or naming unknown tracks."""
+    problems = []
     seen_instances: set[str] = set()
     for split in SPLITS["instances"]:
         inst = _read(

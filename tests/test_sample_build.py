@@ -131,3 +131,34 @@ def test_report_and_card_count_what_selection_owes_to_later_plays(sample_build):
     )
     card = (sample_build / "README.md").read_text()
     assert f"{later['tracks_kept_only_with_later_plays']:,} of the {later['tracks_kept']:,} tracks" in card
+
+
+def test_info_detects_inconsistent_content_behind_valid_checksums(sample_build, tmp_path):
+    """Files whose checksums the report agrees with can still contradict each other: an
+    instance pointing at a training session, a session starting before its split's cutoff."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from mmbench.info import sha256_file
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_build, copy, ignore=shutil.ignore_patterns(".build"))
+    report = json.loads((copy / "build_report.json").read_text())
+    train = pl.read_parquet(next((copy / "data" / "sessions").glob("train-*.parquet")))
+    target = next((copy / "data" / "instances").glob("test-*.parquet"))
+    instances = pl.read_parquet(target)
+    moved = instances.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.lit(train["session_id"][0]))
+        .otherwise(pl.col("session_id"))
+        .alias("session_id")
+    )
+    schema = pq.read_schema(target)
+    pq.write_table(moved.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema), target)
+    report["outputs"][str(target.relative_to(copy))] = sha256_file(target)
+    report["stages"]["split"]["test_cutoff"] += 10**9  # every test session now starts too early
+    (copy / "build_report.json").write_text(json.dumps(report))
+    problems = check_dataset(copy)
+    assert any("1 instances point at sessions outside the test split" in p for p in problems), problems
+    assert any("sessions start before the test cutoff" in p for p in problems), problems
