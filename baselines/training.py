@@ -256,43 +256,16 @@ def fit(
     those items only (content models leave out tracks never played in training, which would
     otherwise be learnt as "never the answer").
     """
-    allowed = getattr(model, "trainable", None)
-    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config["seed"])
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"]
     )
     data = torch.as_tensor(windows, dtype=torch.long)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     history: list[dict[str, float]] = []
     best, best_state, waited = -math.inf, None, 0
     for epoch in range(1, config["epochs"] + 1):
-        model.train()
-        order = torch.randperm(len(data), generator=generator)
-        total, steps = 0.0, 0
-        bar = progress_bar(
-            range(0, len(data), config["batch_size"]),
-            desc=f"epoch {epoch}",
-            disable=not progress,
-            leave=False,
-        )
-        for start in bar:
-            batch = data[order[start : start + config["batch_size"]]].to(device)
-            with autocast:
-                table = model.item_table()  # once per step: inputs and outputs share one draw of any dropout
-                hidden, targets = model.loss_inputs(batch, generator, table)
-                if config["loss"] == "sampled":
-                    loss = sampled_softmax_loss(
-                        hidden, table, targets, config["negatives"], generator, allowed
-                    )
-                else:
-                    loss = full_softmax_loss(hidden, table, targets, allowed)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-            bar.set_postfix(loss=f"{total / steps:.3f}")
-        record = {"epoch": epoch, "loss": total / max(1, steps)}
+        loss = _train_epoch(model, data, config, generator, optimizer, f"epoch {epoch}", progress)
+        record = {"epoch": epoch, "loss": loss}
         if validate is not None:
             record["validation_ndcg@10"] = score = validate(model)
             if score > best:
@@ -310,6 +283,42 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    data: torch.Tensor,
+    config: dict[str, Any],
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+    desc: str,
+    progress: bool,
+) -> float:
+    """One pass over the windows in a seeded random order; returns the mean loss."""
+    allowed = getattr(model, "trainable", None)
+    device = next(model.parameters()).device
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    model.train()
+    order = torch.randperm(len(data), generator=generator)
+    total, steps = 0.0, 0
+    bar = progress_bar(
+        range(0, len(data), config["batch_size"]), desc=desc, disable=not progress, leave=False
+    )
+    for start in bar:
+        batch = data[order[start : start + config["batch_size"]]].to(device)
+        with autocast:
+            table = model.item_table()  # once per step: inputs and outputs share one draw of any dropout
+            hidden, targets = model.loss_inputs(batch, generator, table)
+            if config["loss"] == "sampled":
+                loss = sampled_softmax_loss(hidden, table, targets, config["negatives"], generator, allowed)
+            else:
+                loss = full_softmax_loss(hidden, table, targets, allowed)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, steps = total + loss.item(), steps + 1
+        bar.set_postfix(loss=f"{total / steps:.3f}")
+    return total / max(1, steps)
 
 
 def validation_scorer(data: Benchmark, max_len: int) -> Callable[[torch.nn.Module], float]:

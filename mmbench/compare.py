@@ -90,40 +90,11 @@ def compare_ranks(
     groups, counts = np.unique(np.vstack([a, b]).T.astype(np.int64), axis=0, return_counts=True)
     rng = np.random.default_rng(seed)
     boot = rng.multinomial(n, counts / n, size=n_bootstrap) if n_bootstrap else None
-    rows = []
-    for metric in METRICS:
-        for k in ks:
-            value = metric_by_rank(metric, k)
-            per_a = value[groups[:, : a.shape[0]]].mean(axis=1)
-            per_b = value[groups[:, a.shape[0] :]].mean(axis=1)
-            diff = per_b - per_a
-            total = float(counts @ diff)
-            low, high = (
-                np.percentile(boot @ diff / n, [2.5, 97.5]) if boot is not None else (total / n, total / n)
-            )
-            nonzero = diff != 0
-            # Rounded so that equal differences reached by different sums of runs share a group.
-            distinct, inverse = np.unique(np.round(np.abs(diff[nonzero]), 12), return_inverse=True)
-            flips = np.bincount(inverse, weights=counts[nonzero]).astype(np.int64)
-            p_rand = sign_flip_p(distinct, flips, total, n_permutations, rng)
-            mean_d = total / n
-            var_d = (counts @ (diff - mean_d) ** 2) / (n - 1) if n > 1 else 0.0
-            if var_d > 0:
-                p_t = float(2 * stats.t.sf(abs(mean_d / np.sqrt(var_d / n)), df=n - 1))
-            else:
-                p_t = 1.0 if mean_d == 0 else 0.0
-            rows.append(
-                {
-                    "metric": f"{metric}@{k}",
-                    "a": float(counts @ per_a / n),
-                    "b": float(counts @ per_b / n),
-                    "difference": mean_d,
-                    "ci_low": float(low),
-                    "ci_high": float(high),
-                    "p_randomization": p_rand,
-                    "p_t_test": p_t,
-                }
-            )
+    rows = [
+        _metric_row(metric, k, groups, counts, a.shape[0], boot, n_permutations, rng)
+        for metric in METRICS
+        for k in ks
+    ]
     for key in ("p_randomization", "p_t_test"):
         for row, adjusted in zip(rows, holm([r[key] for r in rows]), strict=True):
             row[f"{key}_holm"] = adjusted
@@ -139,6 +110,47 @@ def compare_ranks(
         "n_permutations": n_permutations,
         "seed": seed,
         "metrics": rows,
+    }
+
+
+def _metric_row(
+    metric: str,
+    k: int,
+    groups: np.ndarray,
+    counts: np.ndarray,
+    runs_a: int,
+    boot: np.ndarray | None,
+    n_permutations: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """One metric's comparison over the groups of instances that share their ranks: the means,
+    the difference with its bootstrap interval, and the randomization and t-test p-values."""
+    n = int(counts.sum())
+    value = metric_by_rank(metric, k)
+    per_a, per_b = value[groups[:, :runs_a]].mean(axis=1), value[groups[:, runs_a:]].mean(axis=1)
+    diff = per_b - per_a
+    total = float(counts @ diff)
+    low, high = np.percentile(boot @ diff / n, [2.5, 97.5]) if boot is not None else (total / n, total / n)
+    nonzero = diff != 0
+    # Rounded so that equal differences reached by different sums of runs share a group.
+    distinct, inverse = np.unique(np.round(np.abs(diff[nonzero]), 12), return_inverse=True)
+    flips = np.bincount(inverse, weights=counts[nonzero]).astype(np.int64)
+    p_rand = sign_flip_p(distinct, flips, total, n_permutations, rng)
+    mean_d = total / n
+    var_d = (counts @ (diff - mean_d) ** 2) / (n - 1) if n > 1 else 0.0
+    if var_d > 0:
+        p_t = float(2 * stats.t.sf(abs(mean_d / np.sqrt(var_d / n)), df=n - 1))
+    else:
+        p_t = 1.0 if mean_d == 0 else 0.0
+    return {
+        "metric": f"{metric}@{k}",
+        "a": float(counts @ per_a / n),
+        "b": float(counts @ per_b / n),
+        "difference": mean_d,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_randomization": p_rand,
+        "p_t_test": p_t,
     }
 
 
