@@ -398,94 +398,118 @@ def _tracks(cfg: SampleConfig, rng: np.random.Generator, styles: list[dict], t0:
     return tracks
 
 
-def _plays(
-    cfg: SampleConfig, rng: np.random.Generator, tracks: list[dict], t0: int, t1: int
-) -> tuple[list[list[tuple]], list[dict]]:
-    """Per user, the plays as (timestamp, track index, name variant used, mbid used), in time order."""
+def _popularity(cfg: SampleConfig, rng: np.random.Generator, tracks: list[dict]) -> tuple[dict, dict]:
+    """Each style's tracks and their Zipf popularity, in a random order of the style's tracks.
+
+    A track's appeal (1 = its style's most popular, 0 = the least) is also audible and readable:
+    its audio has a bright hook and its lyrics a refrain in proportion, so content can tell how
+    popular a track will be, including one released after the training period.
+    """
     by_style: dict[int, np.ndarray] = {}
     for s in range(cfg.n_styles):
-        members = np.array([t["index"] for t in tracks if t["style"] == s])
-        by_style[s] = members
-    # Zipf popularity within a style, in a random order of the style's tracks. A track's appeal
-    # (1 = its style's most popular, 0 = the least) is also audible and readable: its audio has
-    # a bright hook and its lyrics a refrain in proportion, so content can tell how popular a
-    # track will be, including one released after the training period.
+        by_style[s] = np.array([t["index"] for t in tracks if t["style"] == s])
     popularity = {}
     for s, members in by_style.items():
         ranks = rng.permutation(len(members))
         popularity[s] = 1.0 / (ranks + 1) ** 1.1
         for track, rank in zip(members, ranks, strict=True):
             tracks[track]["appeal"] = 1.0 - rank / max(1, len(members) - 1)
-    released = np.array([t["released"] for t in tracks])
-    durations = np.array([t["duration_seconds"] for t in tracks])
+    return by_style, popularity
+
+
+def _plays(
+    cfg: SampleConfig, rng: np.random.Generator, tracks: list[dict], t0: int, t1: int
+) -> tuple[list[list[tuple]], list[dict]]:
+    """Per user, the plays as (timestamp, track index, name variant used, mbid used), in time order."""
+    by_style, popularity = _popularity(cfg, rng, tracks)
+    catalog = {
+        "tracks": tracks,
+        "by_style": by_style,
+        "popularity": popularity,
+        "released": np.array([t["released"] for t in tracks]),
+        "durations": np.array([t["duration_seconds"] for t in tracks]),
+    }
     users, per_user = [], []
     for u in range(cfg.n_users):
         taste = rng.choice(cfg.n_styles, size=int(rng.integers(2, 4)), replace=False)
         begin = int(rng.integers(t0, t0 + (t1 - t0) // 3))
         end = int(rng.integers(t1 - (t1 - t0) // 20, t1))
-        n_sessions = int(rng.poisson(cfg.sessions_per_user))
-        mean_gap = (end - begin) / max(n_sessions, 1)
-        heard: dict[int, list[int]] = {}
-        plays: list[tuple] = []
-        t = begin
-        while True:
-            t += int(1300 + rng.exponential(mean_gap * 0.8))
-            if t >= end:
-                break
-            style = int(rng.choice(taste)) if rng.random() < 0.8 else int(rng.integers(cfg.n_styles))
-            length = 1 + int(rng.geometric(1 / 14))
-            for _ in range(length):
-                if rng.random() > 0.75:
-                    style = int(rng.choice(taste)) if rng.random() < 0.6 else int(rng.integers(cfg.n_styles))
-                pool = by_style[style]
-                ok = released[pool] <= t
-                if not ok.any():
-                    continue
-                own = heard.get(style)
-                if own and rng.random() < 0.25:
-                    track = int(rng.choice(own))
-                else:
-                    age = (t - released[pool]) / (86400 * cfg.novelty_days)
-                    boost = 1 + cfg.novelty * np.exp(-age) * (released[pool] > t0)
-                    weights = popularity[style] * ok * boost
-                    track = int(rng.choice(pool, p=weights / weights.sum()))
-                heard.setdefault(style, []).append(track)
-                info = tracks[track]
-                variant = info["variant"] is not None and rng.random() < 0.2
-                mbid = (
-                    info["track_mbids"][int(rng.integers(len(info["track_mbids"])))]
-                    if info["track_mbids"]
-                    else None
-                )
-                plays.append((t, track, variant, mbid))
-                in_taste = style in taste
-                ratio = rng.beta(6, 1.2) if in_taste else rng.beta(1.2, 5)
-                step = int(round(ratio * durations[track]))
-                if rng.random() < 0.01:
-                    step = 0  # a duplicate scrobble in the same second
-                elif rng.random() < 0.03:
-                    step += int(rng.integers(300, 1100))  # a pause that stays within the session
-                t += step
-        per_user.append(plays)
-        gender = ["m", "f", ""][int(rng.integers(3))]
-        age = "" if rng.random() < 0.3 else str(int(rng.integers(16, 60)))
-        country = "" if rng.random() < 0.1 else str(rng.choice(COUNTRIES))
-        signup = (
-            ""
-            if rng.random() < 0.1
-            else datetime.fromtimestamp(begin - int(rng.integers(0, 4e7)), UTC).strftime("%b %d, %Y")
-        )
-        users.append(
-            {
-                "user_id": f"user_{u + 1:06d}",
-                "gender": gender,
-                "age": age,
-                "country": country,
-                "signup": signup,
-                "taste": sorted(int(s) for s in taste),
-            }
-        )
+        per_user.append(_user_plays(cfg, rng, catalog, taste, begin, end, t0))
+        users.append(_profile(rng, u, begin, taste))
     return per_user, users
+
+
+def _user_plays(
+    cfg: SampleConfig,
+    rng: np.random.Generator,
+    catalog: dict,
+    taste: np.ndarray,
+    begin: int,
+    end: int,
+    t0: int,
+) -> list[tuple]:
+    """One user's plays from ``begin`` to ``end``: sessions that mostly stay in the user's
+    styles, re-listens, new releases boosted, early skips of tracks off the user's taste."""
+    tracks, by_style, popularity = catalog["tracks"], catalog["by_style"], catalog["popularity"]
+    released, durations = catalog["released"], catalog["durations"]
+    n_sessions = int(rng.poisson(cfg.sessions_per_user))
+    mean_gap = (end - begin) / max(n_sessions, 1)
+    heard: dict[int, list[int]] = {}
+    plays: list[tuple] = []
+    t = begin
+    while True:
+        t += int(1300 + rng.exponential(mean_gap * 0.8))
+        if t >= end:
+            return plays
+        style = int(rng.choice(taste)) if rng.random() < 0.8 else int(rng.integers(cfg.n_styles))
+        for _ in range(1 + int(rng.geometric(1 / 14))):
+            if rng.random() > 0.75:
+                style = int(rng.choice(taste)) if rng.random() < 0.6 else int(rng.integers(cfg.n_styles))
+            pool = by_style[style]
+            ok = released[pool] <= t
+            if not ok.any():
+                continue
+            own = heard.get(style)
+            if own and rng.random() < 0.25:
+                track = int(rng.choice(own))
+            else:
+                age = (t - released[pool]) / (86400 * cfg.novelty_days)
+                boost = 1 + cfg.novelty * np.exp(-age) * (released[pool] > t0)
+                weights = popularity[style] * ok * boost
+                track = int(rng.choice(pool, p=weights / weights.sum()))
+            heard.setdefault(style, []).append(track)
+            info = tracks[track]
+            variant = info["variant"] is not None and rng.random() < 0.2
+            mbids = info["track_mbids"]
+            mbid = mbids[int(rng.integers(len(mbids)))] if mbids else None
+            plays.append((t, track, variant, mbid))
+            ratio = rng.beta(6, 1.2) if style in taste else rng.beta(1.2, 5)
+            step = int(round(ratio * durations[track]))
+            if rng.random() < 0.01:
+                step = 0  # a duplicate scrobble in the same second
+            elif rng.random() < 0.03:
+                step += int(rng.integers(300, 1100))  # a pause that stays within the session
+            t += step
+
+
+def _profile(rng: np.random.Generator, u: int, begin: int, taste: np.ndarray) -> dict:
+    """One user's profile row (empty fields as LastFM-1K has them) and taste."""
+    gender = ["m", "f", ""][int(rng.integers(3))]
+    age = "" if rng.random() < 0.3 else str(int(rng.integers(16, 60)))
+    country = "" if rng.random() < 0.1 else str(rng.choice(COUNTRIES))
+    signup = (
+        ""
+        if rng.random() < 0.1
+        else datetime.fromtimestamp(begin - int(rng.integers(0, 4e7)), UTC).strftime("%b %d, %Y")
+    )
+    return {
+        "user_id": f"user_{u + 1:06d}",
+        "gender": gender,
+        "age": age,
+        "country": country,
+        "signup": signup,
+        "taste": sorted(int(s) for s in taste),
+    }
 
 
 def _plays_tsv(
@@ -610,29 +634,7 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
             f"lastfm-dataset-1K/{PLAYS_NAME}": _plays_tsv(per_user, users, tracks, rng),
         },
     )
-    (out / "audio").mkdir(exist_ok=True)
-    audio_rows, lyric_rows = [], []
-    for track in progress_bar(tracks, desc="sample audio and lyrics", disable=not progress):
-        style = styles[track["style"]]
-        if rng.random() < cfg.audio_coverage:
-            rel = f"audio/{track['index']:05d}.flac"
-            sf.write(
-                out / rel,
-                synth_waveform(style, cfg, rng, track["appeal"]),
-                cfg.sample_rate,
-                format="FLAC",
-                subtype="PCM_16",
-            )
-            audio_rows.append([track["artist_name"], track["track_name"], rel, track["duration_seconds"]])
-        if rng.random() < cfg.lyrics_coverage:
-            lyric_rows.append(
-                {
-                    "artist_name": track["artist_name"],
-                    "track_name": track["track_name"],
-                    "language": "en",
-                    "lyrics": synth_lyrics(style, rng, track["appeal"]),
-                }
-            )
+    audio_rows, lyric_rows = _content(out, cfg, rng, styles, tracks, progress)
     write_atomic(
         paths["audio_manifest"],
         _csv([["artist_name", "track_name", "path", "duration_seconds"], *audio_rows]),
@@ -659,6 +661,33 @@ def write_sample(out: Path, cfg: SampleConfig = SampleConfig(), progress: bool =
     }
     write_atomic(paths["planted"], json.dumps(planted, ensure_ascii=False, indent=1))
     return paths
+
+
+def _content(
+    out: Path, cfg: SampleConfig, rng: np.random.Generator, styles: list, tracks: list[dict], progress: bool
+) -> tuple[list[list], list[dict]]:
+    """The tracks' audio clips (written as FLAC under ``out/audio``) and lyrics, each for a
+    share of the tracks; returns the rows of the two manifests."""
+    (out / "audio").mkdir(exist_ok=True)
+    audio_rows, lyric_rows = [], []
+    for track in progress_bar(tracks, desc="sample audio and lyrics", disable=not progress):
+        style = styles[track["style"]]
+        if rng.random() < cfg.audio_coverage:
+            rel = f"audio/{track['index']:05d}.flac"
+            wave = synth_waveform(style, cfg, rng, track["appeal"])
+            sf.write(out / rel, wave, cfg.sample_rate, format="FLAC", subtype="PCM_16")
+            audio_rows.append([track["artist_name"], track["track_name"], rel, track["duration_seconds"]])
+        if rng.random() < cfg.lyrics_coverage:
+            lyrics = synth_lyrics(style, rng, track["appeal"])
+            lyric_rows.append(
+                {
+                    "artist_name": track["artist_name"],
+                    "track_name": track["track_name"],
+                    "language": "en",
+                    "lyrics": lyrics,
+                }
+            )
+    return audio_rows, lyric_rows
 
 
 def _csv(rows: list[list]) -> str:
