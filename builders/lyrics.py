@@ -9,6 +9,7 @@ reports how many were.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def embed_lyrics(
 
     where = resolve_device(device)
     location = model_location(name)
-    if not progress:
+    if not progress or not sys.stderr.isatty():  # transformers' own bars redraw with carriage returns
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
