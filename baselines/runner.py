@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 import mmbench
-from mmbench.baselines import BASELINES, NeuralBaseline, training
+from mmbench.baselines import BASELINES, MemoryBaseline, NeuralBaseline, training
 from mmbench.baselines.data import Benchmark
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
@@ -124,7 +124,9 @@ def train(
         "dataset_fingerprint": dataset_fingerprint(data.track_ids),
         "mmbench_version": mmbench.__version__,
     }
-    if not isinstance(module, NeuralBaseline):
+    if not isinstance(module, (NeuralBaseline, MemoryBaseline)):
+        raise MmbenchError(f"baseline {name!r} ({module.__name__}) has neither build() nor fit() and score()")
+    if isinstance(module, MemoryBaseline):
         module.fit(data.sessions("train"), config)  # fails early on a config the model cannot use
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")

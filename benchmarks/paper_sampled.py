@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 from pathlib import Path
 
+from baseline_results import sh  # the sibling script (benchmarks/ is on the path when run)
+
 TASKS = ("paper-sampled", "next-track")
-
-
-def sh(*args: str) -> None:
-    subprocess.run(["mmbench", *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def model_runs(model: str, seeds: list[int | None], dataset: str, out: Path) -> dict[str, list[dict]]:

@@ -8,20 +8,10 @@ import numpy as np
 import polars as pl
 
 from mmbench.errors import MmbenchError
+from mmbench.schema import SCHEMAS
 from mmbench.segments import popularity_group, popularity_thresholds
 
-INSTANCE_SCHEMA = {
-    "instance_id": pl.String,
-    "task": pl.String,
-    "user_id": pl.String,
-    "session_id": pl.String,
-    "position": pl.Int32,
-    "target_track_id": pl.String,
-    "candidates": pl.List(pl.String),
-    "target_heard_before": pl.Boolean,
-    "target_popularity": pl.String,
-    "target_cold": pl.Boolean,
-}
+INSTANCE_COLUMNS = SCHEMAS["instances"].names  # the contract's columns, labels included
 
 
 def _stable_seed(seed: int, key: str) -> list[int]:
@@ -123,9 +113,7 @@ def build_instances(
     # Both splits are labelled at once: one join with the plays instead of one per split.
     labelled = _labelled(pl.concat(tables), plays, catalog, n_plays_train, track_ids, user_ids)
     out = {
-        split: labelled.filter(pl.col("split") == split)
-        .select(list(INSTANCE_SCHEMA))
-        .sort("task", "instance_id")
+        split: labelled.filter(pl.col("split") == split).select(INSTANCE_COLUMNS).sort("task", "instance_id")
         for split in ("validation", "test")
     }
     report["rows_in"] = report["rows_out"] = plays.height

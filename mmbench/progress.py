@@ -28,10 +28,15 @@ class _Lines:
         self.stream.flush()
 
 
+def on_terminal() -> bool:
+    """Whether progress output goes to a terminal (stderr), where bars may redraw in place."""
+    return sys.stderr.isatty()
+
+
 def progress_bar(iterable: Any = None, **options: Any) -> tqdm:
     """A tqdm bar (same arguments) on stderr: live on a terminal, else a line every
     :data:`LOG_INTERVAL` seconds and a last one when it ends."""
-    if sys.stderr.isatty():
+    if on_terminal():
         return tqdm(iterable, **options)
     options.setdefault("mininterval", LOG_INTERVAL)
     options.setdefault("maxinterval", LOG_INTERVAL * 6)

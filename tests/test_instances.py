@@ -8,6 +8,7 @@ from scipy.stats import chisquare
 from mmbench.builders.instances import build_instances, sample_negatives
 from mmbench.builders.sessionize import sessionize
 from mmbench.builders.split import temporal_split
+from mmbench.errors import MmbenchError
 
 N_TRACKS = 400
 
@@ -123,7 +124,7 @@ def test_negatives_are_distinct_exclude_and_are_fixed_per_instance():
     assert np.array_equal(a, again)
     other = sample_negatives(200, excluded, 194, seed=1, key="paper-sampled/test/y")
     assert not np.array_equal(a, other)
-    with pytest.raises(Exception, match="only 196 tracks"):
+    with pytest.raises(MmbenchError, match="only 196 tracks"):
         sample_negatives(200, excluded, 197, seed=1, key="k")
 
 

@@ -58,9 +58,10 @@ def test_local_annotator_reads_digit_probabilities(local):
     assert len(local.digits) == 6 and len(set(local.digits)) == 6
 
 
-def test_cached_prefix_equals_a_plain_forward_pass_of_each_full_prompt(local):
+def test_cached_prefix_equals_plain_forward_passes_of_the_full_prompts(local):
     """rate() reads the prompt once and the 58 questions in padded batches on its cached keys and
-    values; each value must equal one plain forward pass of prompt + question."""
+    values; the first 12 values (three batches of 5, one short) must equal one plain forward
+    pass of prompt + question each."""
     import torch
 
     song = SONGS[2]
