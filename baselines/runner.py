@@ -42,6 +42,16 @@ def model_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> dict
     return config
 
 
+def describe_baselines() -> list[str]:
+    """One line per baseline: its name, description and default hyperparameters."""
+    lines = []
+    for name in BASELINES:
+        config = model_config(name)
+        settings = ", ".join(f"{k}={v!r}" for k, v in config.items() if k != "description")
+        lines.append(f"{name:12s} {config['description']}" + (f"  [{settings}]" if settings else ""))
+    return lines
+
+
 def dataset_fingerprint(track_ids: list[str]) -> str:
     """SHA-256 over the catalogue's track ids in order: two datasets with other ids differ."""
     return hashlib.sha256("\n".join(track_ids).encode("utf-8")).hexdigest()

@@ -218,3 +218,29 @@ def embed_catalog(
         config = f"{kind}-{config_suffix(encoders[kind])}"
         out[config] = embed_content(kind, encoders[kind], rows, root, kind_options, shard, progress)
     return out
+
+
+def embed_shard(
+    source: str | None,
+    manifests: dict[str, Path | None],
+    encoders: dict[str, str],
+    options: dict,
+    cache: Path,
+    shard: str,
+    progress: bool = True,
+) -> list[str]:
+    """``mmbench embed``: embed shard ``shard`` (``"i/n"``) of the catalogue of build ``source``
+    into the embedding cache ``cache``, for each manifest given (``audio``, ``lyrics``); return
+    one summary line per config."""
+    from mmbench.loading import load
+
+    if not any(manifests.values()):
+        raise MmbenchError("give --audio-manifest and/or --lyrics-manifest")
+    i, n = parse_shard(shard)
+    read = read_manifests(manifests.get("audio"), manifests.get("lyrics"))
+    catalog = load("tracks", "catalog", source=source).to_polars()
+    done = embed_catalog(catalog, read, encoders, options, cache, (i, n), progress=progress)
+    return [
+        f"{config} shard {i}/{n}: {report['computed_now']:,} embedded, {len(report['failed'])} failed"
+        for config, (_, report) in done.items()
+    ]

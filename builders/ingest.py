@@ -35,6 +35,12 @@ PLAYS_NAME = "userid-timestamp-artid-artname-traid-traname.tsv"
 PROFILE_NAME = "userid-profile.tsv"
 ARCHIVE_NAME = "lastfm-dataset-1K.tar.gz"
 LASTFM_PAGE = "http://ocelma.net/MusicRecommendationDataset/lastfm-1K.html"
+DOWNLOAD_INSTRUCTIONS = (
+    "mmbench does not download LastFM-1K (its licence asks users to fetch it themselves).\n"
+    f"Get {ARCHIVE_NAME} (about 640 MB) from {LASTFM_PAGE},\n"
+    f"then check it with: mmbench download --check {ARCHIVE_NAME}\n"
+    f"and build with:     mmbench build --raw {ARCHIVE_NAME} --out DIR"
+)
 PUBLISHED_MD5 = {
     PLAYS_NAME: "64747b21563e3d2aa95751e0ddc46b68",
     PROFILE_NAME: "c53608b6b445db201098c1489ea497df",
@@ -153,6 +159,37 @@ def _line_bounds(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return line_ends, np.concatenate([[0], line_ends[:-1] + 1])
 
 
+def _fast_fields(block: bytes, n: int) -> pl.DataFrame | None:
+    """The block's ``n`` lines as six string columns when each has exactly six fields, else None.
+
+    The CSV reader refuses lines with more than six fields and invalid UTF-8, so with five tabs
+    per line on average it has seen exactly six fields everywhere. Any refusal (its exception
+    class depends on where in the block the bad line sits) and any row count other than the
+    block's lines leave the block to :func:`_exact_fields`.
+    """
+    if block.count(b"\t") != 5 * n:
+        return None
+    try:
+        frame = _read_fields(block)
+    except pl.exceptions.PolarsError:
+        return None
+    return frame if frame.height == n else None
+
+
+def _exact_fields(block: bytes, data: np.ndarray, n: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """The lines with six fields in valid UTF-8 as string columns, their indices, and each line's
+    reason code (0 = fine, else 1 + index in :data:`REJECT_REASONS`)."""
+    line_ends, starts = _line_bounds(data)
+    tabs = np.bincount(np.searchsorted(line_ends, np.flatnonzero(data == 9)), minlength=n)[:n]
+    reason = np.where(tabs == 5, 0, 2).astype(np.int8)
+    reason[_invalid_utf8_lines(block, line_ends)] = 1
+    good = np.flatnonzero(reason == 0)
+    # Drop the bad lines' bytes, so that the CSV reader sees six fields everywhere.
+    clean = data[np.repeat(reason == 0, line_ends - starts + 1)].tobytes()
+    empty = pl.DataFrame(schema=dict.fromkeys(PLAYS_FIELDS, pl.String))
+    return (_read_fields(clean) if good.size else empty), good, reason
+
+
 def parse_block(block: bytes, first_line: int) -> tuple[pl.DataFrame, list[dict]]:
     """Parse a block of whole lines; return (valid plays, rejects).
 
@@ -163,32 +200,11 @@ def parse_block(block: bytes, first_line: int) -> tuple[pl.DataFrame, list[dict]
     """
     data = np.frombuffer(block, dtype=np.uint8)
     n = block.count(b"\n")
-    frame = None
-    if block.count(b"\t") == 5 * n:
-        # Fast path: the CSV reader refuses lines with more than six fields and invalid UTF-8,
-        # so with five tabs per line on average it has seen exactly six fields everywhere. Any
-        # refusal (its exception class depends on where in the block the bad line sits) and any
-        # row count other than the block's lines send the block to the exact path below.
-        try:
-            frame = _read_fields(block)
-        except pl.exceptions.PolarsError:
-            frame = None
-        if frame is not None and frame.height == n:
-            good = np.arange(n)
-            reason = np.zeros(n, dtype=np.int8)
-        else:
-            frame = None
-    if frame is None:
-        line_ends, starts = _line_bounds(data)
-        tabs = np.bincount(np.searchsorted(line_ends, np.flatnonzero(data == 9)), minlength=n)[:n]
-        reason = np.where(tabs == 5, 0, 2).astype(np.int8)  # 0 = fine, else 1 + index in REJECT_REASONS
-        reason[_invalid_utf8_lines(block, line_ends)] = 1
-        good = np.flatnonzero(reason == 0)
-        # Drop the bad lines' bytes, so that the CSV reader sees six fields everywhere.
-        clean = data[np.repeat(reason == 0, line_ends - starts + 1)].tobytes()
-        frame = (
-            _read_fields(clean) if good.size else pl.DataFrame(schema=dict.fromkeys(PLAYS_FIELDS, pl.String))
-        )
+    frame = _fast_fields(block, n)
+    if frame is not None:
+        good, reason = np.arange(n), np.zeros(n, dtype=np.int8)
+    else:
+        frame, good, reason = _exact_fields(block, data, n)
     ts_ok = pl.col("timestamp").str.contains(TIMESTAMP_PATTERN)
     parsed = frame.with_columns(
         pl.Series("line", (first_line + good).astype(np.uint32)),

@@ -90,27 +90,15 @@ def build_instances(
         .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over("session").alias("position"))
     )
     train_users = sessions.filter(pl.col("split") == "train")["user"].unique()
-    train_counts = plays.filter(pl.col("split") == "train").group_by("track").len()
-    n_plays_train = np.zeros(len(catalog), dtype=np.int64)
-    n_plays_train[np.searchsorted(catalog, train_counts["track"].to_numpy())] = train_counts["len"].to_numpy()
     tables = []
     report: dict = {"next-track": {}, "paper-sampled": {}}
     for split in ("validation", "test"):
         eligible = sessions.filter((pl.col("split") == split) & pl.col("user").is_in(train_users.implode()))
-        in_split = plays.filter(pl.col("session").is_in(eligible["session"].implode()))
-        next_track = _next_track(in_split)
-        paper = _paper_sampled(split, eligible, in_split, plays, catalog, track_ids, negatives, seed)
-        no_candidates = pl.lit(None, dtype=pl.List(pl.String)).alias("candidates")
-        tables.append(
-            pl.concat([next_track.with_columns(no_candidates), paper]).with_columns(
-                pl.lit(split).alias("split")
-            )
-        )
-        report["next-track"][split] = next_track.height
-        report["paper-sampled"][split] = paper.height
-        if tables[-1].height == 0:
-            raise MmbenchError(f"no {split} instance: no {split} session has a user with a training session")
+        tables.append(_split_instances(split, eligible, plays, catalog, track_ids, negatives, seed))
+        for task in ("next-track", "paper-sampled"):
+            report[task][split] = int((tables[-1]["task"] == task).sum())
     # Both splits are labelled at once: one join with the plays instead of one per split.
+    n_plays_train = _train_play_counts(plays, catalog)
     labelled = _labelled(pl.concat(tables), plays, catalog, n_plays_train, track_ids, user_ids)
     out = {
         split: labelled.filter(pl.col("split") == split).select(INSTANCE_COLUMNS).sort("task", "instance_id")
@@ -119,6 +107,35 @@ def build_instances(
     report["rows_in"] = report["rows_out"] = plays.height
     report["removed"] = {}
     return out, report
+
+
+def _split_instances(
+    split: str,
+    eligible: pl.DataFrame,
+    plays: pl.DataFrame,
+    catalog: np.ndarray,
+    track_ids: pl.Series,
+    negatives: int,
+    seed: int,
+) -> pl.DataFrame:
+    """Both tasks' instances of one split, from its ``eligible`` sessions (those whose user has
+    a training session)."""
+    in_split = plays.filter(pl.col("session").is_in(eligible["session"].implode()))
+    no_candidates = pl.lit(None, dtype=pl.List(pl.String)).alias("candidates")
+    next_track = _next_track(in_split).with_columns(no_candidates)
+    paper = _paper_sampled(split, eligible, in_split, plays, catalog, track_ids, negatives, seed)
+    table = pl.concat([next_track, paper]).with_columns(pl.lit(split).alias("split"))
+    if table.height == 0:
+        raise MmbenchError(f"no {split} instance: no {split} session has a user with a training session")
+    return table
+
+
+def _train_play_counts(plays: pl.DataFrame, catalog: np.ndarray) -> np.ndarray:
+    """Each catalogue track's number of training plays, in ``catalog`` order."""
+    train_counts = plays.filter(pl.col("split") == "train").group_by("track").len()
+    n_plays_train = np.zeros(len(catalog), dtype=np.int64)
+    n_plays_train[np.searchsorted(catalog, train_counts["track"].to_numpy())] = train_counts["len"].to_numpy()
+    return n_plays_train
 
 
 def _next_track(in_split: pl.DataFrame) -> pl.DataFrame:

@@ -393,6 +393,32 @@ def fill_cache(
     return sum(1 for _ in annotate(annotator, songs, cache, shard=shard, progress=progress))
 
 
+def annotate_shard(
+    source: str | None,
+    cache: Path,
+    shard: str,
+    backend: str,
+    model: str | None = None,
+    url: str | None = None,
+    limit: int = 0,
+    lyrics_manifest: Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> str:
+    """``mmbench annotate-mgphot``: annotate shard ``shard`` (``"i/n"``) of the tracks of build
+    ``source`` into the answer cache ``cache``; return a summary line."""
+    from mmbench.builders.content import parse_shard, read_lyrics_manifest
+    from mmbench.loading import load
+
+    i, n = parse_shard(shard)
+    tracks = load("tracks", "catalog", source=source).to_polars()
+    lyrics = read_lyrics_manifest(lyrics_manifest) if lyrics_manifest else None
+    songs = songs_to_annotate(tracks, lyrics, limit)
+    answers = AnswerCache(cache, annotator_name(backend, model), shard=f"shard-{i}-of-{n}")
+    done = fill_cache(songs, answers, backend, model, url, device, (i, n), progress=progress)
+    return f"shard {i}/{n}: {done:,} tracks annotated, answers in {answers.folder}"
+
+
 def read_ground_truth(path: Path) -> pl.DataFrame:
     """Real MGPHot values: CSV or JSON Lines with ``track_id`` (or ``artist_name`` and
     ``track_name``) and one column per gene, named as in the schema, values in [0, 1]."""

@@ -211,29 +211,13 @@ def build(
 
     Returns the build report (also written to ``out/build_report.json``).
     """
-    encoder_options, mgphot_options = encoder_options or {}, mgphot_options or {}
     paths = {"raw": raw, "durations": durations_path, "audio": audio_manifest, "lyrics": lyrics_manifest}
-    if sample_config is not None:
-        # A manifest the user gives with the sample is read once before generating it, so that
-        # a bad one fails at once (a rare combination: the second read below is cheap then).
-        content.read_manifests(audio_manifest, lyrics_manifest)
-        parts, written = sample.prepare_sample(out / WORK / "sample-raw", sample_config, progress)
-        if written:
-            log("sample: generated the synthetic raw set")
-        paths = {key: value or parts[key] for key, value in paths.items()}
-    inputs = {
-        "source": ingest.resolve_raw(paths["raw"]),
-        "rejects": out / WORK / "rejects.jsonl",
-        "durations": paths["durations"],
-        "audio": paths["audio"],
-        "manifests": content.read_manifests(paths["audio"], paths["lyrics"]),
-        "progress": progress,
-    }
+    inputs = _stage_inputs(out, paths, sample_config, progress, log)
     ctx = StageCache(out / WORK, __name__, log).run(core_stages(recipe), Context(recipe, inputs))
     plays, sessions = ctx.frame("filter", "plays"), ctx.frame("split", "sessions")
     tracks = ctx.frame("identify", "tracks")
     kept = tracks.join(plays.select(pl.col("track").unique()), on="track").sort("track")
-    enriched = _content_configs(out, recipe, ctx, kept, encoder_options, mgphot_options, log)
+    enriched = _content_configs(out, recipe, ctx, kept, encoder_options or {}, mgphot_options or {}, log)
     started = time.perf_counter()
     report = publish.publish_build(
         out,
@@ -252,6 +236,33 @@ def build(
     )
     log(f"publish: {time.perf_counter() - started:.1f} s")
     return report
+
+
+def _stage_inputs(
+    out: Path,
+    paths: dict[str, Path | None],
+    sample_config: sample.SampleConfig | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """What the core stages read: the raw source, the rejects file, the durations and content
+    manifests; with ``sample_config``, the generated sample's files fill the paths not given."""
+    if sample_config is not None:
+        # A manifest the user gives with the sample is read once before generating it, so that
+        # a bad one fails at once (a rare combination: the second read below is cheap then).
+        content.read_manifests(paths["audio"], paths["lyrics"])
+        parts, written = sample.prepare_sample(out / WORK / "sample-raw", sample_config, progress)
+        if written:
+            log("sample: generated the synthetic raw set")
+        paths = {key: value or parts[key] for key, value in paths.items()}
+    return {
+        "source": ingest.resolve_raw(paths["raw"]),
+        "rejects": out / WORK / "rejects.jsonl",
+        "durations": paths["durations"],
+        "audio": paths["audio"],
+        "manifests": content.read_manifests(paths["audio"], paths["lyrics"]),
+        "progress": progress,
+    }
 
 
 def _content_configs(

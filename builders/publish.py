@@ -166,9 +166,8 @@ def write_plots(
     return names
 
 
-def card_text(report: dict, plots: list[str], recipe_text: str) -> str:
-    """The dataset card: YAML front matter with every config and split, then the description."""
-    content = report.get("content", {})
+def _front_matter(content: dict[str, dict]) -> str:
+    """The card's YAML front matter: licence, tags, and every config with its splits' files."""
     lines = [
         "---",
         "license: other",
@@ -189,32 +188,16 @@ def card_text(report: dict, plots: list[str], recipe_text: str) -> str:
         for split in splits:
             lines += [f"  - split: {split}", f"    path: {layout.split_pattern(config, split)}"]
     lines.append("---")
+    return "\n".join(lines)
+
+
+def _statistics_section(report: dict) -> str:
+    """The card's statistics: sessions, plays, users and instances per split, the catalogue, the
+    rejected lines, the cutoffs, and how many users and tracks are there thanks to later plays."""
     split = report["stages"]["split"]
     stats = report["statistics"]
     later = report["later_plays_in_selection"]
-    body = (
-        f"""
-# LastFM-1K-MM ({report["recipe"]["name"]} recipe)
-
-Session-based music recommendation on the LastFM-1K listening logs: listening sessions with
-per-play listening times and completion ratios, a global temporal split, and the evaluation
-instances of the `next-track` (official, full-catalogue ranking) and `paper-sampled` tasks.
-Built by `mmbench build` (version {report["mmbench_version"]}); `build_report.json` holds the
-full accounting of every stage, the input and output checksums and the package versions.
-
-```python
-from datasets import load_dataset
-sessions = load_dataset("mmbench/lastfm1k-mm", "sessions")   # or a local build folder
-```
-
-## Licence and attribution
-
-The LastFM-1K data was collected by Òscar Celma from the Last.fm API and is distributed for
-**non-commercial use only**; see {LASTFM_PAGE} and https://www.last.fm. Any use of this
-dataset must reference that page and Last.fm, and cite: O. Celma, *Music Recommendation and
-Discovery in the Long Tail*, Springer, 2010. The mmbench code is MIT-licensed.
-
-## Statistics
+    return f"""## Statistics
 
 | | train | validation | test |
 |---|---:|---:|---:|
@@ -239,8 +222,37 @@ on the plays before the test cutoff, a threshold would drop
 on items chosen with knowledge of their later plays (see `docs/protocol.md`).
 
 """
+
+
+def card_text(report: dict, plots: list[str], recipe_text: str) -> str:
+    """The dataset card: YAML front matter with every config and split, then the description."""
+    content = report.get("content", {})
+    body = (
+        f"""
+# LastFM-1K-MM ({report["recipe"]["name"]} recipe)
+
+Session-based music recommendation on the LastFM-1K listening logs: listening sessions with
+per-play listening times and completion ratios, a global temporal split, and the evaluation
+instances of the `next-track` (official, full-catalogue ranking) and `paper-sampled` tasks.
+Built by `mmbench build` (version {report["mmbench_version"]}); `build_report.json` holds the
+full accounting of every stage, the input and output checksums and the package versions.
+
+```python
+from datasets import load_dataset
+sessions = load_dataset("mmbench/lastfm1k-mm", "sessions")   # or a local build folder
+```
+
+## Licence and attribution
+
+The LastFM-1K data was collected by Òscar Celma from the Last.fm API and is distributed for
+**non-commercial use only**; see {LASTFM_PAGE} and https://www.last.fm. Any use of this
+dataset must reference that page and Last.fm, and cite: O. Celma, *Music Recommendation and
+Discovery in the Long Tail*, Springer, 2010. The mmbench code is MIT-licensed.
+
+"""
+        + _statistics_section(report)
         + "\n".join(f"![{p[:-4].replace('_', ' ')}](plots/{p})" for p in plots)
-        + content_section(content, stats["tracks"])
+        + content_section(content, report["statistics"]["tracks"])
         + f"""
 
 ## Recipe
@@ -261,7 +273,7 @@ on items chosen with knowledge of their later plays (see `docs/protocol.md`).
 ```
 """
     )
-    return "\n".join(lines) + "\n" + body
+    return _front_matter(content) + "\n" + body
 
 
 def content_section(content: dict[str, dict], n_tracks: int) -> str:

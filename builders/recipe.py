@@ -58,25 +58,28 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     return recipe
 
 
+# Each table's keys and their types ([filters] is checked by name: its order matters).
+RECIPE_TABLES = {
+    "sessionize": {"gap_seconds": int, "after_filters": list},
+    "split": {"test_quantile": float, "validation_quantile": float},
+    "instances": {"paper_sampled_negatives": int, "seed": int},
+    "enrich": {
+        "audio_encoder": str,
+        "lyrics_encoder": str,
+        "annotate_mgphot": bool,
+        "mgphot_limit": int,
+        "mgphot_backend": str,
+        "mgphot_model": str,
+    },
+}
+
+
 def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
     """Check a recipe's keys, types and ranges; raise :class:`MmbenchError` naming the key."""
-    expected = {
-        "sessionize": {"gap_seconds": int, "after_filters": list},
-        "split": {"test_quantile": float, "validation_quantile": float},
-        "instances": {"paper_sampled_negatives": int, "seed": int},
-        "enrich": {
-            "audio_encoder": str,
-            "lyrics_encoder": str,
-            "annotate_mgphot": bool,
-            "mgphot_limit": int,
-            "mgphot_backend": str,
-            "mgphot_model": str,
-        },
-    }
     for key in ("name", "description"):
         if not isinstance(recipe.get(key), str):
             raise MmbenchError(f"{origin}: '{key}' must be a string")
-    for section, fields in expected.items():
+    for section, fields in RECIPE_TABLES.items():
         table = recipe.get(section)
         if not isinstance(table, dict):
             raise MmbenchError(f"{origin}: missing table [{section}]")
@@ -88,6 +91,26 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
         unknown = set(table) - set(fields)
         if unknown:
             raise MmbenchError(f"{origin}: unknown key {section}.{sorted(unknown)[0]}")
+    _validate_filters(recipe, origin)
+    if recipe["sessionize"]["gap_seconds"] <= 0:
+        raise MmbenchError(f"{origin}: sessionize.gap_seconds must be positive")
+    for name in ("test_quantile", "validation_quantile"):
+        if not 0.0 < recipe["split"][name] < 1.0:
+            raise MmbenchError(f"{origin}: split.{name} must lie strictly between 0 and 1")
+    if recipe["enrich"]["audio_encoder"] not in AUDIO_ENCODERS:
+        raise MmbenchError(
+            f"{origin}: enrich.audio_encoder {recipe['enrich']['audio_encoder']!r} is not one of "
+            f"{', '.join(AUDIO_ENCODERS)}"
+        )
+    if recipe["enrich"]["mgphot_backend"] not in ("local", "http") or recipe["enrich"]["mgphot_limit"] < 0:
+        raise MmbenchError(f"{origin}: enrich.mgphot_backend must be local or http, enrich.mgphot_limit >= 0")
+    if recipe["instances"]["paper_sampled_negatives"] < 1:
+        raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
+
+
+def _validate_filters(recipe: dict[str, Any], origin: str) -> None:
+    """The [filters] table: known filters with values of their type, and the play filters that
+    run before sessionizing (``sessionize.after_filters``) first."""
     filters = recipe.get("filters")
     if not isinstance(filters, dict):
         raise MmbenchError(f"{origin}: missing table [filters]")
@@ -104,20 +127,6 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
             f"{origin}: sessionize.after_filters must be the first filters of [filters] and only "
             f"play filters ({', '.join(PLAY_FILTERS)}); got {before}"
         )
-    if recipe["sessionize"]["gap_seconds"] <= 0:
-        raise MmbenchError(f"{origin}: sessionize.gap_seconds must be positive")
-    for name in ("test_quantile", "validation_quantile"):
-        if not 0.0 < recipe["split"][name] < 1.0:
-            raise MmbenchError(f"{origin}: split.{name} must lie strictly between 0 and 1")
-    if recipe["enrich"]["audio_encoder"] not in AUDIO_ENCODERS:
-        raise MmbenchError(
-            f"{origin}: enrich.audio_encoder {recipe['enrich']['audio_encoder']!r} is not one of "
-            f"{', '.join(AUDIO_ENCODERS)}"
-        )
-    if recipe["enrich"]["mgphot_backend"] not in ("local", "http") or recipe["enrich"]["mgphot_limit"] < 0:
-        raise MmbenchError(f"{origin}: enrich.mgphot_backend must be local or http, enrich.mgphot_limit >= 0")
-    if recipe["instances"]["paper_sampled_negatives"] < 1:
-        raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
 
 
 def enrich_overrides(**values: Any) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import click
@@ -40,11 +41,19 @@ def _options(*options: Callable) -> Callable:
     return apply
 
 
-def _manifest_options() -> Callable:
-    return _options(
-        click.option("--audio-manifest", type=FILE, help="CSV/JSONL of artist_name, track_name, path[, duration_seconds]: audio embeddings and durations."),
-        click.option("--lyrics-manifest", type=FILE, help="CSV/JSONL of artist_name, track_name, lyrics[, language]."),
-    )  # fmt: skip
+def _write_json(path: Path | None, data: dict) -> None:
+    """Write a command's full result as JSON when ``--json PATH`` was given."""
+    if path is not None:
+        from mmbench.reporting import write_json
+
+        write_json(path, data)
+        click.echo(f"wrote {path}")
+
+
+_manifest_options = _options(
+    click.option("--audio-manifest", type=FILE, help="CSV/JSONL of artist_name, track_name, path[, duration_seconds]: audio embeddings and durations."),
+    click.option("--lyrics-manifest", type=FILE, help="CSV/JSONL of artist_name, track_name, lyrics[, language]."),
+)  # fmt: skip
 
 
 def _encoder_options(audio: str | None, lyrics: str | None) -> Callable:
@@ -77,16 +86,9 @@ def _annotator_options(prefix: str, backend: str | None, limit: int | None) -> C
     )  # fmt: skip
 
 
-def _device_option(help: str = "Device of the encoders and LLMs (auto = CUDA if present).") -> Callable:
-    return click.option("--device", default="auto", show_default=True, help=help)
-
-
-def _dataset_option(help: str = "A build folder or Hub id (default: the local build, else the Hub).") -> Callable:  # fmt: skip
-    return click.option("--dataset", default=None, help=help)
-
-
-def _quiet_option(help: str = "No progress bars.") -> Callable:
-    return click.option("--quiet", is_flag=True, help=help)
+_device_option = partial(click.option, "--device", default="auto", show_default=True, help="Device of the encoders and LLMs (auto = CUDA if present).")  # fmt: skip
+_dataset_option = partial(click.option, "--dataset", default=None, help="A build folder or Hub id (default: the local build, else the Hub).")  # fmt: skip
+_quiet_option = partial(click.option, "--quiet", is_flag=True, help="No progress bars.")
 
 
 @click.group(cls=_Group)
@@ -102,7 +104,7 @@ def main() -> None:
     click.option("--recipe", default=None, help="A built-in recipe (official, paper, sample) or a .toml file. Default: official, or sample with --sample."),
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. filters.min_user_plays=500."),
     click.option("--durations", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Manifest of track durations (artist_name, track_name, duration_seconds)."),
-    _manifest_options(),
+    _manifest_options,
     _encoder_options(audio=None, lyrics=None),
     _device_option(),
     click.option("--embedding-cache", type=FOLDER, default=None, help="Embedding cache folder (default: OUT/.build/embedding-cache); `mmbench embed` shards fill it."),
@@ -110,7 +112,7 @@ def main() -> None:
     _annotator_options("mgphot-", backend=None, limit=None),
     click.option("--mgphot-cache", type=FOLDER, default=None, help="Answer cache folder (default: OUT/.build/mgphot-cache)."),
     click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: the local dataset location that mmbench.load looks at first)."),
-    _quiet_option("No progress bars and no stage log; errors and warnings still print."),
+    _quiet_option(help="No progress bars and no stage log; errors and warnings still print."),
 )  # fmt: skip
 def build(sample: bool, raw: Path | None, recipe: str | None, overrides: tuple[str, ...], durations: Path | None,
           audio_manifest: Path | None, lyrics_manifest: Path | None, audio_encoder: str | None, audio_model: str | None,
@@ -149,10 +151,10 @@ def build(sample: bool, raw: Path | None, recipe: str | None, overrides: tuple[s
 
 
 @main.command("embed")
-@_dataset_option("A build folder (default: the local build).")
+@_dataset_option(help="A build folder (default: the local build).")
 @click.option("--cache", type=FOLDER, required=True, help="Embedding cache folder.")
 @click.option("--shard", default="0/1", show_default=True, help="i/n: embed every n-th track from the i-th.")
-@_manifest_options()
+@_manifest_options
 @_encoder_options(audio="mfcc", lyrics="minilm")
 @_device_option()
 @_quiet_option()
@@ -164,29 +166,19 @@ def embed(dataset: str | None, cache: Path, shard: str, audio_manifest: Path | N
     Run one shard per machine or GPU, copy the cache folders together (that is the merge), then
     `mmbench build ... --audio-manifest ... --embedding-cache DIR` publishes from the cache.
     """
-    import mmbench
-    from mmbench.builders import content
+    from mmbench.builders.content import embed_shard
 
-    if audio_manifest is None and lyrics_manifest is None:
-        raise MmbenchError("give --audio-manifest and/or --lyrics-manifest")
-    i, n = content.parse_shard(shard)
-    manifests = content.read_manifests(audio_manifest, lyrics_manifest)
-    catalog = mmbench.load("tracks", "catalog", source=dataset).to_polars()
     options = {"model": audio_model, "device": device, "trust_remote_code": trust_remote_code}
+    manifests = {"audio": audio_manifest, "lyrics": lyrics_manifest}
     encoders = {"audio": audio_encoder, "lyrics": lyrics_encoder}
-    done = content.embed_catalog(catalog, manifests, encoders, options, cache, (i, n), progress=not quiet)
-    for config, (_, report) in done.items():
-        click.echo(
-            f"{config} shard {i}/{n}: {report['computed_now']:,} embedded, {len(report['failed'])} failed"
-        )
+    for line in embed_shard(dataset, manifests, encoders, options, cache, shard, progress=not quiet):
+        click.echo(line)
 
 
 @main.command("annotate-mgphot")
-@_dataset_option("A build folder (default: the local build).")
+@_dataset_option(help="A build folder (default: the local build).")
 @click.option("--cache", type=FOLDER, required=True, help="Answer cache folder.")
-@click.option(
-    "--shard", default="0/1", show_default=True, help="i/n: annotate every n-th track from the i-th."
-)
+@click.option("--shard", default="0/1", show_default=True, help="i/n: annotate every n-th track from the i-th.")  # fmt: skip
 @_annotator_options("", backend="local", limit=0)
 @click.option("--lyrics-manifest", type=FILE, default=None, help="Give the LLM the lyrics too.")
 @_device_option()
@@ -199,39 +191,25 @@ def annotate_mgphot(dataset: str | None, cache: Path, shard: str, limit: int, ba
     together (that is the merge), then `mmbench build ... --annotate-mgphot --mgphot-cache DIR`
     publishes the mgphot config from the cache without asking again.
     """
-    import mmbench
-    from mmbench.builders import content, mgphot
+    from mmbench.builders.mgphot import annotate_shard
 
-    i, n = content.parse_shard(shard)
-    tracks = mmbench.load("tracks", "catalog", source=dataset).to_polars()
-    lyrics = content.read_lyrics_manifest(lyrics_manifest) if lyrics_manifest else None
-    songs = mgphot.songs_to_annotate(tracks, lyrics, limit)
-    answers = mgphot.AnswerCache(cache, mgphot.annotator_name(backend, model), shard=f"shard-{i}-of-{n}")
-    done = mgphot.fill_cache(songs, answers, backend, model, url, device, (i, n), progress=not quiet)
-    click.echo(f"shard {i}/{n}: {done:,} tracks annotated, answers in {answers.folder}")
+    click.echo(annotate_shard(dataset, cache, shard, backend, model, url, limit, lyrics_manifest, device, not quiet))  # fmt: skip
 
 
 @main.command("validate-mgphot")
 @click.option("--ground-truth", type=FILE, required=True, help="Real MGPHot values (CSV/JSONL).")
-@_dataset_option("A build folder with the mgphot config (default: the local build).")
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also write the comparison as JSON.",
-)
+@_dataset_option(help="A build folder with the mgphot config (default: the local build).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the comparison as JSON.")  # fmt: skip
 def validate_mgphot(ground_truth: Path, dataset: str | None, json_out: Path | None) -> None:
     """Compare a build's MGPHot annotations with real values: per-gene MAE and Spearman."""
     import mmbench
     from mmbench.builders import mgphot
-    from mmbench.reporting import print_mgphot_validation, write_json
+    from mmbench.reporting import print_mgphot_validation
 
     annotations = mmbench.load("mgphot", "catalog", source=dataset).to_polars()
     result = mgphot.compare_with_ground_truth(annotations, mgphot.read_ground_truth(ground_truth))
     print_mgphot_validation(result, str(ground_truth))
-    if json_out:
-        write_json(json_out, result)
+    _write_json(json_out, result)
 
 
 @main.command()
@@ -253,64 +231,52 @@ def info(folder: Path) -> None:
 @click.option("--check", type=click.Path(path_type=Path), help="Verify a downloaded archive or plays file.")
 def download(check: Path | None) -> None:
     """Say where to get the LastFM-1K archive (it is never fetched), and check a local copy."""
-    from mmbench.builders.ingest import ARCHIVE_NAME, LASTFM_PAGE, verify_download
+    from mmbench.builders.ingest import DOWNLOAD_INSTRUCTIONS, verify_download
 
-    if check is None:
-        click.echo(
-            f"mmbench does not download LastFM-1K (its licence asks users to fetch it themselves).\n"
-            f"Get {ARCHIVE_NAME} (about 640 MB) from {LASTFM_PAGE},\n"
-            f"then check it with: mmbench download --check {ARCHIVE_NAME}\n"
-            f"and build with:     mmbench build --raw {ARCHIVE_NAME} --out DIR"
-        )
-        return
-    for line in verify_download(check):
+    for line in verify_download(check) if check else [DOWNLOAD_INSTRUCTIONS]:
         click.echo(line)
 
 
-def _task_options() -> Callable:
-    return _options(
-        click.option("--task", type=click.Choice(TASKS), default=TASKS[0], show_default=True),
-        click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True),
-    )
+_task_options = _options(
+    click.option("--task", type=click.Choice(TASKS), default=TASKS[0], show_default=True),
+    click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True),
+)
 
 
-def _evaluation_options() -> Callable:
-    return _options(
-        _dataset_option("A build folder or Hub id (default: the local build, else mmbench/lastfm1k-mm)."),
-        _task_options(),
-        click.option("--k", "ks", type=int, multiple=True, help="Cut-offs to report (repeatable; default 1 5 10 20 50 100)."),
-        click.option("--allow-missing", is_flag=True, help="Score instances without a prediction as misses instead of failing."),
-        click.option("--bootstrap", "n_bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
-    )  # fmt: skip
+_evaluation_options = _options(
+    _dataset_option(help="A build folder or Hub id (default: the local build, else mmbench/lastfm1k-mm)."),
+    _task_options,
+    click.option("--k", "ks", type=int, multiple=True, help="Cut-offs to report (repeatable; default 1 5 10 20 50 100)."),
+    click.option("--allow-missing", is_flag=True, help="Score instances without a prediction as misses instead of failing."),
+    click.option("--bootstrap", "n_bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
+)  # fmt: skip
 
 
 @main.command()
 @click.argument("predictions", type=click.Path(path_type=Path))
-@_evaluation_options()
+@_evaluation_options
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the full report as JSON.")  # fmt: skip
 def evaluate(predictions: Path, dataset: str | None, task: str, split: str, ks: tuple[int, ...], allow_missing: bool,
              n_bootstrap: int, seed: int, json_out: Path | None) -> None:  # fmt: skip
     """Score a predictions file (JSON Lines, .jsonl.gz or parquet) with the official protocol."""
     from mmbench.evaluator import Evaluator
     from mmbench.metrics import KS
-    from mmbench.reporting import print_report, write_json
+    from mmbench.reporting import print_report
 
     evaluator = Evaluator(task, split, dataset)
     report = evaluator.eval_file(
         predictions, allow_missing=allow_missing, ks=ks or KS, n_bootstrap=n_bootstrap, seed=seed
     )
     print_report(report)
-    if json_out is not None:
-        write_json(json_out, report.to_dict())
-        click.echo(f"wrote {json_out}")
+    _write_json(json_out, report.to_dict())
 
 
 @main.command()
 @click.argument("a", type=click.Path(path_type=Path))
 @click.argument("b", type=click.Path(path_type=Path))
 @_options(
-    _evaluation_options(),
+    _evaluation_options,
     click.option("--permutations", "n_permutations", type=int, default=10_000, show_default=True, help="Randomization test draws."),
     click.option("--segment", "segments", multiple=True, metavar="SEGMENT=GROUP", help="Compare on one group of the segment breakdown only, e.g. target_cold=cold or target_popularity=tail; given more than once, on the instances in every group named."),
     click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the comparison as JSON."),
@@ -327,16 +293,14 @@ def compare(a: Path, b: Path, dataset: str | None, task: str, split: str, ks: tu
     from mmbench.compare import compare_systems
     from mmbench.evaluator import Evaluator
     from mmbench.metrics import KS
-    from mmbench.reporting import print_comparison, write_json
+    from mmbench.reporting import print_comparison
 
     result = compare_systems(
         Evaluator(task, split, dataset), a, b, ks=ks or KS, segments=segments, allow_missing=allow_missing,
         n_bootstrap=n_bootstrap, n_permutations=n_permutations, seed=seed,
     )  # fmt: skip
     print_comparison(result)
-    if json_out is not None:
-        write_json(json_out, result)
-        click.echo(f"wrote {json_out}")
+    _write_json(json_out, result)
 
 
 @main.group()
@@ -347,13 +311,10 @@ def baseline() -> None:
 @baseline.command("list")
 def baseline_list() -> None:
     """The available baselines and their default hyperparameters."""
-    from mmbench.baselines import BASELINES
-    from mmbench.baselines.runner import model_config
+    from mmbench.baselines.runner import describe_baselines
 
-    for name in BASELINES:
-        config = model_config(name)
-        settings = ", ".join(f"{k}={v!r}" for k, v in config.items() if k != "description")
-        click.echo(f"{name:12s} {config['description']}" + (f"  [{settings}]" if settings else ""))
+    for line in describe_baselines():
+        click.echo(line)
 
 
 @baseline.command("train")
@@ -361,7 +322,7 @@ def baseline_list() -> None:
 @_dataset_option()
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the trained baseline.")  # fmt: skip
-@_quiet_option("No progress bars or per-epoch log.")
+@_quiet_option(help="No progress bars or per-epoch log.")
 def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], out: Path, quiet: bool) -> None:  # fmt: skip
     """Train baseline NAME on the training sessions (neural ones: early stopping on validation)."""
     from mmbench.baselines.runner import train
@@ -372,8 +333,8 @@ def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], o
 
 @baseline.command("predict")
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@_task_options()
-@_dataset_option("Predict on this build instead of the one it was trained on.")
+@_task_options
+@_dataset_option(help="Predict on this build instead of the one it was trained on.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Predictions file (JSON Lines).")
 @click.option("--device", default=None, help="Override the device of a neural model (auto, cpu, cuda).")
 @_quiet_option()

@@ -369,6 +369,30 @@ def _skip_value(buf: np.ndarray, p: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _string_array(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: int) -> tuple[int, int]:
+    """Parse a non-empty array of at most ``max_predictions`` strings at ``p`` into
+    ``hashes[1:n+1]``; return (n, the position after the ``]``), or (-1, p) for anything else."""
+    if buf[p] != _LBRACKET:
+        return -1, p
+    p = _skip_space(buf, p + 1)
+    n = 0
+    while True:
+        if buf[p] != _QUOTE or n == max_predictions:
+            return -1, p  # also an empty ranking
+        n += 1
+        p = _string(buf, p + 1, hashes, n)
+        if p < 0:
+            return -1, p
+        p = _skip_space(buf, p + 1)
+        if buf[p] == _COMMA:
+            p = _skip_space(buf, p + 1)
+        elif buf[p] == _RBRACKET:
+            return n, p + 1
+        else:
+            return -1, p
+
+
+@njit(cache=True, nogil=True)
 def _parse_line(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: int) -> tuple[int, int]:
     """Parse the plain form of one line from ``p``: ``hashes[0]`` = the instance id's,
     ``hashes[1:n+1]`` = the predictions' (``hashes`` has ``max_predictions + 1`` rows); other
@@ -401,25 +425,9 @@ def _parse_line(buf: np.ndarray, p: int, hashes: np.ndarray, max_predictions: in
             have_instance = True
             p += 1
         elif _same(buf, k0, k1, _PREDICTIONS):
-            if buf[p] != _LBRACKET:
+            n, p = _string_array(buf, p, hashes, max_predictions)
+            if n < 0:
                 return -1, line_start
-            p = _skip_space(buf, p + 1)
-            n = 0
-            while True:
-                if buf[p] != _QUOTE or n == max_predictions:
-                    return -1, line_start  # also an empty ranking
-                n += 1
-                p = _string(buf, p + 1, hashes, n)
-                if p < 0:
-                    return -1, line_start
-                p = _skip_space(buf, p + 1)
-                if buf[p] == _COMMA:
-                    p = _skip_space(buf, p + 1)
-                elif buf[p] == _RBRACKET:
-                    break
-                else:
-                    return -1, line_start
-            p += 1
         else:
             p = _skip_value(buf, p)
             if p < 0:
