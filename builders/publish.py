@@ -25,6 +25,7 @@ from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.builders.recipe import recipe_toml
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
+from mmbench.fingerprint import compute_fingerprint
 from mmbench.info import sha256_file
 from mmbench.schema import (
     DEFAULT_CONFIG,
@@ -213,6 +214,10 @@ Catalogue: {stats["tracks"]:,} tracks ({stats["tracks_cold"]:,} never played in 
 {split["validation_cutoff_utc"]}, test cutoff {split["test_cutoff_utc"]}: a session belongs to the
 split of its start time.
 
+Dataset fingerprint (what evaluation depends on: every instance and the catalogue's track ids;
+`mmbench info` checks it, every evaluation report and leaderboard entry records it):
+`{report["fingerprint"]}`.
+
 **Selection uses the whole period.** The recipe's thresholds count plays before and after the
 test cutoff, so some users and tracks are in the benchmark only because of later plays. Counted
 on the plays before the test cutoff, a threshold would drop
@@ -353,6 +358,7 @@ def publish_build(
     }
     report: dict[str, Any] = {
         "mmbench_version": versions()["mmbench"],
+        "fingerprint": compute_fingerprint(inst, catalog["track_id"]),
         "recipe": recipe,
         "inputs": stages["ingest"]["inputs"],
         "stages": stages,

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from mmbench.errors import MmbenchError
+from mmbench.leaderboard import cli as leaderboard_cli
 from mmbench.schema import TASKS
 
 FILE = click.Path(path_type=Path, dir_okay=False)
@@ -301,6 +302,10 @@ def compare(a: Path, b: Path, dataset: str | None, task: str, split: str, ks: tu
     )  # fmt: skip
     print_comparison(result)
     _write_json(json_out, result)
+
+
+main.add_command(leaderboard_cli.submit)
+main.add_command(leaderboard_cli.leaderboard)
 
 
 @main.group()

@@ -48,6 +48,7 @@ class Report:
     segments: dict[str, dict[str, dict[str, Any]]]
     bootstrap: dict[str, Any]
     predictions: str | None = None
+    fingerprint: str | None = None
     rank_histogram: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -92,6 +93,7 @@ class Evaluator:
         candidates = self.expected.candidates
         self.n_items = len(candidates[0]) if candidates else self.n_tracks
         self._segments: dict[str, dict[str, np.ndarray]] | None = None
+        self._fingerprint: str | None = None
 
     @property
     def instance_ids(self) -> list[str]:
@@ -219,6 +221,7 @@ class Evaluator:
             segments=groups,
             bootstrap={"resamples": n_bootstrap, "seed": seed, "level": 0.95},
             predictions=predictions,
+            fingerprint=self.fingerprint,
             rank_histogram=hist.tolist(),
             warnings=self._protocol_warnings(),
         )
@@ -235,6 +238,15 @@ class Evaluator:
             "only heard candidate and a history lookup ranks it first. Scores on this protocol reward that "
             "lookup; make claims on next-track, which ranks the whole catalogue."
         ]
+
+    @property
+    def fingerprint(self) -> str:
+        """The dataset fingerprint of the build (DESIGN.md section 9), computed once."""
+        if self._fingerprint is None:
+            from mmbench.fingerprint import dataset_fingerprint
+
+            self._fingerprint = dataset_fingerprint(self.source)
+        return self._fingerprint
 
     def segments(self) -> dict[str, dict[str, np.ndarray]]:
         """Boolean masks over instances for each segment of the breakdown (read once)."""

@@ -45,8 +45,8 @@ def check_dataset(folder: Path) -> list[str]:
 
     Checks the output checksums of the build report, the schema of every core config, that
     no session is in two splits, that every session starts on its side of the cutoffs, that
-    instances point at sessions of their own split, and that every track and user id used in
-    sessions and instances is in the catalogues.
+    instances point at sessions of their own split, that every track and user id used in
+    sessions and instances is in the catalogues, and the dataset fingerprint.
     """
     report = _report(folder)
     problems = _file_problems(folder, report)
@@ -54,7 +54,24 @@ def check_dataset(folder: Path) -> list[str]:
         return problems
     tracks = set(_read(folder, "tracks", "catalog", ["track_id"])["track_id"])
     problems, session_split = _session_problems(folder, report, tracks)
-    return problems + _instance_problems(folder, tracks, session_split)
+    return (
+        problems + _instance_problems(folder, tracks, session_split) + _fingerprint_problems(folder, report)
+    )
+
+
+def _fingerprint_problems(folder: Path, report: dict) -> list[str]:
+    """The fingerprint recomputed from the instances and tracks against the build report's."""
+    from mmbench.fingerprint import dataset_fingerprint
+
+    recorded = report.get("fingerprint")
+    if recorded is None:
+        return [
+            "build_report.json: no fingerprint; built by an older mmbench: rebuild it with `mmbench build`"
+        ]
+    actual = dataset_fingerprint(folder)
+    if actual != recorded:
+        return [f"dataset fingerprint {actual} differs from build_report.json's {recorded}"]
+    return []
 
 
 def _file_problems(folder: Path, report: dict) -> list[str]:
@@ -162,6 +179,7 @@ def print_statistics(folder: Path) -> None:
         f"{stats['tracks_with_duration']:,} with a duration), {stats['users']:,} users"
     )
     console.print(f"cutoffs: validation {split['validation_cutoff_utc']}, test {split['test_cutoff_utc']}")
+    console.print(f"dataset fingerprint: {report.get('fingerprint', 'none (built by an older mmbench)')}", soft_wrap=True)
     accounting = Table(title="accounting (rows = plays; raw lines for ingest)")
     for col in ("stage", "rows in", "rows out", "removed"):
         accounting.add_column(col, justify="right" if col.startswith("rows") else "left")

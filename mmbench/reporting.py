@@ -36,6 +36,8 @@ def print_report(report: Report, console: Console | None = None) -> None:
         f"[bold]{report.task}[/] on {report.split} of {report.dataset}: {report.n_predicted:,} of "
         f"{report.n_instances:,} instances predicted, catalogue {report.n_catalog:,} tracks"
     )
+    if report.fingerprint:
+        console.print(f"dataset fingerprint {report.fingerprint}", soft_wrap=True)
     console.print(
         "  ".join(f"[bold]{h.upper()} = {m[h]['value']:.4f}[/] {_ci(m[h])}" for h in HEADLINE if h in m)
     )

@@ -1,0 +1,182 @@
+"""A submission's ``results.json``: every number recomputed from its predictions files.
+
+The scores come from the official evaluator with fixed settings (:data:`EVALUATION`), so the
+same predictions give the same file byte for byte, and ``mmbench leaderboard validate
+--recompute`` can compare a submission's numbers with a fresh computation field by field.
+
+With several runs (one per training seed), an instance's metric is its mean over the runs and
+the interval is the percentile bootstrap over instances of that mean (the runs stay paired by
+instance), as ``mmbench compare`` does for a folder of runs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmbench.evaluator import Evaluator
+from mmbench.metrics import KS, METRICS, metric_by_rank
+
+SCHEMA_VERSION = 1
+EVALUATION = {"ks": list(KS), "n_bootstrap": 1000, "seed": 0, "level": 0.95}
+RESULTS = "results.json"
+METADATA = "metadata.yaml"
+
+
+def sha256_bytes(data: bytes) -> str:
+    """SHA-256 of bytes, in hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """``data`` gzip-compressed with no name and no time in the header (identical every time)."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", filename="", mtime=0) as f:
+        f.write(data)
+    return out.getvalue()
+
+
+def summarize_runs(
+    ranks: np.ndarray,
+    ks: list[int],
+    n_bootstrap: int,
+    rng: np.random.Generator,
+) -> dict[str, dict[str, float]]:
+    """Mean over instances of each metric averaged over the runs, with its percentile bootstrap
+    interval over instances.
+
+    ``ranks`` is ``[runs, n]`` (the target's rank, 0 = absent). Instances with the same ranks in
+    every run have the same value, so resampling instances is a multinomial draw over those
+    groups; for one run the groups are the 101 ranks, which makes the result equal to the
+    evaluator's own report for that run.
+    """
+    n = ranks.shape[1]
+    if ranks.shape[0] == 1:
+        groups = np.arange(101)[:, None]
+        counts = np.bincount(ranks[0], minlength=101)
+    else:
+        groups, counts = np.unique(ranks.T, axis=0, return_counts=True)
+    names = [f"{m}@{k}" for m in METRICS for k in ks]
+    table = np.stack([metric_by_rank(m, k)[groups].mean(axis=1) for m in METRICS for k in ks], axis=1)
+    values = counts @ table / n
+    if n_bootstrap > 0:
+        draws = rng.multinomial(n, counts / n, size=n_bootstrap) @ table / n
+        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    else:
+        low = high = values
+    return {
+        name: {"value": float(values[j]), "ci_low": float(low[j]), "ci_high": float(high[j])}
+        for j, name in enumerate(names)
+    }
+
+
+def decompressed_sha256(path: Path) -> str:
+    """SHA-256 of a ``.jsonl.gz`` file's decompressed bytes (what the submission records)."""
+    digest = hashlib.sha256()
+    with gzip.open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def compute_results(
+    evaluator: Evaluator,
+    slug: str,
+    metadata: dict[str, Any],
+    metadata_bytes: bytes,
+    files: dict[str, Path],
+) -> dict[str, Any]:
+    """The results of a submission: ``files`` maps each run's stored name (``*.jsonl.gz``) to
+    where it is, in run order; ``metadata`` is the validated metadata as plain data."""
+    ks, n_bootstrap, seed = EVALUATION["ks"], EVALUATION["n_bootstrap"], EVALUATION["seed"]
+    runs, all_ranks = [], []
+    for name, path in files.items():
+        ranks = evaluator.read_file(path)
+        report = evaluator.report(ranks, name, ks=ks, n_bootstrap=n_bootstrap, seed=seed, segments=False)
+        runs.append({"file": name, "metrics": report.metrics, "coverage": report.coverage})
+        all_ranks.append(ranks.ranks)
+    stacked = np.stack(all_ranks)
+    rng = np.random.default_rng(seed)
+    mean = summarize_runs(stacked, ks, n_bootstrap, rng)
+    segments = {
+        segment: {
+            group: {
+                "n": int(mask.sum()),
+                **(summarize_runs(stacked[:, mask], ks, n_bootstrap, rng) if mask.any() else {}),
+            }
+            for group, mask in masks.items()
+        }
+        for segment, masks in evaluator.segments().items()
+    }
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "slug": slug,
+        "model": metadata["model"],
+        "dataset": metadata["dataset"],
+        "dataset_fingerprint": metadata["dataset_fingerprint"],
+        "task": evaluator.task,
+        "split": evaluator.split,
+        "n_instances": evaluator.n_instances,
+        "evaluation": EVALUATION,
+        "mmbench_version": version("mmbench"),
+        "metadata_sha256": sha256_bytes(metadata_bytes),
+        "predictions": [{"file": name, "sha256": decompressed_sha256(path)} for name, path in files.items()],
+        "chance": report.chance,
+        "runs": runs,
+        "mean": {"metrics": mean, "segments": segments},
+    }
+    results["results_sha256"] = results_digest(results)
+    return results
+
+
+def results_digest(results: dict[str, Any]) -> str:
+    """SHA-256 of the results' canonical JSON (sorted keys, no spaces), without this field."""
+    body = {k: v for k, v in results.items() if k != "results_sha256"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def dumps_results(results: dict[str, Any]) -> str:
+    """``results.json``'s text."""
+    return json.dumps(results, indent=1, ensure_ascii=False) + "\n"
+
+
+def first_difference(recorded: Any, recomputed: Any, path: str = "") -> str | None:
+    """The first field (``runs[0].metrics.ndcg@10.value``) where two results differ, or None."""
+    if isinstance(recorded, dict) and isinstance(recomputed, dict):
+        for key in sorted(set(recorded) | set(recomputed)):
+            where = f"{path}.{key}" if path else key
+            if key not in recorded or key not in recomputed:
+                return where
+            found = first_difference(recorded[key], recomputed[key], where)
+            if found:
+                return found
+        return None
+    if isinstance(recorded, list) and isinstance(recomputed, list):
+        if len(recorded) != len(recomputed):
+            return f"{path} (length)"
+        for i, (a, b) in enumerate(zip(recorded, recomputed, strict=True)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if recorded == recomputed and type(recorded) is type(recomputed) else path
+
+
+def lookup(results: dict[str, Any], path: str) -> Any:
+    """The value at a field path of :func:`first_difference` (None where it is missing)."""
+    value: Any = results
+    for part in path.replace("[", ".[").split("."):
+        if not part or part == "(length)" or part.endswith(" (length)"):
+            continue
+        try:
+            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+    return value
