@@ -179,7 +179,10 @@ def print_statistics(folder: Path) -> None:
         f"{stats['tracks_with_duration']:,} with a duration), {stats['users']:,} users"
     )
     console.print(f"cutoffs: validation {split['validation_cutoff_utc']}, test {split['test_cutoff_utc']}")
-    console.print(f"dataset fingerprint: {report.get('fingerprint', 'none (built by an older mmbench)')}", soft_wrap=True)
+    console.print(
+        f"dataset fingerprint: {report.get('fingerprint', 'none (built by an older mmbench)')}",
+        soft_wrap=True,
+    )
     accounting = Table(title="accounting (rows = plays; raw lines for ingest)")
     for col in ("stage", "rows in", "rows out", "removed"):
         accounting.add_column(col, justify="right" if col.startswith("rows") else "left")

@@ -175,9 +175,12 @@ def _row(table: Table, entry: Entry) -> str:
     coverage = np.mean([run["coverage"]["coverage@10"] for run in results["runs"]])
     comparison, comparison_key = _comparison(table, entry)
     name = e(meta.model) + (' <span class="tag">baseline</span>' if meta.baseline else "")
-    links = f'<a href="{e(str(meta.code))}">code</a>' + (
-        f' · <a href="{e(str(meta.paper))}">paper</a>' if meta.paper else ""
+    code = (
+        f"code: {e(meta.code.removeprefix('mmbench:'))} in mmbench"
+        if meta.code.startswith("mmbench:")
+        else f'<a href="{e(meta.code)}">code</a>'
     )
+    links = code + (f' · <a href="{e(str(meta.paper))}">paper</a>' if meta.paper else "")
     views = "".join(
         f'<td class="num view view-{view}" data-value="{(_headline(entry, seg, grp) or {"value": -1})["value"]:.6f}">'
         f"{_interval(_headline(entry, seg, grp))}</td>"
@@ -240,7 +243,10 @@ def error_bars_svg(table: Table) -> str:
         parts.append(
             f'<text x="{x(tick):.1f}" y="{axis_y + 10}" text-anchor="middle" class="tick">{tick:.3f}</text>'
         )
-    parts.append(f'<text x="{x(chance) + 4:.1f}" y="14" class="tick">chance</text></svg>')
+    parts.append(f'<text x="{x(chance) + 4:.1f}" y="14" class="tick">chance</text>')
+    parts.append(
+        f'<text x="{label_w - 8}" y="{axis_y + 10}" text-anchor="end" class="tick">NDCG@10</text></svg>'
+    )
     return "".join(parts)
 
 
