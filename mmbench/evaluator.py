@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
+from mmbench import beyond_accuracy
 from mmbench.errors import MmbenchError
 from mmbench.metrics import KS, METRICS, chance_level, coverage_at_k, metric_by_rank
 from mmbench.predictions import Expected, PredictionsError, Ranks, read_file, read_rows, rows_from_object
@@ -49,6 +50,7 @@ class Report:
     bootstrap: dict[str, Any]
     predictions: str | None = None
     fingerprint: str | None = None
+    beyond_accuracy: dict[str, float] = field(default_factory=dict)
     rank_histogram: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -94,6 +96,8 @@ class Evaluator:
         self.n_items = len(candidates[0]) if candidates else self.n_tracks
         self._segments: dict[str, dict[str, np.ndarray]] | None = None
         self._fingerprint: str | None = None
+        self._plays_train: np.ndarray | None = None
+        self._content: dict[str, np.ndarray] = {}
 
     @property
     def instance_ids(self) -> list[str]:
@@ -222,6 +226,7 @@ class Evaluator:
             bootstrap={"resamples": n_bootstrap, "seed": seed, "level": 0.95},
             predictions=predictions,
             fingerprint=self.fingerprint,
+            beyond_accuracy=self.beyond_accuracy(ranks),
             rank_histogram=hist.tolist(),
             warnings=self._protocol_warnings(),
         )
@@ -238,6 +243,49 @@ class Evaluator:
             "only heard candidate and a history lookup ranks it first. Scores on this protocol reward that "
             "lookup; make claims on next-track, which ranks the whole catalogue."
         ]
+
+    def beyond_accuracy(self, ranks: Ranks) -> dict[str, float]:
+        """Novelty, popularity bias and (per audio and lyrics config of the build) intra-list
+        diversity of the top 10 of the rankings (:mod:`mmbench.beyond_accuracy`)."""
+        from mmbench.loading import load_table
+
+        if self._plays_train is None:
+            column = load_table("tracks", "catalog", self.source, ["n_plays_train"])["n_plays_train"]
+            self._plays_train = column.to_numpy()
+        k = beyond_accuracy.K
+        out = {
+            f"novelty@{k}": beyond_accuracy.novelty_at_k(ranks.top, self._plays_train),
+            f"popularity_percentile@{k}": beyond_accuracy.popularity_percentile_at_k(
+                ranks.top, self._plays_train
+            ),
+        }
+        for config in self.content_configs:
+            if config.startswith(("audio-", "lyrics-")):
+                diversity = beyond_accuracy.intra_list_diversity_at_k(ranks.top, self._embeddings(config))
+                out[f"diversity@{k}/{config}"] = diversity
+        return out
+
+    @property
+    def content_configs(self) -> list[str]:
+        """The build's content configs, named by the instances' ``target_has_<config>`` labels."""
+        return [
+            c.removeprefix("target_has_") for c in self.instances.column_names if c.startswith("target_has_")
+        ]
+
+    def _embeddings(self, config: str) -> np.ndarray:
+        """A content config's embeddings by catalogue code (NaN rows for tracks without one)."""
+        from mmbench.loading import load_table
+
+        if config not in self._content:
+            table = load_table(config, "catalog", self.source, ["track_id", "embedding"])
+            values = np.stack(table["embedding"].to_numpy(zero_copy_only=False)) if table.num_rows else None
+            matrix = np.full(
+                (self.n_tracks, 0 if values is None else values.shape[1]), np.nan, dtype=np.float32
+            )
+            if values is not None:
+                matrix[self.expected.track_table.positions(table["track_id"])] = values
+            self._content[config] = matrix
+        return self._content[config]
 
     @property
     def fingerprint(self) -> str:

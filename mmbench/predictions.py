@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmbench.beyond_accuracy import K as TOP
 from mmbench.errors import MmbenchError
 from mmbench.scanner import IdTable
 from mmbench.schema import MAX_PREDICTIONS
@@ -42,6 +43,7 @@ class Ranks:
     ranks: np.ndarray  # int16 per instance, in the evaluator's instance order
     predicted: np.ndarray  # bool per instance: a prediction was given
     first_position: np.ndarray  # int16 per catalogue track: best position in any ranking, NOT_SEEN if none
+    top: np.ndarray  # int32 [instance, TOP]: the codes of each ranking's first TOP tracks, -1 beyond it
 
 
 def _fail(where: str, message: str, instance_id: str | None = None) -> PredictionsError:
@@ -176,11 +178,12 @@ class _Tally:
         self.ranks = np.zeros(n, dtype=np.int16)
         self.line_of = np.zeros(n, dtype=np.int64)
         self.first_position = np.full(expected.n_tracks, NOT_SEEN, dtype=np.int16)
+        self.top = np.full((n, TOP), -1, dtype=np.int32)
 
     def rows(self, rows: Iterable[tuple[int, Any]]) -> None:
         """Check rows one by one; raise :class:`PredictionsError` at the first bad one."""
         ev, origin, unit = self.ev, self.origin, self.unit
-        line_of, ranks = self.line_of, self.ranks
+        line_of, ranks, top = self.line_of, self.ranks, self.top
         index_get, code_of = ev.index.get, ev.catalog.__getitem__
         targets, candidates = ev.targets_list, ev.candidates
         flat = array.array("l")
@@ -210,6 +213,7 @@ class _Tally:
             if target in codes:
                 ranks[i] = codes.index(target) + 1
             line_of[i] = number
+            top[i, : min(len(codes), TOP)] = codes[:TOP]
             flat.extend(codes)
             lengths.append(len(codes))
             if len(lengths) >= BATCH:
@@ -244,6 +248,7 @@ class _Tally:
                     self.ranks,
                     self.line_of,
                     self.first_position,
+                    self.top,
                 )
                 if taken < b - a:
                     line = bytes(block[starts[a + taken] : starts[a + taken + 1]])
@@ -267,7 +272,7 @@ class _Tally:
                 f"{self.origin}: {missing:,} of {n:,} {self.ev.task} {self.ev.split} instances have no prediction "
                 f"(e.g. {example!r}); pass --allow-missing to score them as misses"
             )
-        return Ranks(self.ranks, predicted, self.first_position)
+        return Ranks(self.ranks, predicted, self.first_position, self.top)
 
 
 def _kind(value: Any) -> str:

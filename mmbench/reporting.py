@@ -46,7 +46,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
         table.add_column(column, justify="left" if column == "metric" else "right")
     for name, entry in m.items():
         table.add_row(name, f"{entry['value']:.4f}", _ci(entry), f"{report.chance[name]:.4f}")
-    for name, value in report.coverage.items():
+    for name, value in {**report.coverage, **report.beyond_accuracy}.items():
         table.add_row(name, f"{value:.4f}", "", "")
     console.print(table)
     if report.segments:

@@ -497,12 +497,14 @@ def take_lines(
     ranks: np.ndarray,
     line_of: np.ndarray,
     first_position: np.ndarray,
+    top: np.ndarray,
 ) -> int:
     """Record the lines that :func:`read_lines` read, in order from index ``first`` (numbered
     from ``line``); return the index of the first line not taken (``instance.size`` when all
     were): one not of the plain form, an unknown id, an instance given before, a track given
     twice. For each line taken: ``ranks[i]`` = the target's 1-based position (left 0 when
-    absent), ``line_of[i]`` = the line number, ``first_position`` lowered to each track's."""
+    absent), ``line_of[i]`` = the line number, ``first_position`` lowered to each track's,
+    ``top[i]`` = the codes of the ranking's first ``top.shape[1]`` tracks."""
     # A small set of the line's codes (at most half full, stamped with the line number so that
     # it never needs clearing) finds a track given twice; it stays in the fastest cache.
     set_size = 16
@@ -530,5 +532,7 @@ def take_lines(
                 ranks[i] = j
             if first_position[code] > j:
                 first_position[code] = j
+            if j <= top.shape[1]:
+                top[i, j - 1] = code
         line_of[i] = line + k - first
     return instance.size

@@ -100,7 +100,14 @@ def compute_results(
     for name, path in files.items():
         ranks = evaluator.read_file(path)
         report = evaluator.report(ranks, name, ks=ks, n_bootstrap=n_bootstrap, seed=seed, segments=False)
-        runs.append({"file": name, "metrics": report.metrics, "coverage": report.coverage})
+        runs.append(
+            {
+                "file": name,
+                "metrics": report.metrics,
+                "coverage": report.coverage,
+                "beyond_accuracy": report.beyond_accuracy,
+            }
+        )
         all_ranks.append(ranks.ranks)
     stacked = np.stack(all_ranks)
     rng = np.random.default_rng(seed)
@@ -130,7 +137,14 @@ def compute_results(
         "predictions": [{"file": name, "sha256": decompressed_sha256(path)} for name, path in files.items()],
         "chance": report.chance,
         "runs": runs,
-        "mean": {"metrics": mean, "segments": segments},
+        "mean": {
+            "metrics": mean,
+            "segments": segments,
+            "beyond_accuracy": {
+                name: float(np.mean([run["beyond_accuracy"][name] for run in runs]))
+                for name in runs[0]["beyond_accuracy"]
+            },
+        },
     }
     results["results_sha256"] = results_digest(results)
     return results

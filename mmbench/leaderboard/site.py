@@ -173,6 +173,8 @@ def _row(table: Table, entry: Entry) -> str:
     meta, results = entry.metadata, entry.results
     metrics = results["mean"]["metrics"]
     coverage = np.mean([run["coverage"]["coverage@10"] for run in results["runs"]])
+    beyond = results["mean"]["beyond_accuracy"]
+    diversity = [v for k, v in sorted(beyond.items()) if k.startswith("diversity@10/")]
     comparison, comparison_key = _comparison(table, entry)
     name = e(meta.model) + (' <span class="tag">baseline</span>' if meta.baseline else "")
     code = (
@@ -195,6 +197,9 @@ def _row(table: Table, entry: Entry) -> str:
             for m in SHOWN[1:]
         )
         + f'<td class="num" data-value="{coverage:.6f}">{coverage:.4f}</td>'
+        f'<td class="num" data-value="{beyond["novelty@10"]:.6f}">{beyond["novelty@10"]:.2f}</td>'
+        f'<td class="num" data-value="{beyond["popularity_percentile@10"]:.6f}">{beyond["popularity_percentile@10"]:.3f}</td>'
+        f'<td class="num" data-value="{diversity[0] if diversity else -1:.6f}">{" / ".join(f"{d:.3f}" for d in diversity) or "—"}</td>'
         f'<td data-value="{e(" ".join(meta.modalities))}">{e(", ".join(meta.modalities))}</td>'
         f'<td data-value="{e(meta.backbone or "")}">{e(meta.backbone or "—")}</td>'
         f'<td class="num" data-value="{meta.parameters or 0}">{_parameters(meta.parameters)}</td>'
@@ -254,6 +259,10 @@ def _table_html(table: Table) -> str:
     modalities = sorted({m for r in table.entries for m in r.metadata.modalities})
     backbones = sorted({r.metadata.backbone or "none" for r in table.entries})
     chance = table.entries[0].results["chance"]
+    configs = sorted(
+        k for k in table.entries[0].results["mean"]["beyond_accuracy"] if k.startswith("diversity@10/")
+    )
+    diversity_configs = " / ".join(c.removeprefix("diversity@10/") for c in configs) or "no content config"
     view_headers = "".join(
         f'<th class="num view view-{view}" data-type="num" title="{e(help)}">NDCG@10 [95% CI]</th>'
         for view, _, _, help in SEGMENT_VIEWS
@@ -262,7 +271,11 @@ def _table_html(table: Table) -> str:
         '<th data-type="text">Model</th>'
         + view_headers
         + '<th class="num" data-type="num">Recall@10</th><th class="num" data-type="num">MRR@10</th>'
-        + '<th class="num" data-type="num">Coverage@10</th><th data-type="text">Modalities</th>'
+        + '<th class="num" data-type="num">Coverage@10</th>'
+        + '<th class="num" data-type="num" title="mean self-information of the top 10, bits">Novelty@10</th>'
+        + '<th class="num" data-type="num" title="mean training-popularity percentile of the top 10">Popularity@10</th>'
+        + f'<th class="num" data-type="num" title="mean pairwise cosine distance of the top 10">Diversity@10<br><small>{e(diversity_configs)}</small></th>'
+        + '<th data-type="text">Modalities</th>'
         + '<th data-type="text">Backbone</th><th class="num" data-type="num">Parameters</th>'
         + '<th class="num" data-type="num">Runs</th><th class="num" data-type="num">vs best baseline (NDCG@10)</th>'
         + '<th data-type="text">Date</th>'
@@ -273,7 +286,8 @@ def _table_html(table: Table) -> str:
     chance_row = (
         f'<tr class="chance-row"><td>chance (random ranking)</td>{chance_views}'
         + "".join(f'<td class="num">{chance[m]:.4f}</td>' for m in SHOWN[1:])
-        + "<td></td><td></td><td></td><td></td><td></td><td></td><td></td></tr>"
+        + "<td></td>" * 10
+        + "</tr>"
     )
     options = lambda values: "".join(f'<option value="{e(v)}">{e(v)}</option>' for v in values)  # noqa: E731
     view_options = "".join(f'<option value="{v}">{e(label)}</option>' for v, _, _, label in SEGMENT_VIEWS)
