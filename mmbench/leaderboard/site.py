@@ -250,7 +250,7 @@ def error_bars_svg(table: Table) -> str:
         )
     parts.append(f'<text x="{x(chance) + 4:.1f}" y="14" class="tick">chance</text>')
     parts.append(
-        f'<text x="{label_w - 8}" y="{axis_y + 10}" text-anchor="end" class="tick">NDCG@10</text></svg>'
+        f'<text x="{label_w - 24}" y="{axis_y + 10}" text-anchor="end" class="tick">NDCG@10</text></svg>'
     )
     return "".join(parts)
 

@@ -104,7 +104,7 @@ def submit(
         )
     root = leaderboard / SUBMISSIONS
     target = root / slug
-    if target.exists() or slug in _recorded_slugs(root):
+    if target.exists():
         raise MmbenchError(f"slug {slug!r} already exists in {root}; choose another with --slug")
     evaluator = Evaluator(metadata.task, metadata.split, dataset)
     fingerprint = dataset_fingerprint(evaluator.source)
@@ -140,6 +140,11 @@ def submit(
                 )
             stored[name] = where
         results = compute_results(evaluator, slug, metadata.model_dump(mode="json"), metadata_bytes, stored)
+        twin = _recorded_predictions(root).get(tuple(sorted(p["sha256"] for p in results["predictions"])))
+        if twin is not None:
+            raise MmbenchError(
+                f"{predictions}: the same predictions as the submission {twin}/ (a duplicate entry)"
+            )
         shutil.rmtree(staging / ".remote", ignore_errors=True)
         (staging / METADATA).write_bytes(metadata_bytes)
         (staging / RESULTS).write_text(dumps_results(results), encoding="utf-8")
@@ -150,15 +155,16 @@ def submit(
     return target, results
 
 
-def _recorded_slugs(root: Path) -> set[str]:
-    """The slugs that the results files under ``root`` record."""
-    slugs = set()
+def _recorded_predictions(root: Path) -> dict[tuple[str, ...], str]:
+    """The predictions digests of each submission under ``root`` (sorted), to its slug."""
+    out = {}
     for path in sorted(root.glob(f"*/{RESULTS}")) if root.is_dir() else []:
         try:
-            slugs.add(json.loads(path.read_text(encoding="utf-8")).get("slug"))
-        except (OSError, json.JSONDecodeError, AttributeError):
+            listed = json.loads(path.read_text(encoding="utf-8"))["predictions"]
+            out[tuple(sorted(p["sha256"] for p in listed))] = path.parent.name
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
             continue
-    return slugs
+    return out
 
 
 @dataclass
@@ -192,20 +198,20 @@ def read_entries(leaderboard: Path) -> Validation:
     if not root.is_dir():
         raise MmbenchError(f"{leaderboard}: no {SUBMISSIONS}/ folder; is this the leaderboard folder?")
     out = Validation()
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, ...], str] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
             entry = _read_entry(folder)
         except MmbenchError as exc:
             out.problems.append(f"{folder.name}: {exc}")
             continue
-        recorded = entry.results.get("slug")
-        if recorded in seen:
+        predictions = tuple(sorted(p["sha256"] for p in entry.results["predictions"]))
+        if predictions in seen:
             out.problems.append(
-                f"{folder.name}: duplicate slug {recorded!r}: {seen[recorded]}/ records it too"
+                f"{folder.name}: the same predictions as {seen[predictions]}/ (a duplicate entry)"
             )
             continue
-        seen[recorded] = folder.name
+        seen[predictions] = folder.name
         out.entries.append(entry)
     return out
 
