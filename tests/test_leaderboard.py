@@ -1,0 +1,356 @@
+"""The leaderboard: `mmbench submit`, `mmbench leaderboard validate [--recompute]` and `build`,
+on the sample with real baselines' predictions; the page driven in Debian's chromium."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import pop_predictions, run_cli
+from mmbench.errors import MmbenchError
+from mmbench.fingerprint import dataset_fingerprint
+from mmbench.leaderboard.metadata import read_metadata
+from mmbench.leaderboard.results import RESULTS, dumps_results, results_digest, sha256_bytes
+from mmbench.metrics import ndcg_at_k
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def metadata(fingerprint: str, **changes) -> dict:
+    base = {
+        "model": "Popularity",
+        "authors": ["Test Author"],
+        "contact": "test@example.org",
+        "code": "https://example.org/code",
+        "mmbench_version": "0.1.0",
+        "dataset": "sample",
+        "dataset_fingerprint": fingerprint,
+        "task": "next-track",
+        "split": "test",
+        "runs": 1,
+        "seeds": [0],
+        "hyperparameter_selection": "defaults",
+        "modalities": ["ids"],
+        "training_data": "train",
+        "hardware": "CPU",
+        "date": "2026-12-01",
+    }
+    return {**base, **changes}
+
+
+def write_meta(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictions(sample_build, tmp_path_factory) -> dict[str, Path]:
+    from mmbench.baselines.runner import predict, train
+
+    folder = tmp_path_factory.mktemp("predictions")
+    out = {"pop": pop_predictions(sample_build, folder / "pop.jsonl")}
+    model = train("user-repeat", sample_build, (), folder / "user-repeat.model", progress=False)
+    predict(model, "next-track", "test", folder / "user-repeat.jsonl", progress=False)
+    out["user-repeat"] = folder / "user-repeat.jsonl"
+    runs = folder / "two-runs"
+    runs.mkdir()
+    shutil.copyfile(out["pop"], runs / "seed0.jsonl")
+    with gzip.open(runs / "seed1.jsonl.gz", "wb") as f:  # runs may be compressed
+        f.write(out["user-repeat"].read_bytes())
+    out["runs"] = runs
+    return out
+
+
+@pytest.fixture(scope="module")
+def board(sample_build, predictions, tmp_path_factory) -> Path:
+    """A leaderboard with three entries written by `mmbench submit`."""
+    root = tmp_path_factory.mktemp("board") / "leaderboard"
+    metas = tmp_path_factory.mktemp("meta")
+    fingerprint = dataset_fingerprint(sample_build)
+    entries = [
+        ("pop", predictions["pop"], metadata(fingerprint, baseline=True)),
+        (
+            "repeat",
+            predictions["user-repeat"],
+            metadata(
+                fingerprint, model="<script>alert('x')</script> | repeat", modalities=["ids", "completion"]
+            ),
+        ),
+        (
+            "mixed",
+            predictions["runs"],
+            metadata(fingerprint, model="Mixed runs", runs=2, seeds=[0, 1], backbone="tiny"),
+        ),
+    ]
+    for slug, path, meta in entries:
+        result = run_cli(
+            "submit", str(path), "--meta", str(write_meta(metas / f"{slug}.yaml", meta)),
+            "--dataset", str(sample_build), "--leaderboard", str(root), "--slug", slug,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    (root / "README.md").write_text("# Leaderboard\n\nRules.\n", encoding="utf-8")
+    return root
+
+
+def results(board: Path, slug: str) -> dict:
+    return json.loads((board / "submissions" / slug / RESULTS).read_text())
+
+
+def copy_board(board: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "leaderboard"
+    shutil.copytree(board, target)
+    return target
+
+
+def test_submission_folder_and_numbers(board, sample_build, predictions, tmp_path):
+    folder = board / "submissions" / "pop"
+    assert sorted(p.name for p in folder.iterdir()) == ["metadata.yaml", "pop.jsonl.gz", RESULTS]
+    assert gzip.decompress((folder / "pop.jsonl.gz").read_bytes()) == predictions["pop"].read_bytes()
+    pop = results(board, "pop")
+    # One run: the evaluator's own report, number for number.
+    report = run_cli(
+        "evaluate",
+        str(predictions["pop"]),
+        "--dataset",
+        str(sample_build),
+        "--json",
+        str(tmp_path / "r.json"),
+    )
+    assert report.returncode == 0, report.stderr
+    evaluated = json.loads((tmp_path / "r.json").read_text())
+    assert pop["mean"]["metrics"] == evaluated["metrics"] == pop["runs"][0]["metrics"]
+    assert pop["mean"]["segments"] == evaluated["segments"]
+    assert pop["chance"] == evaluated["chance"] and pop["dataset_fingerprint"] == evaluated["fingerprint"]
+    assert pop["runs"][0]["beyond_accuracy"] == evaluated["beyond_accuracy"]
+    # Two runs: an instance's NDCG@10 is its mean over the runs; recomputed here from the files.
+    mixed = results(board, "mixed")
+    targets = {}
+    import mmbench
+
+    for row in mmbench.load("instances", "test", source=sample_build):
+        if row["task"] == "next-track":
+            targets[row["instance_id"]] = row["target_track_id"]
+    per_run = []
+    for path in (predictions["pop"], predictions["user-repeat"]):
+        ranks = {}
+        for line in path.read_text().splitlines():
+            obj = json.loads(line)
+            t = targets[obj["instance_id"]]
+            ranks[obj["instance_id"]] = obj["predictions"].index(t) + 1 if t in obj["predictions"] else 0
+        per_run.append(ndcg_at_k(np.array([ranks[i] for i in sorted(targets)]), 10))
+    mean = mixed["mean"]["metrics"]["ndcg@10"]
+    assert mean["value"] == pytest.approx(np.mean(np.mean(per_run, axis=0)), abs=1e-12)
+    assert mean["ci_low"] < mean["value"] < mean["ci_high"]
+    assert [p["file"] for p in mixed["predictions"]] == ["seed0.jsonl.gz", "seed1.jsonl.gz"]
+    assert mixed["results_sha256"] == results_digest(mixed)
+    assert mixed["metadata_sha256"] == sha256_bytes(
+        (board / "submissions" / "mixed" / "metadata.yaml").read_bytes()
+    )
+
+
+def test_same_submission_gives_the_same_bytes(board, sample_build, predictions, tmp_path):
+    meta = board / "submissions" / "pop" / "metadata.yaml"
+    result = run_cli(
+        "submit", str(predictions["pop"]), "--meta", str(meta), "--dataset", str(sample_build),
+        "--leaderboard", str(tmp_path / "other"), "--slug", "pop",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in ("pop.jsonl.gz", RESULTS, "metadata.yaml"):
+        assert (tmp_path / "other" / "submissions" / "pop" / name).read_bytes() == (
+            board / "submissions" / "pop" / name
+        ).read_bytes()
+
+
+def test_validate_and_recompute_pass(board, sample_build):
+    result = run_cli("leaderboard", "validate", str(board))
+    assert result.returncode == 0, result.stderr
+    assert "3 submission(s) read, 0 problem(s)" in result.stdout
+    result = run_cli(
+        "leaderboard", "validate", str(board), "--recompute", "--dataset", str(sample_build), "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 recomputed from their predictions, 0 problem(s)" in result.stdout
+
+
+def test_an_edited_number_is_caught(board, sample_build, tmp_path):
+    copy = copy_board(board, tmp_path)
+    path = copy / "submissions" / "repeat" / RESULTS
+    data = json.loads(path.read_text())
+    data["mean"]["metrics"]["ndcg@10"]["value"] = 0.5
+    path.write_text(dumps_results(data))
+    result = run_cli("leaderboard", "validate", str(copy))
+    assert result.returncode == 1
+    assert "FAIL repeat: results.json: field results_sha256 does not match" in result.stderr
+    # Someone careful also fixes the digest: only recomputing from the predictions catches it.
+    data["results_sha256"] = results_digest(data)
+    path.write_text(dumps_results(data))
+    assert run_cli("leaderboard", "validate", str(copy)).returncode == 0
+    result = run_cli(
+        "leaderboard", "validate", str(copy), "--recompute", "--dataset", str(sample_build), "--quiet"
+    )
+    assert result.returncode == 1
+    assert (
+        "FAIL repeat: results.json field mean.metrics.ndcg@10.value: recorded 0.5, recomputed 0.07"
+        in result.stderr
+    )
+
+
+def test_an_edited_predictions_file_is_caught(board, sample_build, tmp_path):
+    copy = copy_board(board, tmp_path)
+    path = copy / "submissions" / "pop" / "pop.jsonl.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    first = json.loads(lines[0])
+    first["predictions"] = first["predictions"][::-1]
+    lines[0] = json.dumps(first)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    result = run_cli(
+        "leaderboard", "validate", str(copy), "--recompute", "--dataset", str(sample_build), "--quiet"
+    )
+    assert result.returncode == 1
+    assert (
+        "FAIL pop: pop.jsonl.gz: its SHA-256 differs from results.json field predictions[0].sha256"
+        in result.stderr
+    )
+
+
+def test_duplicates_and_fingerprints_are_rejected(board, sample_build, predictions, tmp_path):
+    meta = board / "submissions" / "pop" / "metadata.yaml"
+    again = run_cli(
+        "submit", str(predictions["pop"]), "--meta", str(meta), "--dataset", str(sample_build),
+        "--leaderboard", str(board), "--slug", "pop",
+    )  # fmt: skip
+    assert again.returncode == 2 and "error: slug 'pop' already exists" in again.stderr
+    twin = run_cli(
+        "submit", str(predictions["pop"]), "--meta", str(meta), "--dataset", str(sample_build),
+        "--leaderboard", str(board), "--slug", "pop-again",
+    )  # fmt: skip
+    assert twin.returncode == 2 and "the same predictions as the submission pop/" in twin.stderr
+    assert not (board / "submissions" / "pop-again").exists()
+    wrong = write_meta(tmp_path / "wrong.yaml", metadata("f" * 64))
+    result = run_cli("submit", str(predictions["pop"]), "--meta", str(wrong), "--dataset", str(sample_build), "--leaderboard", str(tmp_path / "lb"))  # fmt: skip
+    assert result.returncode == 2 and f"dataset_fingerprint {'f' * 64} but the dataset" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "lb" / "submissions").exists()
+    # A copied folder is a duplicate; an entry whose metadata names another build fails --dataset.
+    copy = copy_board(board, tmp_path)
+    shutil.copytree(copy / "submissions" / "pop", copy / "submissions" / "pop-copy")
+    result = run_cli("leaderboard", "validate", str(copy))
+    assert result.returncode == 1
+    assert "FAIL pop-copy: results.json: field slug is 'pop' but the folder is 'pop-copy'" in result.stderr
+    shutil.rmtree(copy / "submissions" / "pop-copy")
+    meta_path = copy / "submissions" / "repeat" / "metadata.yaml"
+    meta_path.write_text(meta_path.read_text().replace(dataset_fingerprint(sample_build), "e" * 64))
+    path = copy / "submissions" / "repeat" / RESULTS
+    data = json.loads(path.read_text())
+    data["dataset_fingerprint"] = "e" * 64
+    data["metadata_sha256"] = sha256_bytes(meta_path.read_bytes())
+    data["results_sha256"] = results_digest(data)
+    path.write_text(dumps_results(data))
+    result = run_cli("leaderboard", "validate", str(copy), "--dataset", str(sample_build))
+    assert result.returncode == 1
+    assert (
+        f"FAIL repeat: metadata.yaml: dataset_fingerprint {'e' * 64} but {sample_build} has" in result.stderr
+    )
+
+
+def test_metadata_errors_name_the_field(tmp_path):
+    cases = [
+        (metadata("a" * 64, colour="blue"), "colour: Extra inputs are not permitted"),
+        ({k: v for k, v in metadata("a" * 64).items() if k != "code"}, "code: Field required"),
+        (metadata("a" * 64, runs=2), "seeds lists 1 seed(s) but runs is 2"),
+        (metadata("a" * 64, training_data="train+test"), "training_data: Input should be 'train'"),
+        (metadata("a" * 64, modalities=["ids", "smell"]), "modalities.1: Input should be"),
+        (metadata("abc"), "dataset_fingerprint: String should match pattern"),
+    ]
+    for data, message in cases:
+        path = write_meta(tmp_path / "m.yaml", data)
+        with pytest.raises(MmbenchError, match="m.yaml") as info:
+            read_metadata(path)
+        assert message in str(info.value)
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    result = run_cli("submit", str(tmp_path), "--meta", str(tmp_path / "bad.yaml"))
+    assert result.returncode == 2 and "bad.yaml: line" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_site_in_a_real_browser(board, sample_build, tmp_path):
+    assert CHROMIUM.exists(), "Debian's chromium is needed (apt-get install chromium; .ci/run installs it)"
+    from playwright.sync_api import sync_playwright
+
+    site = tmp_path / "site"
+    result = run_cli("leaderboard", "build", str(board), "--out", str(site), "--dataset", str(sample_build))
+    assert result.returncode == 0, result.stderr
+    readme = (board / "README.md").read_text()
+    assert (
+        "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; \\| repeat" in readme and "<script>" not in readme
+    )
+    requests: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        context = browser.new_context()
+        context.set_offline(True)
+        context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_() if route.request.url.startswith("file:") else route.abort()))  # fmt: skip
+        page = context.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto((site / "index.html").as_uri())
+        board_el = page.locator("section.board").first
+
+        def names() -> list[str]:
+            return [t.split("\n")[0] for t in board_el.locator("tbody tr td:first-child").all_inner_texts()]
+
+        # Rows come best NDCG@10 first; the injected name is text, and no script of it ran.
+        assert names()[0].startswith("<script>alert('x')</script> | repeat")
+        assert dialogs == [] and all(u.startswith("file:") for u in requests)
+        header = board_el.locator("thead th", has_text="NDCG@10").first
+        header.click()  # descending
+        values = [
+            float(v)
+            for v in board_el.locator("tbody tr td.view-overall").evaluate_all(
+                "els => els.map(e => e.dataset.value)"
+            )
+        ]
+        assert values == sorted(values, reverse=True)
+        header.click()  # ascending
+        assert names()[0] == "Popularity baseline"
+        board_el.locator("select.filter-modality").select_option("completion")
+        visible = board_el.locator("tbody tr:not([hidden])")
+        assert visible.count() == 1 and "repeat" in visible.first.inner_text()
+        board_el.locator("select.filter-modality").select_option("")
+        board_el.locator("select.filter-backbone").select_option("tiny")
+        assert visible.count() == 1 and "Mixed runs" in visible.first.inner_text()
+        board_el.locator("select.filter-backbone").select_option("")
+        assert board_el.locator("tbody tr td.view-cold").first.is_hidden()
+        board_el.locator("select.segment-view").select_option("cold")
+        assert board_el.locator("tbody tr td.view-cold").first.is_visible()
+        assert board_el.locator("tbody tr td.view-overall").first.is_hidden()
+        # The error bars: one interval and point per entry, and the chance line.
+        svg = board_el.locator("svg.error-bars")
+        assert svg.locator("g.bar").count() == 3 and svg.locator("line.chance").count() == 1
+        assert svg.bounding_box()["height"] > 50
+        assert "best baseline" in board_el.locator("tbody").inner_text()
+        assert "significant" in board_el.locator("tbody").inner_text()
+        page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
+
+
+def test_repository_leaderboard_recomputes(sample_build):
+    """The entries shipped in leaderboard/ (mmbench's baselines on the sample) are exactly what
+    the evaluator gives for their predictions on a fresh build of the sample."""
+    result = run_cli("leaderboard", "validate", str(REPO / "leaderboard"), "--recompute", "--dataset", str(sample_build), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert " 0 problem(s)" in result.stdout and "0 recomputed" not in result.stdout
