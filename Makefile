@@ -33,10 +33,14 @@ demo: install
 	$(BIN)/mmbench baseline predict $(DEMO_DIR)/models/sasrec --quiet --out $(DEMO_DIR)/predictions-sasrec.jsonl
 	$(BIN)/mmbench evaluate $(DEMO_DIR)/predictions-sasrec.jsonl --dataset $(DEMO_DIR) --json $(DEMO_DIR)/report-sasrec.json
 	$(BIN)/mmbench compare $(DEMO_DIR)/predictions-pop.jsonl $(DEMO_DIR)/predictions-sasrec.jsonl --dataset $(DEMO_DIR) --k 10
+	# The leaderboard's entries (mmbench's baselines on the sample), recomputed and built into a site.
+	$(BIN)/mmbench leaderboard validate leaderboard --recompute --dataset $(DEMO_DIR) --quiet
+	$(BIN)/mmbench leaderboard build leaderboard --dataset $(DEMO_DIR) --out $(DEMO_DIR)/leaderboard-site
 
 test: install
 	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q
 	$(BIN)/ruff check .
+	$(BIN)/mmbench leaderboard validate leaderboard
 
 lint: install
 	$(BIN)/ruff check .

@@ -154,6 +154,7 @@ def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
     tables[("sessions", "test")] = test_sessions
     tables[("sessions", "train")] = train
     tables[("sessions", "validation")] = train.slice(0, 1)
+    tables[("instances", "validation")] = tables[("instances", "test")].slice(0, 1)  # a build has both
     for (config, split), table in tables.items():
         (data / config).mkdir(parents=True, exist_ok=True)
         table = table.select(SCHEMAS[config].names).cast(SCHEMAS[config])

@@ -238,6 +238,15 @@ def build(
     return report
 
 
+def build_summary(out: Path, report: dict) -> str:
+    """The line `mmbench build` ends with: what was built, and how much of it."""
+    stats = report["statistics"]
+    return (
+        f"built {out}: {stats['plays']:,} plays, {stats['sessions']:,} sessions, "
+        f"{stats['users']:,} users, {stats['tracks']:,} tracks"
+    )
+
+
 def _stage_inputs(
     out: Path,
     paths: dict[str, Path | None],

@@ -144,11 +144,7 @@ def build(sample: bool, raw: Path | None, recipe: str | None, overrides: tuple[s
     )  # fmt: skip
     for message in checksum_warnings(report) if not sample else []:
         click.echo(f"warning: {message}", err=True)
-    stats = report["statistics"]
-    click.echo(
-        f"built {out}: {stats['plays']:,} plays, {stats['sessions']:,} sessions, "
-        f"{stats['users']:,} users, {stats['tracks']:,} tracks"
-    )
+    click.echo(pipeline.build_summary(out, report))
 
 
 @main.command("embed")
