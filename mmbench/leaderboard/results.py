@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from mmbench.metrics import KS, METRICS, metric_by_rank
 SCHEMA_VERSION = 1
 EVALUATION = {"ks": list(KS), "n_bootstrap": 1000, "seed": 0, "level": 0.95}
 RESULTS = "results.json"
+FLOAT_TOLERANCE = 1e-6
 METADATA = "metadata.yaml"
 
 
@@ -162,7 +164,11 @@ def dumps_results(results: dict[str, Any]) -> str:
 
 
 def first_difference(recorded: Any, recomputed: Any, path: str = "") -> str | None:
-    """The first field (``runs[0].metrics.ndcg@10.value``) where two results differ, or None."""
+    """The first field (``runs[0].metrics.ndcg@10.value``) where two results differ, or None.
+
+    Floats agree within :data:`FLOAT_TOLERANCE` (relative): the rank metrics are recomputed
+    exactly, but the diversity measures read embeddings that another machine's CPU may compute
+    a few units in the last place apart."""
     if isinstance(recorded, dict) and isinstance(recomputed, dict):
         for key in sorted(set(recorded) | set(recomputed)):
             where = f"{path}.{key}" if path else key
@@ -180,6 +186,8 @@ def first_difference(recorded: Any, recomputed: Any, path: str = "") -> str | No
             if found:
                 return found
         return None
+    if isinstance(recorded, float) and isinstance(recomputed, float):
+        return None if math.isclose(recorded, recomputed, rel_tol=FLOAT_TOLERANCE, abs_tol=1e-12) else path
     return None if recorded == recomputed and type(recorded) is type(recomputed) else path
 
 
