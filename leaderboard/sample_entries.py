@@ -118,6 +118,7 @@ def main() -> None:
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     fingerprint = dataset_fingerprint(args.dataset)
+    (args.leaderboard / SUBMISSIONS).mkdir(exist_ok=True)
     for entry in read_entries(args.leaderboard).entries:
         if entry.metadata.dataset == "sample" and entry.metadata.baseline:
             shutil.rmtree(entry.folder)

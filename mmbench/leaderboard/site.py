@@ -403,6 +403,8 @@ def markdown_tables(tables: list[Table]) -> str:
             metrics = entry.results["mean"]["metrics"]
             c = table.comparisons.get(entry.slug)
             versus = f"{c['difference']:+.4f} (p<sub>Holm</sub> {c['p_holm']:.3g})" if c else ""
+            if any(other["against"] == entry.slug for other in table.comparisons.values()):
+                versus = "best baseline"
             parts.append(
                 f"| {_md(entry.metadata.model)} | {metrics[HEADLINE]['value']:.4f} [{metrics[HEADLINE]['ci_low']:.4f}, "
                 f"{metrics[HEADLINE]['ci_high']:.4f}] | {metrics['recall@10']['value']:.4f} | {metrics['mrr@10']['value']:.4f} "
