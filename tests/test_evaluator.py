@@ -328,11 +328,11 @@ def test_scanner_takes_plain_lines_and_agrees_with_the_exact_path(evaluator, pop
     # Every line is of the plain form: the scanner takes them all, none goes to the exact path.
     assert (instance >= 0).all() and (codes[:, 0] == [len(r["predictions"]) for r in rows]).all()
     scanned = _Tally(evaluator.expected, "x", "line")
-    state = scanned.ranks, scanned.line_of, scanned.first_position
+    state = scanned.ranks, scanned.line_of, scanned.first_position, scanned.top
     assert take_lines(0, 1, instance, codes, evaluator.expected.targets, *state) == len(rows)
     exact = _Tally(evaluator.expected, "x", "line")
     exact.rows(_jsonl_rows(block, 1, "x"))
-    for name in ("ranks", "line_of", "first_position"):
+    for name in ("ranks", "line_of", "first_position", "top"):
         assert np.array_equal(getattr(scanned, name), getattr(exact, name)), name
     assert scanned.ranks.any() and (scanned.ranks == 0).any()
 
