@@ -154,7 +154,9 @@ def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
     tables[("sessions", "test")] = test_sessions
     tables[("sessions", "train")] = train
     tables[("sessions", "validation")] = train.slice(0, 1)
-    tables[("instances", "validation")] = tables[("instances", "test")].slice(0, 1)  # a build has both
+    # A build writes each split's instances sorted by task and id, and has both splits.
+    tables[("instances", "test")] = tables[("instances", "test")].sort_by("instance_id")
+    tables[("instances", "validation")] = tables[("instances", "test")].slice(0, 1)
     for (config, split), table in tables.items():
         (data / config).mkdir(parents=True, exist_ok=True)
         table = table.select(SCHEMAS[config].names).cast(SCHEMAS[config])
