@@ -354,3 +354,29 @@ def test_repository_leaderboard_recomputes(sample_build):
     result = run_cli("leaderboard", "validate", str(REPO / "leaderboard"), "--recompute", "--dataset", str(sample_build), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert " 0 problem(s)" in result.stdout and "0 recomputed" not in result.stdout
+
+
+def test_remote_predictions_are_fetched_only_when_allowed(sample_build, predictions, tmp_path):
+    """A large run may live elsewhere: the metadata gives its URL and digest, the folder omits it."""
+    served = tmp_path / "served" / "user-repeat.jsonl.gz"
+    served.parent.mkdir()
+    served.write_bytes(gzip.compress(predictions["user-repeat"].read_bytes()))
+    remote = {"file": "user-repeat.jsonl.gz", "url": served.as_uri(), "sha256": sha256_bytes(predictions["user-repeat"].read_bytes())}  # fmt: skip
+    meta = write_meta(
+        tmp_path / "m.yaml", metadata(dataset_fingerprint(sample_build), remote_predictions=[remote])
+    )
+    board = tmp_path / "lb"
+    result = run_cli("submit", str(predictions["user-repeat"]), "--meta", str(meta), "--dataset", str(sample_build), "--leaderboard", str(board), "--slug", "far")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (board / "submissions" / "far").iterdir()) == ["metadata.yaml", RESULTS]
+    args = ("leaderboard", "validate", str(board), "--recompute", "--dataset", str(sample_build), "--quiet")
+    skipped = run_cli(*args)
+    assert skipped.returncode == 0 and "note: far: skipped, user-repeat.jsonl.gz is remote" in skipped.stderr
+    fetched = run_cli(*args, "--allow-download")
+    assert fetched.returncode == 0 and "1 recomputed" in fetched.stdout, fetched.stderr
+    served.write_bytes(gzip.compress(predictions["pop"].read_bytes()))  # the file behind the URL changed
+    changed = run_cli(*args, "--allow-download")
+    assert (
+        changed.returncode == 1
+        and "its SHA-256 differs from results.json field predictions[0].sha256" in changed.stderr
+    )
