@@ -47,25 +47,25 @@ def mmbench(*args: str) -> None:
 
 
 def run_folders(model: str, seeds: int, runs: Path, dataset: str, task: str) -> Path:
-    """The folder of the model's predictions for ``task`` (next-track: the results script's own
-    runs; paper-sampled: predicted here from the same trained models)."""
-    tags = [model] if model in MEMORY else [f"{model}-seed{s}" for s in range(seeds)]
-    if task == "next-track":
-        if model in MEMORY:
-            folder = runs / "leaderboard-runs" / model
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(runs / f"{model}.jsonl", folder / f"{model}.jsonl")
-            return folder
-        return runs / "runs" / model
-    folder = runs / "runs-paper-sampled" / model
+    """The folder of the model's predictions for ``task``, one file per run: next-track's come
+    from the results script; paper-sampled's are predicted here from the same trained models."""
+    trained = (
+        {model: runs / model}
+        if model in MEMORY
+        else {f"seed{s}": runs / f"{model}-seed{s}" for s in range(seeds)}
+    )
+    folder = runs / f"leaderboard-{task}" / model
     folder.mkdir(parents=True, exist_ok=True)
-    for tag in tags:
-        out = folder / f"{'seed' + tag.rsplit('seed', 1)[1] if model not in MEMORY else model}.jsonl"
-        if not out.exists():
+    for name, model_dir in trained.items():
+        out = folder / f"{name}.jsonl"
+        if task == "next-track":
+            source = runs / f"{model}.jsonl" if model in MEMORY else runs / "runs" / model / f"{name}.jsonl"
+            shutil.copyfile(source, out)
+        elif not out.exists():
             mmbench(
                 "baseline",
                 "predict",
-                str(runs / tag),
+                str(model_dir),
                 "--task",
                 task,
                 "--dataset",

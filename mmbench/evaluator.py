@@ -197,7 +197,7 @@ class Evaluator:
         table = np.stack([metric_by_rank(m, k) for m in METRICS for k in ks], axis=1)
         hist = np.bincount(ranks.ranks, minlength=MAX_PREDICTIONS + 1)
         rng = np.random.default_rng(seed)
-        metrics = _summarize(hist, table, names, n_bootstrap, rng)
+        metrics = summarize_counts(hist, table, names, n_bootstrap, rng)
         groups: dict[str, dict[str, dict[str, Any]]] = {}
         if segments:
             for segment, masks in self.segments().items():
@@ -206,7 +206,7 @@ class Evaluator:
                     h = np.bincount(ranks.ranks[mask], minlength=MAX_PREDICTIONS + 1)
                     groups[segment][group] = {
                         "n": int(mask.sum()),
-                        **(_summarize(h, table, names, n_bootstrap, rng) if mask.any() else {}),
+                        **(summarize_counts(h, table, names, n_bootstrap, rng) if mask.any() else {}),
                     }
         return Report(
             task=self.task,
@@ -303,10 +303,11 @@ class Evaluator:
         return self._segments
 
 
-def _summarize(
+def summarize_counts(
     hist: np.ndarray, table: np.ndarray, names: list[str], n_bootstrap: int, rng: np.random.Generator
 ) -> dict[str, dict[str, float]]:
-    """Means and percentile bootstrap intervals from a rank histogram.
+    """Means and percentile bootstrap intervals from the counts of groups of instances that share
+    every metric's value (``table``: a row per group), e.g. the rank histogram.
 
     Every metric is a function of the rank alone, so resampling n instances with replacement
     is drawing the rank histogram from a multinomial with the observed rank frequencies.

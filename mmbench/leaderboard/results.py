@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import math
 from importlib.metadata import version
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mmbench.evaluator import Evaluator
+from mmbench.evaluator import Evaluator, summarize_counts
 from mmbench.metrics import KS, METRICS, metric_by_rank
 
 SCHEMA_VERSION = 1
@@ -35,14 +34,6 @@ METADATA = "metadata.yaml"
 def sha256_bytes(data: bytes) -> str:
     """SHA-256 of bytes, in hex."""
     return hashlib.sha256(data).hexdigest()
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    """``data`` gzip-compressed with no name and no time in the header (identical every time)."""
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", filename="", mtime=0) as f:
-        f.write(data)
-    return out.getvalue()
 
 
 def summarize_runs(
@@ -59,7 +50,6 @@ def summarize_runs(
     groups; for one run the groups are the 101 ranks, which makes the result equal to the
     evaluator's own report for that run.
     """
-    n = ranks.shape[1]
     if ranks.shape[0] == 1:
         groups = np.arange(101)[:, None]
         counts = np.bincount(ranks[0], minlength=101)
@@ -67,16 +57,7 @@ def summarize_runs(
         groups, counts = np.unique(ranks.T, axis=0, return_counts=True)
     names = [f"{m}@{k}" for m in METRICS for k in ks]
     table = np.stack([metric_by_rank(m, k)[groups].mean(axis=1) for m in METRICS for k in ks], axis=1)
-    values = counts @ table / n
-    if n_bootstrap > 0:
-        draws = rng.multinomial(n, counts / n, size=n_bootstrap) @ table / n
-        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-    else:
-        low = high = values
-    return {
-        name: {"value": float(values[j]), "ci_low": float(low[j]), "ci_high": float(high[j])}
-        for j, name in enumerate(names)
-    }
+    return summarize_counts(counts, table, names, n_bootstrap, rng)
 
 
 def decompressed_sha256(path: Path) -> str:

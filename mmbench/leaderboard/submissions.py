@@ -107,7 +107,7 @@ def submit(
     if target.exists():
         raise MmbenchError(f"slug {slug!r} already exists in {root}; choose another with --slug")
     evaluator = Evaluator(metadata.task, metadata.split, dataset)
-    fingerprint = dataset_fingerprint(evaluator.source)
+    fingerprint = evaluator.fingerprint  # computed once; every report records it too
     if fingerprint != metadata.dataset_fingerprint:
         raise MmbenchError(
             f"{metadata_path}: dataset_fingerprint {metadata.dataset_fingerprint} but the dataset "
