@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from mmbench.baselines.sasrec import AttentionEncoder
+from mmbench.baselines.training import SequentialRecommender
 from mmbench.errors import MmbenchError
 
 
-class BERT4Rec(nn.Module):
+class BERT4Rec(SequentialRecommender):
     """Item embeddings with an extra mask token (N + 1, never scored) + a bidirectional encoder."""
 
     def __init__(
@@ -70,7 +71,7 @@ class BERT4Rec(nn.Module):
         return self.encode(torch.cat([keep, mask], dim=1))[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], data: Any = None) -> BERT4Rec:
+def build(n_items: int, config: dict[str, Any], data: Any = None, folder: Any = None) -> BERT4Rec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
     return BERT4Rec(
         n_items,

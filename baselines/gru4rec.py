@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mmbench.baselines.training import next_item_targets
+from mmbench.baselines.training import SequentialRecommender, next_item_targets
 
 
-class GRU4Rec(nn.Module):
+class GRU4Rec(SequentialRecommender):
     """Item embeddings (shared with the output layer), a GRU and a projection to item space.
 
     Sequences are packed, so padding never enters the recurrence: the state of a sequence does
@@ -58,6 +58,6 @@ class GRU4Rec(nn.Module):
         return self.encode(seqs)[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], data: Any = None) -> GRU4Rec:
+def build(n_items: int, config: dict[str, Any], data: Any = None, folder: Any = None) -> GRU4Rec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
     return GRU4Rec(n_items, config["dim"], config["layers"], config["dropout"])

@@ -141,14 +141,18 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
         return out
+    channels = module.channels(config) if hasattr(module, "channels") else ("code",)
+    if hasattr(module, "prepare"):
+        module.prepare(config, data, out)
     training.seed_everything(config["seed"])
-    model = module.build(len(data.track_ids), config, data).to(training.pick_device(config["device"]))
-    windows = training.training_windows(data, config["max_len"])
-    validate = training.validation_scorer(data, config["max_len"])
+    model = module.build(len(data.track_ids), config, data, out).to(training.pick_device(config["device"]))
+    windows = training.training_windows(data, config["max_len"], channels)
+    validate = training.validation_scorer(data, config["max_len"], channels)
     epochs = training.fit(model, windows, config, validate, progress=progress)
     best = max(epochs, key=lambda e: e["validation_ndcg@10"])
     record["training"] = {"windows": len(windows), "best_epoch": best["epoch"], "epochs": epochs}
-    training.save_checkpoint(model, out, record, data.track_ids)
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one process writes
+        training.save_checkpoint(model, out, record, data.track_ids)
     return out
 
 
@@ -177,11 +181,12 @@ def predict(
     module = importlib.import_module(BASELINES[name])
     desc = f"{name} {task} {split}"
     if isinstance(module, NeuralBaseline):
-        model = module.build(len(data.track_ids), config, data).to(
+        model = module.build(len(data.track_ids), config, data, model_dir).to(
             training.pick_device(device or config["device"])
         )
         training.load_weights(model, model_dir)
-        ids, seqs, candidates = training.instance_sequences(data, task, split, config["max_len"])
+        channels = module.channels(config) if hasattr(module, "channels") else ("code",)
+        ids, seqs, candidates = training.instance_sequences(data, task, split, config["max_len"], channels)
         ranked = training.rankings(model, seqs, data.track_ids, candidates, progress=progress, desc=desc)
     else:
         state = module.fit(data.sessions("train"), config)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmbench.baselines.training import next_item_targets
+from mmbench.baselines.training import SequentialRecommender, next_item_targets
 
 
 class AttentionEncoder(nn.Module):
@@ -47,7 +47,7 @@ class AttentionEncoder(nn.Module):
         return self.norm(x)
 
 
-class SASRec(nn.Module):
+class SASRec(SequentialRecommender):
     """Item embeddings (shared with the output layer) + a causal :class:`AttentionEncoder`."""
 
     def __init__(self, n_items: int, dim: int, layers: int, heads: int, dropout: float, max_len: int):
@@ -78,7 +78,7 @@ class SASRec(nn.Module):
         return self.encode(seqs, table)[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], data: Any = None) -> SASRec:
+def build(n_items: int, config: dict[str, Any], data: Any = None, folder: Any = None) -> SASRec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
     return SASRec(
         n_items, config["dim"], config["layers"], config["heads"], config["dropout"], config["max_len"]

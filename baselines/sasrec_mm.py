@@ -20,10 +20,9 @@ import torch
 from torch import nn
 
 from mmbench.baselines.data import Benchmark
+from mmbench.baselines.fusion import FUSIONS, ItemFusion
 from mmbench.baselines.sasrec import SASRec
 from mmbench.errors import MmbenchError
-
-FUSIONS = ("concat", "sum", "gated")
 
 
 def content_features(data: Benchmark, configs: list[str]) -> dict[str, np.ndarray]:
@@ -37,11 +36,11 @@ def content_features(data: Benchmark, configs: list[str]) -> dict[str, np.ndarra
         try:
             frame = data.frame(config, "catalog")
         except MmbenchError as exc:
-            raise MmbenchError(f"sasrec-mm content config {config!r}: {exc}") from None
+            raise MmbenchError(f"content config {config!r}: {exc}") from None
         column = "genes" if "genes" in frame.columns else "embedding"
         rows = frame.join(order, on="track_id")
         if rows.height == 0:
-            raise MmbenchError(f"sasrec-mm content config {config!r} has no track of this catalogue")
+            raise MmbenchError(f"content config {config!r} has no track of this catalogue")
         vectors = np.stack(rows[column].to_numpy()).astype(np.float64)
         vectors = (vectors - vectors.mean(axis=0)) / (vectors.std(axis=0) + 1e-6)
         matrix = np.zeros((len(track_ids) + 1, vectors.shape[1] + 1), dtype=np.float32)
@@ -98,7 +97,7 @@ class SASRecMM(SASRec):
         id_dropout: np.ndarray,
     ):
         super().__init__(n_items, dim, layers, heads, dropout, max_len)
-        self.fusion, self.names = fusion, sorted(features)
+        self.names = sorted(features)
         for i, name in enumerate(self.names):
             self.register_buffer(f"feature_{i}", torch.as_tensor(features[name]))
         self.register_buffer("trained", torch.as_tensor(trained, dtype=torch.float32)[:, None])
@@ -108,13 +107,7 @@ class SASRecMM(SASRec):
         # without history is like, beyond its content.
         self.no_id = nn.Parameter(torch.zeros(dim))
         self.projections = nn.ModuleList(nn.Linear(features[n].shape[1], dim) for n in self.names)
-        parts = len(self.names) + 1
-        if fusion == "concat":
-            self.mix = nn.Linear(parts * dim, dim)
-        elif fusion == "sum":
-            self.weights = nn.Parameter(torch.ones(parts))
-        else:
-            self.gate = nn.Linear(parts * dim, parts)
+        self.fusion = ItemFusion(fusion, len(self.names) + 1, dim, heads)
 
     def item_table(self) -> torch.Tensor:
         keep = self.trained
@@ -127,17 +120,11 @@ class SASRecMM(SASRec):
             # The completion ratio, like the ID, exists only for tracks played in training: it is
             # dropped with the ID, so that a dropped item looks exactly like a cold one.
             parts.append(part * keep if name == "completion" else part)
-        if self.fusion == "concat":
-            table = self.mix(torch.cat(parts, dim=1))
-        elif self.fusion == "sum":
-            table = sum(w * p for w, p in zip(self.weights, parts, strict=True))
-        else:
-            gates = torch.softmax(self.gate(torch.cat(parts, dim=1)), dim=1)
-            table = sum(gates[:, i : i + 1] * p for i, p in enumerate(parts))
+        table = self.fusion(parts)
         return torch.cat([torch.zeros_like(table[:1]), table[1:]])  # row 0 stays padding
 
 
-def build(n_items: int, config: dict[str, Any], data: Benchmark) -> SASRecMM:
+def build(n_items: int, config: dict[str, Any], data: Benchmark, folder: Any = None) -> SASRecMM:
     """The model for the build ``data`` (content and training play counts read from it)."""
     if config["fusion"] not in FUSIONS:
         raise MmbenchError(f"sasrec-mm: fusion {config['fusion']!r} is not one of {', '.join(FUSIONS)}")

@@ -13,15 +13,28 @@ A neural model is an ``nn.Module`` with
 - ``query(seqs, table) -> [B, D]``: the representation that scores the next item of each
   sequence.
 
+The loop calls the model through ``forward(batch, generator)`` (:class:`SequentialRecommender`
+defines it from the two methods above), so that DDP and FSDP see every step; it optimises and
+saves only the parameters that require gradients, so a frozen backbone is neither copied at the
+best epoch nor written to the checkpoint.
+
+A model whose module has ``channels(config)`` naming more than ``("code",)`` gets, per item, the
+extra channels too: sequences are then [..., channels, length] instead of [..., length]. The one
+extra channel is ``completion``: the play's completion-ratio bucket (0 padding, 1 unknown,
+2 + round(10 * ratio) for a ratio in [0, 1], so 2..12).
+
 Training: full-softmax cross-entropy over the catalogue (chunked and recomputed in the backward
 pass so that memory stays bounded at 383k tracks), or sampled softmax; AdamW; early stopping on
-validation NDCG@10 as computed by :class:`mmbench.evaluator.Evaluator`.
+validation NDCG@10 as computed by :class:`mmbench.evaluator.Evaluator`. Under ``accelerate
+launch`` (more than one process) each process takes its share of every batch and the loss is
+scaled so that the averaged gradient equals one process's on the whole batch.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +55,27 @@ from mmbench.progress import progress_bar
 from mmbench.schema import MAX_PREDICTIONS
 
 CHUNK_ELEMENTS = 1 << 25  # logits per chunk of the full softmax (128 MiB in float32)
+COMPLETION_BUCKETS = 13  # 0 padding, 1 unknown, 2..12 the deciles 0%..100%
+
+
+class SequentialRecommender(torch.nn.Module):
+    """Base of the neural models: ``forward`` is a training step's objective or a ranking's query."""
+
+    def forward(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """With a ``generator``: ``(hidden, targets, table)`` of a batch of windows, from which the
+        loop computes the loss. Without: ``(query, table)`` of a batch of sequences."""
+        table = self.item_table()  # once per step: inputs and outputs share one draw of any dropout
+        if generator is None:
+            return self.query(batch, table), table
+        hidden, targets = self.loss_inputs(batch, generator, table)
+        return hidden, targets, table
+
+
+def process_count() -> int:
+    """How many processes train together (``accelerate launch``, ``torchrun``); 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def seed_everything(seed: int) -> None:
@@ -51,7 +85,12 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` = CUDA when present, else CPU; or an explicit torch device that exists here."""
+    """``auto`` = CUDA when present, else CPU; or an explicit torch device that exists here.
+    Under ``accelerate launch``, the device accelerate gives this process."""
+    if process_count() > 1:
+        from accelerate import PartialState
+
+        return PartialState().device
     return torch.device(resolve_device(name))
 
 
@@ -60,29 +99,36 @@ def pick_device(name: str) -> torch.device:
 
 
 def _plays(data: Benchmark, splits: tuple[str, ...]) -> pl.DataFrame:
-    """One row per play with its item number, ordered by user, session start, session, position."""
+    """One row per play with its item number and completion bucket, ordered by user, session
+    start, session, position."""
     codes = pl.DataFrame(
         {"track_id": data.track_ids, "code": np.arange(1, len(data.track_ids) + 1, dtype=np.int64)}
+    )
+    bucket = (
+        pl.when(pl.col("completion_ratios").is_null())
+        .then(1)
+        .otherwise(2 + (pl.col("completion_ratios").clip(0, 1) * 10).round())
+        .cast(pl.Int64)
     )
     return (
         data.sessions(*splits)
         .sort("user_id", "start_time", "session_id")
-        .explode("track_ids")
+        .explode("track_ids", "completion_ratios")
         .join(codes, left_on="track_ids", right_on="track_id", how="left", maintain_order="left")
-        .select("user_id", "session_id", "code")
+        .select("user_id", "session_id", "code", bucket.alias("completion"))
     )
 
 
-def training_windows(data: Benchmark, max_len: int) -> np.ndarray:
+def training_windows(data: Benchmark, max_len: int, channels: tuple[str, ...] = ("code",)) -> np.ndarray:
     """Every user's training plays in time order, cut from the end into windows of
     ``max_len + 1`` items (left-padded), so that each play but the user's first is a target
-    exactly once."""
+    exactly once. [windows, max_len + 1], or [windows, channels, max_len + 1]."""
     plays = _plays(data, ("train",))
-    users = plays.group_by("user_id", maintain_order=True).agg(pl.col("code"))
-    windows = cut_windows(users["code"].to_list(), max_len)
-    if windows.shape[0] == 0:
+    users = plays.group_by("user_id", maintain_order=True).agg(*channels)
+    per_channel = [cut_windows(users[c].to_list(), max_len) for c in channels]
+    if per_channel[0].shape[0] == 0:
         raise MmbenchError(f"{data.source}: no training sequence of two plays or more")
-    return windows
+    return per_channel[0] if len(channels) == 1 else np.stack(per_channel, axis=1)
 
 
 def cut_windows(sequences: list[list[int]], max_len: int) -> np.ndarray:
@@ -100,17 +146,17 @@ def cut_windows(sequences: list[list[int]], max_len: int) -> np.ndarray:
 
 
 def instance_sequences(
-    data: Benchmark, task: str, split: str, max_len: int
+    data: Benchmark, task: str, split: str, max_len: int, channels: tuple[str, ...] = ("code",)
 ) -> tuple[list[str], np.ndarray, list[list[str]] | None]:
     """Per instance (sorted by id): the last ``max_len`` items the user played before the target
-    (every earlier session, then the session prefix), left-padded; and the candidates, if any.
+    (every earlier session, then the session prefix), left-padded ([instances, max_len], or
+    [instances, channels, max_len]); and the candidates, if any.
 
     A user's sessions never overlap in time, so the plays before a session's start are exactly
     the plays of the user's earlier sessions.
     """
     instances = data.instances(task, split)
     plays = _plays(data, ("train", "validation", "test"))
-    codes = plays["code"].to_numpy()
     offsets = (
         plays.with_row_index("row")
         .group_by("session_id", maintain_order=True)
@@ -124,7 +170,8 @@ def instance_sequences(
     first = located["first"].to_numpy().astype(np.int64)
     index = end[:, None] - max_len + np.arange(max_len)[None, :]
     valid = index >= first[:, None]
-    seqs = np.where(valid, codes[np.clip(index, 0, None)], 0)
+    per_channel = [np.where(valid, plays[c].to_numpy()[np.clip(index, 0, None)], 0) for c in channels]
+    seqs = per_channel[0] if len(channels) == 1 else np.stack(per_channel, axis=1)
     candidates = instances["candidates"].to_list() if task == "paper-sampled" else None
     return instances["instance_id"].to_list(), seqs, candidates
 
@@ -196,16 +243,16 @@ def sampled_softmax_loss(
 @torch.no_grad()
 def top_items(model: torch.nn.Module, seqs: torch.Tensor, k: int) -> torch.Tensor:
     """The ``k`` best item numbers (1..N) per sequence; padding and mask are never returned."""
-    table = model.item_table()
-    scores = model.query(seqs, table) @ table[1:].T
+    query, table = model(seqs)
+    scores = query @ table[1:].T
     return scores.float().topk(min(k, scores.shape[1]), dim=1).indices + 1
 
 
 @torch.no_grad()
 def candidate_order(model: torch.nn.Module, seqs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """The candidates (item numbers, [B, C]) of each sequence, best first."""
-    table = model.item_table()
-    scores = (model.query(seqs, table)[:, None, :] * table[candidates]).sum(-1).float()
+    query, table = model(seqs)
+    scores = (query[:, None, :] * table[candidates]).sum(-1).float()
     return candidates.gather(1, scores.argsort(dim=1, descending=True, stable=True))
 
 
@@ -254,23 +301,32 @@ def fit(
     ``patience`` epochs without improvement and the best epoch's weights are restored. Returns
     one record per epoch. A model with a ``trainable`` attribute ([N] bool) is trained against
     those items only (content models leave out tracks never played in training, which would
-    otherwise be learnt as "never the answer").
+    otherwise be learnt as "never the answer"). Only parameters that require gradients are
+    optimised and kept.
     """
     generator = torch.Generator().manual_seed(config["seed"])
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"]
-    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config["learning_rate"], weight_decay=config["weight_decay"])
+    accelerator, wrapped = None, model
+    if process_count() > 1:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=pick_device(config["device"]).type == "cpu")
+        wrapped, optimizer = accelerator.prepare(model, optimizer)
+        progress = progress and accelerator.is_main_process
     data = torch.as_tensor(windows, dtype=torch.long)
     history: list[dict[str, float]] = []
     best, best_state, waited = -math.inf, None, 0
     for epoch in range(1, config["epochs"] + 1):
-        loss = _train_epoch(model, data, config, generator, optimizer, f"epoch {epoch}", progress)
+        loss = _train_epoch(
+            wrapped, model, data, config, generator, optimizer, accelerator, f"epoch {epoch}", progress
+        )
         record = {"epoch": epoch, "loss": loss}
         if validate is not None:
-            record["validation_ndcg@10"] = score = validate(model)
+            record["validation_ndcg@10"] = score = validate(wrapped)
             if score > best:
                 best, waited = score, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = trainable_state(model, clone=True)
             else:
                 waited += 1
         history.append(record)
@@ -281,52 +337,76 @@ def fit(
         if validate is not None and waited >= config["patience"]:
             break
     if best_state is not None:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state, strict=False)
     return history
 
 
 def _train_epoch(
+    wrapped: torch.nn.Module,
     model: torch.nn.Module,
     data: torch.Tensor,
     config: dict[str, Any],
     generator: torch.Generator,
     optimizer: torch.optim.Optimizer,
+    accelerator: Any,
     desc: str,
     progress: bool,
 ) -> float:
-    """One pass over the windows in a seeded random order; returns the mean loss."""
+    """One pass over the windows in a seeded random order; returns the mean loss.
+
+    ``wrapped`` is ``model`` as accelerate prepared it (DDP, FSDP) or ``model`` itself. With
+    several processes, every process draws the same order and takes its slice of each batch; a
+    last batch with fewer windows than processes is skipped by all of them.
+    """
     allowed = getattr(model, "trainable", None)
     device = next(model.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    model.train()
+    processes = accelerator.num_processes if accelerator else 1
+    wrapped.train()
     order = torch.randperm(len(data), generator=generator)
     total, steps = 0.0, 0
     bar = progress_bar(
         range(0, len(data), config["batch_size"]), desc=desc, disable=not progress, leave=False
     )
     for start in bar:
-        batch = data[order[start : start + config["batch_size"]]].to(device)
+        batch = data[order[start : start + config["batch_size"]]]
+        if len(batch) < processes:
+            continue
+        if accelerator:
+            batch = batch.tensor_split(processes)[accelerator.process_index]
         with autocast:
-            table = model.item_table()  # once per step: inputs and outputs share one draw of any dropout
-            hidden, targets = model.loss_inputs(batch, generator, table)
+            hidden, targets, table = wrapped(batch.to(device), generator)
             if config["loss"] == "sampled":
                 loss = sampled_softmax_loss(hidden, table, targets, config["negatives"], generator, allowed)
             else:
                 loss = full_softmax_loss(hidden, table, targets, allowed)
+        report = loss.detach()
+        if accelerator:
+            # Each process's mean, weighted by its share of the batch's targets (times the process
+            # count, as DDP averages gradients): the gradient of the whole batch's mean.
+            local = (targets > 0).sum().to(torch.float32)
+            share = local / accelerator.reduce(local.clone(), reduction="sum")
+            loss = loss * share * processes
+            report = accelerator.reduce((report * share).clone(), reduction="sum")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if accelerator:
+            accelerator.backward(loss)
+        else:
+            loss.backward()
         optimizer.step()
-        total, steps = total + loss.item(), steps + 1
+        total, steps = total + report.item(), steps + 1
         bar.set_postfix(loss=f"{total / steps:.3f}")
     return total / max(1, steps)
 
 
-def validation_scorer(data: Benchmark, max_len: int) -> Callable[[torch.nn.Module], float]:
+def validation_scorer(
+    data: Benchmark, max_len: int, channels: tuple[str, ...] = ("code",)
+) -> Callable[[torch.nn.Module], float]:
     """NDCG@10 of a model on the validation next-track instances, by the official evaluator."""
     from mmbench.evaluator import Evaluator
 
     evaluator = Evaluator("next-track", "validation", data.source)
-    ids, seqs, _ = instance_sequences(data, "next-track", "validation", max_len)
+    ids, seqs, _ = instance_sequences(data, "next-track", "validation", max_len, channels)
 
     def score(model: torch.nn.Module) -> float:
         ranked = rankings(model, seqs, data.track_ids)
@@ -336,12 +416,20 @@ def validation_scorer(data: Benchmark, max_len: int) -> Callable[[torch.nn.Modul
     return score
 
 
+def trainable_state(model: torch.nn.Module, clone: bool = False) -> dict[str, torch.Tensor]:
+    """The model's state without its frozen parameters (a frozen backbone is rebuilt, not saved)."""
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    state = {k: v for k, v in model.state_dict().items() if k not in frozen}
+    return {k: v.detach().clone() for k, v in state.items()} if clone else state
+
+
 def save_checkpoint(model: torch.nn.Module, out: Path, record: dict[str, Any], track_ids: list[str]) -> None:
-    """``model.safetensors`` (weights), ``item_embeddings.safetensors`` (``embedding`` [N, D] in
-    catalogue order, the track ids in its metadata) and ``config.json``, each written atomically."""
+    """``model.safetensors`` (the weights that were trained, and the model's saved buffers),
+    ``item_embeddings.safetensors`` (``embedding`` [N, D] in catalogue order, the track ids in
+    its metadata) and ``config.json``, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()  # the exported table must not carry a training-time dropout draw
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().contiguous() for k, v in trainable_state(model).items()}
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(weights, tmp, metadata={"format": "pt"})
     with torch.no_grad():
@@ -357,14 +445,21 @@ def save_checkpoint(model: torch.nn.Module, out: Path, record: dict[str, Any], t
 
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
-    """Load ``model.safetensors`` of a trained folder into ``model``."""
+    """Load ``model.safetensors`` of a trained folder into ``model`` (its frozen parameters are
+    the ones it was built with)."""
     path = folder / "model.safetensors"
     if not path.is_file():
         raise MmbenchError(
             f"{folder}: no model.safetensors; expected a folder written by `mmbench baseline train`"
         )
+    expected = trainable_state(model)
     try:
-        model.load_state_dict(load_file(path))
+        weights = load_file(path)
+        missing = sorted(set(expected) - set(weights))
+        unexpected = sorted(set(weights) - set(expected))
+        if missing or unexpected:
+            raise RuntimeError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:
         raise MmbenchError(
             f"{path}: weights do not fit the model in config.json ({str(exc).splitlines()[0]})"

