@@ -37,11 +37,8 @@ class MemoryBaseline(Protocol):
 class NeuralBaseline(Protocol):
     """A model trained by the shared loop: ``build`` makes its ``nn.Module`` for a catalogue of
     ``n_items`` tracks of the build ``data`` (a :class:`~mmbench.baselines.data.Benchmark`);
-    ``folder`` is the trained model's folder (being written, when training).
-
-    Optionally, ``prepare(config, data, folder)`` checks the settings and puts in the folder what
-    the model reads from it before it is built (e4srec: a copy of its ID encoder's item table),
-    and ``channels(config)`` names the per-item inputs beyond the item number
+    ``folder`` is the trained model's folder when predicting, None when training. Optionally,
+    ``channels(config)`` names the per-item inputs beyond the item number
     (:mod:`mmbench.baselines.training`)."""
 
     def build(self, n_items: int, config: dict, data: Any, folder: Any = None) -> Any: ...

@@ -4,7 +4,7 @@ LoRA, reads the listening history as soft tokens and scores the whole catalogue.
 
 Each item token is the track's fused representation (:mod:`mmbench.baselines.fusion`) of its
 frozen ID vector (the item table of a trained ``sasrec``, ``bert4rec`` or ``gru4rec`` folder,
-copied into this model's folder) and its content configs, projected to the backbone's hidden
+saved with this model's weights) and its content configs, projected to the backbone's hidden
 size. A track never played in training has no trained ID row: its ID part is a learned "no ID"
 vector and it is represented by its content; with content configs, IDs are dropped at random
 during training as in sasrec-mm, so that this representation is learnt.
@@ -25,7 +25,6 @@ ranked by its content; trained against tracks played in training only).
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,6 @@ from mmbench.baselines.training import (
     pick_device,
 )
 from mmbench.errors import MmbenchError
-from mmbench.files import atomic_path
 from mmbench.llm import packaged_llm
 
 # Preset backbones by the names the E4SRec paper's variants use; any other transformers model
@@ -61,7 +59,6 @@ ID_ENCODERS = ("sasrec", "bert4rec", "gru4rec")
 COMPLETIONS = ("none", "prompt", "embed")
 HEADS = ("linear", "tied")
 QUANTIZATIONS = ("none", "nf4")
-ID_TABLE = "id_encoder.safetensors"
 
 
 def channels(config: dict[str, Any]) -> tuple[str, ...]:
@@ -95,13 +92,11 @@ def check_settings(config: dict[str, Any]) -> None:
             raise MmbenchError("e4srec: quantization nf4 needs the package bitsandbytes") from None
 
 
-def prepare(config: dict[str, Any], data: Benchmark, folder: Path) -> None:
-    """Check the settings and copy the ID encoder's item table into ``folder``."""
+def id_encoder_table(config: dict[str, Any], data: Benchmark) -> np.ndarray:
+    """The ID encoder's item table [N, D], checked to be a sasrec, bert4rec or gru4rec folder of
+    this catalogue."""
     from mmbench.baselines.runner import dataset_fingerprint
 
-    check_settings(config)
-    if not config["id_encoder"]:
-        return
     source = Path(config["id_encoder"])
     record_path, table_path = source / "config.json", source / "item_embeddings.safetensors"
     if not record_path.is_file() or not table_path.is_file():
@@ -115,15 +110,12 @@ def prepare(config: dict[str, Any], data: Benchmark, folder: Path) -> None:
             f"e4srec: id_encoder {source} holds a {model!r} model; expected one of {', '.join(ID_ENCODERS)}"
         )
     with safe_open(table_path, "pt") as f:
-        digest = (f.metadata() or {}).get("dataset_fingerprint")
-    if digest != dataset_fingerprint(data.track_ids):
-        raise MmbenchError(
-            f"e4srec: id_encoder {source} was trained on another catalogue than {data.source} "
-            "(its catalogue digest differs); train the ID encoder on this dataset"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / ID_TABLE) as tmp:
-        shutil.copyfile(table_path, tmp)
+        if (f.metadata() or {}).get("dataset_fingerprint") != dataset_fingerprint(data.track_ids):
+            raise MmbenchError(
+                f"e4srec: id_encoder {source} was trained on another catalogue than {data.source} "
+                "(its catalogue digest differs); train the ID encoder on this dataset"
+            )
+        return f.get_tensor("embedding").float().numpy()
 
 
 def load_backbone(config: dict[str, Any]) -> tuple[nn.Module, Any]:
@@ -213,7 +205,8 @@ class E4SRec(SequentialRecommender):
             self.register_buffer(f"feature_{i}", torch.as_tensor(features[name]), persistent=False)
         self.no_id = nn.Parameter(torch.zeros(dim))
         if id_table is not None:
-            self.register_buffer("id_table", torch.as_tensor(id_table), persistent=False)
+            # Saved with the trained weights: the folder does not depend on the ID encoder's.
+            self.register_buffer("id_table", torch.as_tensor(id_table))
             self.id_projection = nn.Linear(id_table.shape[1], dim)
         self.projections = nn.ModuleList(nn.Linear(features[n].shape[1], dim) for n in self.names)
         heads = 4 if dim % 4 == 0 else 1
@@ -332,24 +325,21 @@ def completion_texts(tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build(n_items: int, config: dict[str, Any], data: Benchmark, folder: Path | None = None) -> E4SRec:
-    """The model for the build ``data``: backbone with LoRA, the ID table (from ``folder``'s copy,
-    or from the ``id_encoder`` folder when there is none), content and training play counts."""
+    """The model for the build ``data``: backbone with LoRA, the frozen ID table, content and
+    training play counts. The ID table comes from the ``id_encoder`` folder when training
+    (``folder`` None) and from the copy saved in the trained ``folder`` when predicting."""
     check_settings(config)
     tracks = data.tracks
     if tracks.height != n_items:
         raise MmbenchError(f"{data.source}: catalogue of {tracks.height} tracks, expected {n_items}")
     id_table = None
-    if config["id_encoder"]:
-        path = (
-            folder / ID_TABLE
-            if folder is not None
-            else Path(config["id_encoder"]) / "item_embeddings.safetensors"
-        )
-        if not path.is_file():
-            raise MmbenchError(f"e4srec: {path} is missing; expected the ID encoder's item table")
-        with safe_open(path, "pt") as f:
-            rows = f.get_tensor("embedding").float().numpy()
-        id_table = np.concatenate([np.zeros((1, rows.shape[1]), dtype=np.float32), rows])
+    if config["id_encoder"] and folder is None:
+        id_table = id_encoder_table(config, data)
+    elif config["id_encoder"]:
+        with safe_open(folder / "model.safetensors", "pt") as f:  # the copy saved with the weights
+            id_table = f.get_tensor("id_table").numpy()[1:]
+    if id_table is not None:
+        id_table = np.concatenate([np.zeros((1, id_table.shape[1]), dtype=np.float32), id_table])
     features = content_features(data, list(config["content"]))
     features.pop("completion")  # the play's own ratio comes through `completion` instead
     trained = np.concatenate([[0.0], (tracks["n_plays_train"].to_numpy() > 0).astype(np.float64)])

@@ -142,10 +142,8 @@ def train(
         write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
         return out
     channels = module.channels(config) if hasattr(module, "channels") else ("code",)
-    if hasattr(module, "prepare"):
-        module.prepare(config, data, out)
     training.seed_everything(config["seed"])
-    model = module.build(len(data.track_ids), config, data, out).to(training.pick_device(config["device"]))
+    model = module.build(len(data.track_ids), config, data).to(training.pick_device(config["device"]))
     windows = training.training_windows(data, config["max_len"], channels)
     validate = training.validation_scorer(data, config["max_len"], channels)
     epochs = training.fit(model, windows, config, validate, progress=progress)
