@@ -61,7 +61,7 @@ def test_the_instruction_is_whole_and_the_history_is_cut_from_the_oldest_end(sam
     ids, seqs, _ = training.instance_sequences(data, "next-track", "test", 5)
     long = [i for i, row in enumerate(seqs) if (row > 0).all()]  # histories longer than 5 items
     assert long
-    full, _, _ = training.instance_sequences(data, "next-track", "test", 40)
+    _, full, _ = training.instance_sequences(data, "next-track", "test", 40)
     assert (seqs[long] == full[long][:, -5:]).all()  # the last 5 items, the oldest dropped
     with torch.no_grad():
         model(torch.as_tensor(seqs[long]))
@@ -192,8 +192,10 @@ def test_training_is_deterministic_and_the_folder_reloads_to_the_same_rankings(
             )
             assert result.returncode == 0, result.stderr
         assert paths[0].read_bytes() == paths[1].read_bytes()
-        report = run_cli("evaluate", str(paths[0]), "--dataset", str(sample_build), "--json")
-        assert report.returncode == 0, report.stderr
+        report = tmp_path / f"{task}.json"
+        result = run_cli("evaluate", str(paths[0]), "--dataset", str(sample_build), "--task", task, "--json", str(report))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert json.loads(report.read_text())["n_predicted"] == len(paths[0].read_text().splitlines())
 
 
 def record_overrides(record: dict) -> list[str]:
