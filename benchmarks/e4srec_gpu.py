@@ -12,7 +12,7 @@ run and on the same batches:
   states go to the CPU, the logits and loss are computed there, and their gradient comes back.
 
 Each prints the median step time over ``--steps`` steps after one warm-up step, sequences/s and
-the peak accelerator memory. On this project's 2-core CPU it runs with ``--shape smollm2-135m
+the peak accelerator memory (on CPU: the process's peak resident memory so far). On this project's 2-core CPU it runs with ``--shape smollm2-135m
 --device cpu`` (and a smaller ``--catalogue``) for the CPU figures.
 
 ``--completions none embed prompt`` times the completion modes too (``prompt`` adds a few text
@@ -24,6 +24,7 @@ Run: ``python benchmarks/e4srec_gpu.py [--device cuda] [--shape qwen2.5-7b] [--b
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -130,7 +131,10 @@ def step_time(model, batches, loss: str, device: torch.device, negatives: int = 
             torch.cuda.synchronize()
         if i > 0:  # the first step warms up kernels and allocators
             times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:  # the process's peak resident memory so far (Linux reports KiB)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return statistics.median(times), peak
 
 

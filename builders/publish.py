@@ -28,6 +28,7 @@ from mmbench.files import atomic_path, write_atomic
 from mmbench.fingerprint import compute_fingerprint
 from mmbench.info import sha256_file
 from mmbench.schema import (
+    DATASET_VERSION,
     DEFAULT_CONFIG,
     SCHEMAS,
     SPLITS,
@@ -214,9 +215,11 @@ Catalogue: {stats["tracks"]:,} tracks ({stats["tracks_cold"]:,} never played in 
 {split["validation_cutoff_utc"]}, test cutoff {split["test_cutoff_utc"]}: a session belongs to the
 split of its start time.
 
-Dataset fingerprint (what evaluation depends on: every instance and the catalogue's track ids;
-`mmbench info` checks it, every evaluation report and leaderboard entry records it):
-`{report["fingerprint"]}`.
+Dataset version {report["dataset_version"]} (see the project's CHANGELOG.md). Dataset fingerprint
+(what evaluation depends on: every instance and the catalogue's track ids; `mmbench info`
+checks it, every evaluation report and leaderboard entry records it): `{report["fingerprint"]}`.
+`constraints.txt` pins every Python package of the environment that built this folder
+(`pip install -c constraints.txt ...` reproduces it).
 
 **Selection uses the whole period.** The recipe's thresholds count plays before and after the
 test cutoff, so some users and tracks are in the benchmark only because of later plays. Counted
@@ -325,6 +328,20 @@ def versions() -> dict[str, str]:
     return out
 
 
+def constraints_text() -> str:
+    """``name==version`` of every installed distribution, sorted by name: a pip constraints file
+    of the environment that builds the folder."""
+    pins = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            pins[name.lower().replace("_", "-")] = dist.version
+    header = (
+        "# The Python packages of the environment that built this folder (pip install -c constraints.txt).\n"
+    )
+    return header + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+
+
 def publish_build(
     out: Path,
     staging: Path,
@@ -358,6 +375,7 @@ def publish_build(
     }
     report: dict[str, Any] = {
         "mmbench_version": versions()["mmbench"],
+        "dataset_version": DATASET_VERSION,
         "fingerprint": compute_fingerprint(inst, catalog["track_id"]),
         "recipe": recipe,
         "inputs": stages["ingest"]["inputs"],
@@ -371,10 +389,11 @@ def publish_build(
     report["outputs"] = {str(p.relative_to(staging)): sha256_file(p) for p in layout.parquet_files(staging)}
     write_atomic(staging / "README.md", card_text(report, plots, recipe_toml(recipe)))
     write_atomic(staging / "build_report.json", dumps_report(report))
+    write_atomic(staging / "constraints.txt", constraints_text())
     shutil.copyfile(rejects_path, staging / "rejects.jsonl")
     for entry in (layout.DATA, "plots"):
         replace_tree(staging / entry, out / entry)
-    for entry in ("README.md", "rejects.jsonl", "build_report.json"):
+    for entry in ("README.md", "rejects.jsonl", "constraints.txt", "build_report.json"):
         (staging / entry).replace(out / entry)
     shutil.rmtree(staging)
     return report

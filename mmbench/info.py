@@ -179,6 +179,7 @@ def print_statistics(folder: Path) -> None:
         f"{stats['tracks_with_duration']:,} with a duration), {stats['users']:,} users"
     )
     console.print(f"cutoffs: validation {split['validation_cutoff_utc']}, test {split['test_cutoff_utc']}")
+    console.print(f"dataset version: {report.get('dataset_version', 'none (built by an older mmbench)')}")
     console.print(
         f"dataset fingerprint: {report.get('fingerprint', 'none (built by an older mmbench)')}",
         soft_wrap=True,

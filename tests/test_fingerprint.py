@@ -7,13 +7,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import polars as pl
+import yaml
 
 import mmbench
 from conftest import run_cli
 from mmbench.evaluator import Evaluator
 from mmbench.fingerprint import compute_fingerprint, dataset_fingerprint
+from mmbench.schema import DATASET_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def reference_fingerprint(instances: dict[str, list[dict]], track_ids: list[str]) -> str:
@@ -101,3 +106,30 @@ def test_info_checks_it_and_the_evaluator_records_it(sample_build, tmp_path):
     assert f"differs from build_report.json's {'0' * 64}" in result.stderr
     ok = run_cli("info", str(sample_build))
     assert ok.returncode == 0 and f"dataset fingerprint: {dataset_fingerprint(sample_build)}" in ok.stdout
+
+
+def test_the_changelog_ties_the_dataset_version_to_the_samples_fingerprint(sample_build):
+    report = json.loads((sample_build / "build_report.json").read_text())
+    assert report["dataset_version"] == DATASET_VERSION
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"\n## {DATASET_VERSION}\n" in changelog, "CHANGELOG.md has no entry for this dataset version"
+    entry = changelog.split(f"\n## {DATASET_VERSION}\n", 1)[1].split("\n## ", 1)[0]
+    assert f"sample: {report['fingerprint']}" in entry, (
+        "the sample's fingerprint changed: a new dataset version"
+    )
+    ok = run_cli("info", str(sample_build))
+    assert f"dataset version: {DATASET_VERSION}" in ok.stdout
+
+
+def test_the_build_pins_the_packages_it_was_built_with(sample_build):
+    report = json.loads((sample_build / "build_report.json").read_text())
+    lines = (sample_build / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    pins = dict(line.split("==") for line in lines if not line.startswith("#"))
+    assert len(pins) == len(lines) - 1 and all(v for v in pins.values())
+    for package in ("polars", "pyarrow", "numpy", "datasets", "mmbench"):
+        assert pins[package] == report["versions"][package]
+
+
+def test_the_citation_names_this_release():
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert citation["cff-version"] == "1.2.0" and citation["version"] == mmbench.__version__
