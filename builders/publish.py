@@ -35,6 +35,7 @@ from mmbench.schema import (
     content_label,
     embedding_schema,
     instances_schema,
+    mgphot_gene_list,
     mgphot_schema,
 )
 
@@ -293,10 +294,26 @@ def content_section(content: dict[str, dict], n_tracks: int) -> str:
         f"({c['coverage']['tracks_share']:.1%}) | {c['coverage']['plays_share']:.1%} |"
         for name, c in sorted(content.items())
     ]
-    return (
+    text = (
         "\n\n## Content\n\nOne row per catalogue track that has the content; `plays covered` is the share "
         "of kept plays whose track has it.\n\n| config | model | dim | tracks | plays covered |\n"
         "|---|---|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+    )
+    return text + (mgphot_genes_section() if "mgphot" in content else "")
+
+
+def mgphot_genes_section() -> str:
+    """The card's list of the ``mgphot`` config's genes, in the order of its ``genes`` vector."""
+    rows = [
+        f"| {g['index']} | {g['name']} | {g['category']} | {g['0']} | {g['1']} |" for g in mgphot_gene_list()
+    ]
+    return (
+        "\n### The `mgphot` genes\n\n`genes` holds one value in [0, 1] per gene of the MGPHot schema, in this "
+        "order (the parquet files name them too, in the `genes` field's `mgphot_genes` metadata). An LLM "
+        "rated each gene from 0 to 5 between the two poles below; the value is the rating divided by 5 "
+        "(with a local model, the expected rating under its probabilities of the digits 0-5; the "
+        "`annotator` column names the model).\n\n"
+        "| index | gene | category | 0 means | 1 means |\n|---:|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 HUB_ID = "mmbench/lastfm1k-mm"
@@ -182,8 +184,22 @@ MGPHOT_GENES: tuple[tuple[str, str, str, str], ...] = (
 MGPHOT_DIM = len(MGPHOT_GENES)
 
 
+def mgphot_gene_list() -> list[dict[str, object]]:
+    """The genes in the order of the ``genes`` vector: index, name, category and what the values
+    0 and 1 mean (the rating scale's two poles)."""
+    return [
+        {"index": i, "name": name, "category": category, "0": low, "1": high}
+        for i, (name, category, low, high) in enumerate(MGPHOT_GENES)
+    ]
+
+
 def mgphot_schema() -> pa.Schema:
-    """Schema of the ``mgphot`` config: 58 gene values in [0, 1] and the annotator per row."""
-    return pa.schema(
-        [("track_id", pa.string()), ("genes", pa.list_(pa.float32(), MGPHOT_DIM)), ("annotator", pa.string())]
-    )
+    """Schema of the ``mgphot`` config: 58 gene values in [0, 1] and the annotator per row. The
+    ``genes`` field's metadata names the genes (``mgphot_genes``: JSON, :func:`mgphot_gene_list`),
+    so that the parquet files describe themselves."""
+    described = {
+        "description": "MGPHot gene values in [0, 1], in the order of mgphot_genes",
+        "mgphot_genes": json.dumps(mgphot_gene_list(), ensure_ascii=False),
+    }
+    genes = pa.field("genes", pa.list_(pa.float32(), MGPHOT_DIM), metadata=described)
+    return pa.schema([("track_id", pa.string()), genes, ("annotator", pa.string())])

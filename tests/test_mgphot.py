@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import soundfile
 
@@ -43,6 +44,24 @@ def test_sample_mgphot_config(sample_build):
     tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
     top = tracks.sort(["n_plays_train", "track_id"], descending=[True, False]).head(24)["track_id"]
     assert sorted(ds["track_id"]) == sorted(top.to_list())
+
+
+def test_the_published_mgphot_config_names_its_genes(sample_build):
+    """Without this package: the parquet field metadata and the card name every gene in order."""
+    (path,) = (sample_build / "data" / "mgphot").glob("*.parquet")
+    field = pq.read_schema(path).field("genes")
+    described = json.loads(field.metadata[b"mgphot_genes"])
+    reference = (Path(__file__).parent / "data" / "mgphot_genes.tsv").read_text().splitlines()[1:]
+    assert [(g["index"], g["name"], g["category"]) for g in described] == [
+        (int(i), name, category) for i, name, category in (line.split("\t") for line in reference)
+    ]
+    assert all(g["0"] and g["1"] for g in described)
+    card = (sample_build / "README.md").read_text(encoding="utf-8")
+    table = card.split("### The `mgphot` genes", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 58
+    for row, gene in zip(rows, described, strict=True):
+        assert row == f"| {gene['index']} | {gene['name']} | {gene['category']} | {gene['0']} | {gene['1']} |"
 
 
 @pytest.fixture(scope="module")
