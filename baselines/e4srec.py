@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from mmbench.baselines.data import Benchmark
@@ -104,7 +104,10 @@ def id_encoder_table(config: dict[str, Any], data: Benchmark) -> np.ndarray:
             f"e4srec: id_encoder {source}: expected a folder written by `mmbench baseline train` "
             f"({', '.join(ID_ENCODERS)}) with config.json and item_embeddings.safetensors"
         )
-    model = json.loads(record_path.read_text(encoding="utf-8")).get("model")
+    try:
+        model = json.loads(record_path.read_text(encoding="utf-8")).get("model")
+    except (json.JSONDecodeError, AttributeError):
+        model = None
     if model not in ID_ENCODERS:
         raise MmbenchError(
             f"e4srec: id_encoder {source} holds a {model!r} model; expected one of {', '.join(ID_ENCODERS)}"
@@ -286,7 +289,9 @@ class E4SRec(SequentialRecommender):
         x = torch.cat([prompt, segments.reshape(batch, length * span, -1)], dim=1)
         mask = torch.cat([torch.ones_like(codes[:, :1]).expand(-1, len(self.instruction)), real.reshape(batch, -1).long()], dim=1)  # fmt: skip
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        states = self.backbone(inputs_embeds=x, attention_mask=mask, position_ids=positions).last_hidden_state
+        states = self.backbone(
+            inputs_embeds=x, attention_mask=mask, position_ids=positions, use_cache=False
+        ).last_hidden_state
         at = len(self.instruction) + span * torch.arange(1, length + 1, device=x.device) - 1
         hidden = states[:, at]
         return torch.cat([hidden, torch.ones_like(hidden[..., :1])], dim=-1)
@@ -340,8 +345,14 @@ def build(n_items: int, config: dict[str, Any], data: Benchmark, folder: Path | 
     if config["id_encoder"] and folder is None:
         id_table = id_encoder_table(config, data)
     elif config["id_encoder"]:
-        with safe_open(folder / "model.safetensors", "pt") as f:  # the copy saved with the weights
-            id_table = f.get_tensor("id_table").numpy()[1:]
+        try:
+            with safe_open(folder / "model.safetensors", "pt") as f:  # the copy saved with the weights
+                id_table = f.get_tensor("id_table").numpy()[1:]
+        except (OSError, SafetensorError) as exc:
+            raise MmbenchError(
+                f"{folder}: no ID table in model.safetensors ({str(exc).splitlines()[0]}); "
+                "expected a folder written by `mmbench baseline train e4srec`"
+            ) from None
     if id_table is not None:
         id_table = np.concatenate([np.zeros((1, id_table.shape[1]), dtype=np.float32), id_table])
     features = content_features(data, list(config["content"]))

@@ -179,8 +179,10 @@ def predict(
     module = importlib.import_module(BASELINES[name])
     desc = f"{name} {task} {split}"
     if isinstance(module, NeuralBaseline):
+        # The device chosen now also decides the dtype a model is built in (e4srec: bf16 on CUDA).
+        config = {**config, "device": device or config["device"]}
         model = module.build(len(data.track_ids), config, data, model_dir).to(
-            training.pick_device(device or config["device"])
+            training.pick_device(config["device"])
         )
         training.load_weights(model, model_dir)
         channels = module.channels(config) if hasattr(module, "channels") else ("code",)

@@ -14,7 +14,7 @@ A neural model is an ``nn.Module`` with
   sequence.
 
 The loop calls the model through ``forward(batch, generator)`` (:class:`SequentialRecommender`
-defines it from the two methods above), so that DDP and FSDP see every step; it optimises and
+defines it from the two methods above), so that DDP sees every step; it optimises and
 saves only the parameters that require gradients, so a frozen backbone is neither copied at the
 best epoch nor written to the checkpoint.
 
@@ -26,8 +26,9 @@ extra channel is ``completion``: the play's completion-ratio bucket (0 padding, 
 Training: full-softmax cross-entropy over the catalogue (chunked and recomputed in the backward
 pass so that memory stays bounded at 383k tracks), or sampled softmax; AdamW; early stopping on
 validation NDCG@10 as computed by :class:`mmbench.evaluator.Evaluator`. Under ``accelerate
-launch`` (more than one process) each process takes its share of every batch and the loss is
-scaled so that the averaged gradient equals one process's on the whole batch.
+launch`` with DDP (more than one process; sharded training, FSDP or DeepSpeed, is refused) each
+process takes its share of every batch and the loss is scaled so that the averaged gradient
+equals one process's on the whole batch.
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ def sampled_softmax_loss(
 def top_items(model: torch.nn.Module, seqs: torch.Tensor, k: int) -> torch.Tensor:
     """The ``k`` best item numbers (1..N) per sequence; padding and mask are never returned."""
     query, table = model(seqs)
-    scores = query @ table[1:].T
+    scores = query.to(table.dtype) @ table[1:].T  # a bf16 backbone's query, an fp32 head
     return scores.float().topk(min(k, scores.shape[1]), dim=1).indices + 1
 
 
@@ -252,7 +253,7 @@ def top_items(model: torch.nn.Module, seqs: torch.Tensor, k: int) -> torch.Tenso
 def candidate_order(model: torch.nn.Module, seqs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """The candidates (item numbers, [B, C]) of each sequence, best first."""
     query, table = model(seqs)
-    scores = (query[:, None, :] * table[candidates]).sum(-1).float()
+    scores = (query.to(table.dtype)[:, None, :] * table[candidates]).sum(-1).float()
     return candidates.gather(1, scores.argsort(dim=1, descending=True, stable=True))
 
 
@@ -309,21 +310,22 @@ def fit(
     optimizer = torch.optim.AdamW(params, lr=config["learning_rate"], weight_decay=config["weight_decay"])
     accelerator, wrapped = None, model
     if process_count() > 1:
-        from accelerate import Accelerator
-
-        accelerator = Accelerator(cpu=pick_device(config["device"]).type == "cpu")
+        accelerator = _data_parallel(config)
         wrapped, optimizer = accelerator.prepare(model, optimizer)
         progress = progress and accelerator.is_main_process
     data = torch.as_tensor(windows, dtype=torch.long)
     history: list[dict[str, float]] = []
     best, best_state, waited = -math.inf, None, 0
     for epoch in range(1, config["epochs"] + 1):
-        loss = _train_epoch(
-            wrapped, model, data, config, generator, optimizer, accelerator, f"epoch {epoch}", progress
-        )
+        loss = _train_epoch(wrapped, model, data, config, generator, optimizer, accelerator, epoch, progress)
         record = {"epoch": epoch, "loss": loss}
         if validate is not None:
-            record["validation_ndcg@10"] = score = validate(wrapped)
+            score = validate(wrapped)
+            if accelerator:  # every process stops at the same epoch: rank 0's score decides
+                from accelerate.utils import broadcast
+
+                score = broadcast(torch.tensor([score], device=accelerator.device), from_process=0).item()
+            record["validation_ndcg@10"] = score
             if score > best:
                 best, waited = score, 0
                 best_state = trainable_state(model, clone=True)
@@ -341,6 +343,30 @@ def fit(
     return history
 
 
+def _data_parallel(config: dict[str, Any]) -> Any:
+    """The accelerator of a DDP run (one model replica per process), or a clear error."""
+    from accelerate import Accelerator, DistributedType
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # Buffers (content features, an ID table) are the same in every process: never re-sent.
+    accelerator = Accelerator(
+        cpu=pick_device(config["device"]).type == "cpu",
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+    )
+    data_parallel = (DistributedType.MULTI_GPU, DistributedType.MULTI_CPU, DistributedType.MULTI_XPU)
+    if accelerator.distributed_type not in data_parallel:
+        raise MmbenchError(
+            f"training under accelerate with {accelerator.distributed_type.value}: only DDP (one model "
+            "replica per process) is supported; see docs/baselines.md"
+        )
+    if config["batch_size"] < accelerator.num_processes:
+        raise MmbenchError(
+            f"batch_size {config['batch_size']} is smaller than the {accelerator.num_processes} processes: "
+            "each process needs a window of every batch"
+        )
+    return accelerator
+
+
 def _train_epoch(
     wrapped: torch.nn.Module,
     model: torch.nn.Module,
@@ -349,24 +375,30 @@ def _train_epoch(
     generator: torch.Generator,
     optimizer: torch.optim.Optimizer,
     accelerator: Any,
-    desc: str,
+    epoch: int,
     progress: bool,
 ) -> float:
     """One pass over the windows in a seeded random order; returns the mean loss.
 
-    ``wrapped`` is ``model`` as accelerate prepared it (DDP, FSDP) or ``model`` itself. With
-    several processes, every process draws the same order and takes its slice of each batch; a
-    last batch with fewer windows than processes is skipped by all of them.
+    ``wrapped`` is ``model`` as accelerate prepared it (DDP) or ``model`` itself. With several
+    processes, every process draws the same order and the same negatives from ``generator`` and
+    takes its slice of each batch (a last batch with fewer windows than processes is skipped by
+    all of them); the model's own draws (BERT4Rec's masks) come from a generator of its own per
+    process, as their number depends on the slice.
     """
     allowed = getattr(model, "trainable", None)
     device = next(model.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     processes = accelerator.num_processes if accelerator else 1
+    draws = generator
+    if accelerator:  # seeded without drawing from `generator`, whose draws match one process's
+        entropy = [config["seed"], epoch, accelerator.process_index]
+        draws = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
     wrapped.train()
     order = torch.randperm(len(data), generator=generator)
     total, steps = 0.0, 0
     bar = progress_bar(
-        range(0, len(data), config["batch_size"]), desc=desc, disable=not progress, leave=False
+        range(0, len(data), config["batch_size"]), desc=f"epoch {epoch}", disable=not progress, leave=False
     )
     for start in bar:
         batch = data[order[start : start + config["batch_size"]]]
@@ -375,7 +407,7 @@ def _train_epoch(
         if accelerator:
             batch = batch.tensor_split(processes)[accelerator.process_index]
         with autocast:
-            hidden, targets, table = wrapped(batch.to(device), generator)
+            hidden, targets, table = wrapped(batch.to(device), draws)
             if config["loss"] == "sampled":
                 loss = sampled_softmax_loss(hidden, table, targets, config["negatives"], generator, allowed)
             else:
@@ -417,9 +449,17 @@ def validation_scorer(
 
 
 def trainable_state(model: torch.nn.Module, clone: bool = False) -> dict[str, torch.Tensor]:
-    """The model's state without its frozen parameters (a frozen backbone is rebuilt, not saved)."""
-    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    state = {k: v for k, v in model.state_dict().items() if k not in frozen}
+    """The parameters that require gradients and the persistent buffers: the model's state
+    without its frozen backbone (rebuilt, not saved), nor what a quantized backbone adds to its
+    state dict beside its parameters."""
+    keep = {name for name, p in model.named_parameters() if p.requires_grad}
+    for prefix, module in model.named_modules():
+        keep |= {
+            f"{prefix}.{name}" if prefix else name
+            for name, buffer in module.named_buffers(recurse=False)
+            if buffer is not None and name not in module._non_persistent_buffers_set
+        }
+    state = {k: v for k, v in model.state_dict().items() if k in keep}
     return {k: v.detach().clone() for k, v in state.items()} if clone else state
 
 

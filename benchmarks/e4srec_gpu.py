@@ -34,7 +34,12 @@ import torch.nn.functional as F
 
 from mmbench.baselines import e4srec
 from mmbench.baselines.runner import model_config
-from mmbench.baselines.training import COMPLETION_BUCKETS, full_softmax_loss, sampled_softmax_loss
+from mmbench.baselines.training import (
+    COMPLETION_BUCKETS,
+    full_softmax_loss,
+    next_item_targets,
+    sampled_softmax_loss,
+)
 from mmbench.llm import packaged_llm
 
 SHAPES = {  # transformers config classes and their sizes (from the models' published configs)
@@ -97,32 +102,46 @@ def model_of_shape(shape: str, catalogue: int, device: torch.device, completion:
 
 
 def step_time(model, batches, loss: str, device: torch.device, negatives: int = 256) -> tuple[float, float]:
-    """Median seconds per optimizer step and peak accelerator memory (GiB) of one loss variant."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    """Median seconds per optimizer step and peak accelerator memory (GiB) of one loss variant.
+
+    ``head-on-cpu`` moves the linear head to the CPU for good (run it last): the hidden states go
+    there, the CPU computes logits, loss and the head's AdamW step, and the hidden states'
+    gradient comes back for the accelerator's step.
+    """
     generator = torch.Generator().manual_seed(0)
+    cpu_optimizer = None
+    if loss == "head-on-cpu":
+        model.output.float().cpu()
+        cpu_optimizer = torch.optim.AdamW(model.output.parameters(), lr=1e-4)
+    params = [p for p in model.parameters() if p.requires_grad and p.device.type == device.type]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    head_cpu = None
-    if loss == "head-on-cpu":
-        head_cpu = model.table_from(None).detach().float().cpu().requires_grad_(True)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     times = []
     for i, batch in enumerate(batches):
         start = time.perf_counter()
         with autocast:
-            hidden, targets, table = model(batch, generator)
+            if loss == "head-on-cpu":
+                codes = batch if batch.dim() == 2 else batch[:, 0]
+                inputs, targets = next_item_targets(codes)
+                seqs = inputs if batch.dim() == 2 else torch.stack([inputs, batch[:, 1, :-1]], dim=1)
+                hidden = model.encode(seqs, None)[..., :-1]  # without the bias column's 1
+            else:
+                hidden, targets, table = model(batch, generator)
             if loss == "full":
                 value = full_softmax_loss(hidden, table, targets)
             elif loss == "sampled":
                 value = sampled_softmax_loss(hidden, table, targets, negatives, generator)
         if loss == "head-on-cpu":
             keep = targets > 0
-            h = hidden[keep].float().cpu().detach().requires_grad_(True)
-            cpu_loss = F.cross_entropy(h @ head_cpu[1:].T, (targets[keep] - 1).cpu())
-            cpu_loss.backward()
-            hidden[keep].float().backward(h.grad.to(device))
+            on_gpu = hidden[keep].float()
+            h = on_gpu.detach().cpu().requires_grad_(True)
+            F.cross_entropy(model.output(h), (targets[keep] - 1).cpu()).backward()
+            on_gpu.backward(h.grad.to(device))
+            cpu_optimizer.step()
+            cpu_optimizer.zero_grad(set_to_none=True)
         else:
             value.backward()
         optimizer.step()

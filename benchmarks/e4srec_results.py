@@ -130,6 +130,12 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rate = choose_rate(args)
+    chosen = args.out / "learning_rate.txt"  # the test runs under --out were made with this rate
+    if chosen.exists() and chosen.read_text().strip() != rate:
+        raise SystemExit(
+            f"{args.out} holds runs made with learning_rate={chosen.read_text().strip()}; use another --out"
+        )
+    chosen.write_text(rate + "\n")
     results: dict[str, list[dict]] = {"pop": [reference("pop", None, args)[1]]}
     results["sasrec"] = [reference("sasrec", s, args)[1] for s in range(args.seeds)]
     for row in args.only:

@@ -139,6 +139,30 @@ def test_completion_modes(sample_build, id_encoder):
     assert texts[1][0].sum() == 0 and texts[1][1:].all(dim=0).any()
 
 
+def test_a_windows_last_completion_ratio_never_reaches_the_model(sample_build, id_encoder):
+    """The target's own play (its ratio is known only after it) is never an input."""
+    data = Benchmark(sample_build)
+    for mode in ("prompt", "embed"):
+        settings = config(id_encoder=str(id_encoder), completion=mode)
+        model = e4srec.build(len(data.track_ids), settings, data).eval()
+        if mode == "embed":
+            with torch.no_grad():
+                model.completion_embedding.weight.normal_()
+        window = torch.tensor([[[0, 5, 9, 14, 20], [0, 3, 12, 1, 4]]])
+        other = window.clone()
+        other[0, 1, -1] = 11
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            hidden, targets, _ = model(window, generator)
+            torch.testing.assert_close(model(other, generator)[0], hidden, rtol=0, atol=0)
+            other[0, 1, 2] = 7  # an input play's ratio does count, from its position on
+            changed = model(other, generator)[0]
+        assert torch.equal(changed[:, :2], hidden[:, :2]) and not torch.allclose(
+            changed[:, 2:], hidden[:, 2:]
+        )
+        assert targets.tolist() == [[0, 9, 14, 20]]
+
+
 def model_tokenizer():
     from transformers import AutoTokenizer
 
@@ -184,6 +208,11 @@ def test_training_is_deterministic_and_the_folder_reloads_to_the_same_rankings(
     exported = load_file(trained / "item_embeddings.safetensors")["embedding"]
     with torch.no_grad():
         torch.testing.assert_close(model.eval().item_table()[1:], exported)
+    # The reloaded model is the trained one: its validation score is the best epoch's.
+    best = record["training"]["epochs"][record["training"]["best_epoch"] - 1]["validation_ndcg@10"]
+    channels = e4srec.channels(record["config"])
+    score = training.validation_scorer(data, record["config"]["max_len"], channels)(model)
+    assert score == pytest.approx(best, abs=1e-9)
     for task in ("next-track", "paper-sampled"):
         paths = [tmp_path / f"{task}-{i}.jsonl" for i in range(2)]
         for path in paths:
@@ -245,7 +274,7 @@ def test_two_processes_under_accelerate_train_the_same_model_as_one(sample_build
     mmbench = str(Path(sys.executable).with_name("mmbench"))
     accelerate = str(Path(sys.executable).with_name("accelerate"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    folders = {}
+    folders, losses = {}, {}
     for processes in (1, 2):
         out = tmp_path / f"p{processes}"
         command = [mmbench] if processes == 1 else [
@@ -266,7 +295,12 @@ def test_two_processes_under_accelerate_train_the_same_model_as_one(sample_build
             command += ["--set", item]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
+        record = json.loads((out / "config.json").read_text())["training"]["epochs"][0]
         folders[processes] = load_file(out / "model.safetensors")
+        losses[processes] = (record["loss"], record["validation_ndcg@10"])
+    # The loss recorded is the whole batch's mean in both: a wrong weighting of the processes'
+    # shares would show here even where AdamW's scale invariance hides it in the weights.
+    assert losses[2] == pytest.approx(losses[1], rel=1e-4)
     one, two = folders[1], folders[2]
     assert one.keys() == two.keys()
     for name in one:
