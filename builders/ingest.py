@@ -36,8 +36,11 @@ PROFILE_NAME = "userid-profile.tsv"
 ARCHIVE_NAME = "lastfm-dataset-1K.tar.gz"
 LASTFM_PAGE = "http://ocelma.net/MusicRecommendationDataset/lastfm-1K.html"
 DOWNLOAD_INSTRUCTIONS = (
-    "mmbench does not download LastFM-1K (its licence asks users to fetch it themselves).\n"
-    f"Get {ARCHIVE_NAME} (about 640 MB) from {LASTFM_PAGE},\n"
+    f"LastFM-1K is distributed for non-commercial use only, with attribution, from {LASTFM_PAGE}.\n"
+    "The processed benchmark is on the Hugging Face Hub as mmbench/lastfm1k-mm under the same terms\n"
+    "(a gated dataset: accept the terms on its page, then load_dataset reads it).\n"
+    "To build it yourself, mmbench does not fetch the raw logs for you:\n"
+    f"get {ARCHIVE_NAME} (about 640 MB) from {LASTFM_PAGE},\n"
     f"then check it with: mmbench download --check {ARCHIVE_NAME}\n"
     f"and build with:     mmbench build --raw {ARCHIVE_NAME} --out DIR"
 )

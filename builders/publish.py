@@ -21,10 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmbench import layout
+from mmbench.builders.croissant import croissant_text
+from mmbench.builders.datasheet import datasheet_text
 from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.builders.recipe import recipe_toml
 from mmbench.errors import MmbenchError
-from mmbench.files import atomic_path, write_atomic
+from mmbench.files import atomic_path, replace_tree, write_atomic
 from mmbench.fingerprint import compute_fingerprint
 from mmbench.info import sha256_file
 from mmbench.schema import (
@@ -39,6 +41,14 @@ from mmbench.schema import (
     mgphot_schema,
 )
 
+# The Hub's access gate (the card's extra_gated_* metadata) states the LastFM-1K terms.
+GATE_PROMPT = (
+    "LastFM-1K-MM is built from the LastFM-1K listening logs, which are distributed for "
+    f"non-commercial use only, with attribution ({LASTFM_PAGE}). By requesting access you agree to "
+    "use this dataset for non-commercial purposes only, to reference that page and Last.fm, and to "
+    "cite O. Celma, Music Recommendation and Discovery in the Long Tail, Springer, 2010. The data "
+    "holds pseudonymous user profiles: do not try to identify the users."
+)
 ROWS_PER_SHARD = 500_000
 ROW_GROUP = 50_000
 
@@ -117,6 +127,31 @@ def user_catalog(users: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
     return users.join(n_train, on="user").sort("user_id")
 
 
+def _utc(seconds: int) -> str:
+    return np.datetime_as_string(np.datetime64(int(seconds), "s"), unit="s") + "Z"
+
+
+def profile_summary(users: pl.DataFrame) -> dict:
+    """What the users' self-declared profiles say (for the datasheet's biases): users per gender,
+    the ages' quartiles, the five commonest countries; ``unknown`` counts empty fields."""
+    ages = users["age"].drop_nulls()
+    countries = (
+        users["country"]
+        .drop_nulls()
+        .value_counts(sort=True)
+        .sort(["count", "country"], descending=[True, False])
+    )
+    return {
+        "gender": {g: int((users["gender"] == g).sum()) for g in ("m", "f")} | {"unknown": users["gender"].null_count()},
+        "age": {
+            "known": ages.len(),
+            **{f"q{int(q * 100)}": float(ages.quantile(q, "nearest")) for q in (0.25, 0.5, 0.75)},
+        } if ages.len() else {"known": 0},
+        "countries": {row["country"]: row["count"] for row in countries.head(5).iter_rows(named=True)},
+        "country_unknown": users["country"].null_count(),
+    }  # fmt: skip
+
+
 def write_plots(
     folder: Path, sessions: pl.DataFrame, tracks: pl.DataFrame, plays: pl.DataFrame, cutoffs: dict
 ) -> list[str]:
@@ -176,6 +211,12 @@ def _front_matter(content: dict[str, dict]) -> str:
         "license: other",
         "license_name: lastfm-1k-non-commercial",
         f"license_link: {LASTFM_PAGE}",
+        f"extra_gated_prompt: {json.dumps(GATE_PROMPT)}",
+        "extra_gated_fields:",
+        "  Name: text",
+        "  Affiliation: text",
+        "  I will use this dataset for non-commercial purposes only: checkbox",
+        "  I will cite LastFM-1K and reference Last.fm in any use: checkbox",
         "pretty_name: LastFM-1K-MM",
         "tags:",
         "- music",
@@ -244,7 +285,10 @@ Session-based music recommendation on the LastFM-1K listening logs: listening se
 per-play listening times and completion ratios, a global temporal split, and the evaluation
 instances of the `next-track` (official, full-catalogue ranking) and `paper-sampled` tasks.
 Built by `mmbench build` (version {report["mmbench_version"]}); `build_report.json` holds the
-full accounting of every stage, the input and output checksums and the package versions.
+full accounting of every stage, the input and output checksums and the package versions;
+`DATASHEET.md` answers the datasheet questions (collection, biases, personal information, uses)
+and `croissant.json` describes every config, field and file in Croissant 1.1 with the
+responsible-AI fields.
 
 ```python
 from datasets import load_dataset
@@ -317,18 +361,6 @@ def mgphot_genes_section() -> str:
     )
 
 
-def replace_tree(staging: Path, target: Path) -> None:
-    """Move a freshly written folder over an older one of the same name."""
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.replace(old)
-        staging.replace(target)
-        shutil.rmtree(old)
-    else:
-        staging.replace(target)
-
-
 def dumps_report(report: dict) -> str:
     """The build report as JSON with a fixed indentation (keys in the order they were built)."""
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
@@ -374,8 +406,8 @@ def publish_build(
     rejects_path: Path,
     enriched: dict[str, tuple[pl.DataFrame, dict]],
 ) -> dict:
-    """Write the published folder (data/, plots/, README.md, build_report.json, rejects.jsonl)
-    in ``staging``, then move it over ``out``'s; return the build report."""
+    """Write the published folder (data/, plots/, README.md, DATASHEET.md, croissant.json,
+    constraints.txt, build_report.json, rejects.jsonl) in ``staging``, then move it over ``out``'s; return the build report."""
     shutil.rmtree(staging, ignore_errors=True)
     catalog = track_catalog(tracks, durations, plays, sessions)
     user_table = user_catalog(users, sessions)
@@ -389,6 +421,9 @@ def publish_build(
         "tracks_cold": int((catalog["n_plays_train"] == 0).sum()),
         "tracks_with_duration": int(catalog["duration_seconds"].is_not_null().sum()),
         "instances": {k: v for k, v in stages["instances"].items() if k in ("next-track", "paper-sampled")},
+        "first_play_utc": _utc(plays["timestamp"].min()),
+        "last_play_utc": _utc(plays["timestamp"].max()),
+        "profiles": profile_summary(user_table),
     }
     report: dict[str, Any] = {
         "mmbench_version": versions()["mmbench"],
@@ -407,10 +442,19 @@ def publish_build(
     write_atomic(staging / "README.md", card_text(report, plots, recipe_toml(recipe)))
     write_atomic(staging / "build_report.json", dumps_report(report))
     write_atomic(staging / "constraints.txt", constraints_text())
+    write_atomic(staging / "DATASHEET.md", datasheet_text(report))
+    write_atomic(staging / "croissant.json", croissant_text(staging, report))
     shutil.copyfile(rejects_path, staging / "rejects.jsonl")
     for entry in (layout.DATA, "plots"):
         replace_tree(staging / entry, out / entry)
-    for entry in ("README.md", "rejects.jsonl", "constraints.txt", "build_report.json"):
+    for entry in (
+        "README.md",
+        "rejects.jsonl",
+        "constraints.txt",
+        "DATASHEET.md",
+        "croissant.json",
+        "build_report.json",
+    ):
         (staging / entry).replace(out / entry)
     shutil.rmtree(staging)
     return report

@@ -225,6 +225,33 @@ def info(folder: Path) -> None:
 
 
 @main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--repo", required=True, help="The Hub dataset repository, ORG/NAME.")
+@click.option("--private", is_flag=True, help="Create the repository private.")
+@click.option(
+    "--dry-run", is_flag=True, help="List the files, their sizes and the card's metadata; upload nothing."
+)
+def push(folder: Path, repo: str, private: bool, dry_run: bool) -> None:
+    """Upload a checked build folder to the Hub, gated by the LastFM-1K terms (resumable)."""
+    from mmbench import push as hub
+
+    for line in hub.dry_run(folder) if dry_run else hub.push(folder, repo, private):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["recbole", "session-rec", "csv"]), required=True)
+@click.option("--out", type=FOLDER, required=True, help="The folder to write (replaced whole).")
+def export(folder: Path, fmt: str, out: Path) -> None:
+    """Write a build folder in another toolkit's format, with the benchmark's split."""
+    from mmbench.export import export as write_export
+
+    for path in write_export(folder, fmt, out):
+        click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.option("--check", type=click.Path(path_type=Path), help="Verify a downloaded archive or plays file.")
 def download(check: Path | None) -> None:
     """Say where to get the LastFM-1K archive (it is never fetched), and check a local copy."""

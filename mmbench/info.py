@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmbench import layout
@@ -87,7 +88,11 @@ def _file_problems(folder: Path, report: dict) -> list[str]:
     for config, splits in SPLITS.items():
         for split in splits:
             for path in layout.split_files(folder, config, split):
-                schema = pq.read_schema(path).remove_metadata()
+                try:
+                    schema = pq.read_schema(path).remove_metadata()
+                except (pa.ArrowInvalid, OSError) as exc:
+                    problems.append(f"{path.relative_to(folder)}: not a readable parquet file ({exc})")
+                    continue
                 if not schema.equals(stored_schema(config, list(report.get("content", {})))):
                     problems.append(
                         f"{path.relative_to(folder)}: schema differs from the contract: {schema.to_string(show_field_metadata=False)!r}"

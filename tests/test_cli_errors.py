@@ -96,6 +96,7 @@ def test_sample_and_raw_together(fixture_raw, tmp_path):
 
 def test_download_never_fetches_and_checks_a_file(fixture_raw):
     result = run_cli("download")
-    assert result.returncode == 0 and "does not download" in result.stdout
+    assert result.returncode == 0 and "does not fetch" in result.stdout
+    assert "non-commercial" in result.stdout and "gated" in result.stdout
     result = run_cli("download", "--check", str(fixture_raw["plays"]))
     assert result.returncode == 2 and "MISMATCH" in result.stderr and "Traceback" not in result.stderr

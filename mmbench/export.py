@@ -1,0 +1,197 @@
+"""``mmbench export``: a built folder in the file formats of other toolkits.
+
+Every format keeps the benchmark's global temporal split as separate files (train, validation,
+test by session start); none re-splits the data leave-one-out, which would put later plays in
+training. Scores computed by another toolkit's own evaluator are not benchmark results: rank the
+benchmark's instances and score them with ``mmbench evaluate``.
+
+- ``recbole``: RecBole atomic files (https://recbole.io/docs/user_guide/data/atomic_files.html):
+  ``<name>.train.inter``, ``.valid.inter``, ``.test.inter`` (RecBole's ``benchmark_filename``),
+  ``<name>.item`` with the content vectors as ``float_seq`` fields, ``<name>.user``, and
+  ``<name>.yaml`` with the settings that read them as sessions.
+- ``session-rec``: the tab-separated ``SessionId ItemId Time`` files of session-rec
+  (https://github.com/rn5l/session-rec): ``<name>_train_full.txt`` (train and validation),
+  ``_train_tr.txt``, ``_train_valid.txt``, ``_test.txt``.
+- ``csv``: plain CSV: ``plays.csv`` (one row per play, with its split), ``instances.csv``,
+  ``tracks.csv``, ``users.csv`` and one file per content config; lists are space-separated.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+from mmbench import layout
+from mmbench.errors import MmbenchError
+from mmbench.files import replace_tree
+
+FORMATS = ("recbole", "session-rec", "csv")
+NAME = "lastfm1k-mm"
+RECBOLE_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
+SESSION_REC_FILES = {"train_full": ("train", "validation"), "train_tr": ("train",), "train_valid": ("validation",), "test": ("test",)}  # fmt: skip
+
+
+def read_config(folder: Path, config: str, split: str | None = None) -> pl.DataFrame:
+    """One config of a built folder (one split, or every split with a ``split`` column)."""
+    splits = [split] if split else layout.splits(folder, config)
+    frames = []
+    for name in splits:
+        files = layout.split_files(folder, config, name)
+        if not files:
+            raise MmbenchError(f"{folder}: no {config}/{name} parquet files; is it a build folder?")
+        frame = pl.read_parquet(files)
+        frames.append(frame if split else frame.with_columns(pl.lit(name).alias("split")))
+    return pl.concat(frames)
+
+
+def plays(folder: Path, split: str) -> pl.DataFrame:
+    """One row per play of a split's sessions, in session order, with its position (0-based)."""
+    sessions = read_config(folder, "sessions", split)
+    return (
+        sessions.with_columns(pl.int_ranges(pl.col("track_ids").list.len()).alias("position"))
+        .explode(["track_ids", "timestamps", "listen_seconds", "completion_ratios", "position"])
+        .select(
+            "session_id",
+            "user_id",
+            "position",
+            pl.col("track_ids").alias("track_id"),
+            pl.col("timestamps").dt.epoch("s").alias("timestamp"),
+            pl.col("listen_seconds"),
+            pl.col("completion_ratios").alias("completion_ratio"),
+        )
+    )
+
+
+def _content_configs(folder: Path) -> list[str]:
+    return [c for c in layout.configs(folder) if c not in ("sessions", "instances", "tracks", "users")]
+
+
+def _joined(column: str) -> pl.Expr:
+    """A list column as one space-separated string (null stays null)."""
+    return pl.col(column).cast(pl.List(pl.String)).list.join(" ")
+
+
+def _check_text(frame: pl.DataFrame, name: str) -> None:
+    """Tab-separated formats cannot hold a tab or a line break inside a value."""
+    for column, dtype in frame.schema.items():
+        if dtype == pl.String and frame[column].str.contains(r"[\t\n\r]").any():
+            raise MmbenchError(f"{name}: column {column} has a tab or line break; this format cannot hold it")
+
+
+def _write_tsv(frame: pl.DataFrame, path: Path, types: dict[str, str] | None = None) -> None:
+    _check_text(frame, path.name)
+    if types:
+        frame = frame.rename({c: f"{c}:{types[c]}" for c in frame.columns})
+    frame.write_csv(path, separator="\t", null_value="")
+
+
+def export_recbole(folder: Path, out: Path) -> list[Path]:
+    """RecBole atomic files; see the module docstring."""
+    inter_types = {
+        "session_id": "token",
+        "user_id": "token",
+        "item_id": "token",
+        "timestamp": "float",
+        "listen_seconds": "float",
+        "completion_ratio": "float",
+    }
+    written = []
+    for split, suffix in RECBOLE_SPLITS.items():
+        frame = plays(folder, split).select(
+            "session_id", "user_id", pl.col("track_id").alias("item_id"), "timestamp", "listen_seconds",
+            "completion_ratio",
+        )  # fmt: skip
+        written.append(out / f"{NAME}.{suffix}.inter")
+        _write_tsv(frame, written[-1], inter_types)
+    items = read_config(folder, "tracks", "catalog").select(
+        pl.col("track_id").alias("item_id"), "artist_name", "track_name", "duration_seconds"
+    )
+    item_types = {
+        "item_id": "token",
+        "artist_name": "token",
+        "track_name": "token",
+        "duration_seconds": "float",
+    }
+    for config in _content_configs(folder):
+        content = read_config(folder, config, "catalog")
+        vector = "genes" if "genes" in content.columns else "embedding"
+        field = config.replace("-", "_")
+        items = items.join(
+            content.select(pl.col("track_id").alias("item_id"), _joined(vector).alias(field)),
+            on="item_id", how="left", maintain_order="left",
+        )  # fmt: skip
+        item_types[field] = "float_seq"
+    written.append(out / f"{NAME}.item")
+    _write_tsv(items, written[-1], item_types)
+    users = read_config(folder, "users", "catalog").select("user_id", "gender", "age", "country")
+    written.append(out / f"{NAME}.user")
+    _write_tsv(
+        users, written[-1], {"user_id": "token", "gender": "token", "age": "float", "country": "token"}
+    )
+    written.append(out / f"{NAME}.yaml")
+    written[-1].write_text(
+        "# RecBole settings that read this export as sessions, with the benchmark's split.\n"
+        f"dataset: {NAME}\n"
+        "benchmark_filename: [train, valid, test]\n"
+        "USER_ID_FIELD: session_id\nITEM_ID_FIELD: item_id\nTIME_FIELD: timestamp\n"
+        "load_col:\n  inter: [session_id, item_id, timestamp]\n",
+        encoding="utf-8",
+    )
+    return written
+
+
+def export_session_rec(folder: Path, out: Path) -> list[Path]:
+    """session-rec's files; see the module docstring."""
+    by_split = {split: plays(folder, split) for split in ("train", "validation", "test")}
+    written = []
+    for suffix, splits in SESSION_REC_FILES.items():
+        frame = pl.concat([by_split[s] for s in splits]).select(
+            pl.col("session_id").alias("SessionId"),
+            pl.col("track_id").alias("ItemId"),
+            pl.col("timestamp").alias("Time"),
+            pl.col("user_id").alias("UserId"),
+            pl.col("listen_seconds").alias("ListenSeconds"),
+            pl.col("completion_ratio").alias("CompletionRatio"),
+        )
+        written.append(out / f"{NAME}_{suffix}.txt")
+        _write_tsv(frame, written[-1])
+    return written
+
+
+def export_csv(folder: Path, out: Path) -> list[Path]:
+    """Plain CSV files; see the module docstring."""
+    frames = {
+        "plays": pl.concat(
+            [plays(folder, s).with_columns(pl.lit(s).alias("split")) for s in ("train", "validation", "test")]
+        ),
+        "instances": read_config(folder, "instances").with_columns(_joined("candidates").alias("candidates")),
+        "tracks": read_config(folder, "tracks", "catalog").with_columns(_joined("track_mbids").alias("track_mbids")),
+        "users": read_config(folder, "users", "catalog"),
+    }  # fmt: skip
+    for config in _content_configs(folder):
+        content = read_config(folder, config, "catalog")
+        vector = "genes" if "genes" in content.columns else "embedding"
+        frames[config] = content.with_columns(_joined(vector).alias(vector))
+    written = []
+    for name, frame in frames.items():
+        written.append(out / f"{name}.csv")
+        frame.write_csv(written[-1], null_value="")
+    return written
+
+
+def export(folder: Path, fmt: str, out: Path) -> list[Path]:
+    """Write ``folder``'s export in ``fmt`` to the folder ``out`` (replaced whole, atomically:
+    the files are written beside it and moved into place at the end); the files written."""
+    exporters = {"recbole": export_recbole, "session-rec": export_session_rec, "csv": export_csv}
+    if fmt not in exporters:
+        raise MmbenchError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if not layout.is_built(folder):
+        raise MmbenchError(f"{folder}: not a build folder (no README.md and data/)")
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    names = [p.name for p in exporters[fmt](folder, staging)]
+    replace_tree(staging, out)
+    return [out / name for name in names]

@@ -1,0 +1,223 @@
+"""Publishing a build: croissant.json (read back by mlcroissant), the datasheet, the exports to
+other toolkits (read back and compared with the parquet), and `mmbench push`'s dry run and errors."""
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlcroissant as mlc
+import numpy as np
+import polars as pl
+import pytest
+
+import mmbench
+from conftest import run_cli
+from mmbench import layout
+from mmbench.builders.datasheet import datasheet_text
+from mmbench.export import plays
+from mmbench.info import sha256_file
+from mmbench.schema import MGPHOT_DIM, mgphot_gene_list
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _plain(value):
+    """A value from mlcroissant (bytes, numpy, pandas times) or datasets as plain Python."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime.date):  # dates, datetimes and pandas times: seconds since the epoch
+        if not isinstance(value, datetime.datetime):
+            value = datetime.datetime.combine(value, datetime.time())
+        return round(value.replace(tzinfo=value.tzinfo or datetime.UTC).timestamp())
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else round(float(value), 5)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+@pytest.fixture(scope="module")
+def croissant(sample_build):
+    return mlc.Dataset(jsonld=str(sample_build / "croissant.json"))
+
+
+def test_croissant_is_valid_and_describes_every_config_and_file(sample_build, croissant):
+    metadata = croissant.metadata
+    assert not metadata.ctx.issues.errors, metadata.ctx.issues.report()
+    document = json.loads((sample_build / "croissant.json").read_text())
+    assert {r["@id"] for r in document["recordSet"]} == set(layout.configs(sample_build))
+    objects = {d["contentUrl"]: d for d in document["distribution"] if d["@type"] == "cr:FileObject"}
+    parquet = layout.parquet_files(sample_build)
+    assert set(objects) == {str(p.relative_to(sample_build)) for p in parquet}
+    for path in parquet:
+        entry = objects[str(path.relative_to(sample_build))]
+        assert entry["sha256"] == sha256_file(path) and entry["contentSize"] == f"{path.stat().st_size} B"
+    genes = next(f for r in document["recordSet"] for f in r["field"] if f["@id"] == "mgphot/genes")
+    assert genes["cr:arrayShape"] == str(MGPHOT_DIM)
+    assert genes["description"].endswith(", ".join(str(g["name"]) for g in mgphot_gene_list()) + ".")
+    assert "age" in document["rai:personalSensitiveInformation"]
+    assert "2005-2009" in document["rai:dataBiases"]
+    assert document["rai:dataAnnotationProtocol"].count("SmolLM2") == 1
+    first, last = document["rai:dataCollectionTimeFrame"]
+    assert first < last and first.startswith("20")
+
+
+@pytest.mark.parametrize("config", ["sessions", "instances", "tracks", "users", "mgphot", "audio-mfcc"])
+def test_croissant_records_equal_what_datasets_reads(sample_build, croissant, config):
+    """Every record of the config, read by mlcroissant from the local folder, against `datasets`."""
+    by_split: dict[str, list[dict]] = {}
+    for record in croissant.records(config):
+        row = {k.split("/", 1)[1]: _plain(v) for k, v in record.items()}
+        by_split.setdefault(row.pop("split"), []).append(row)
+    assert set(by_split) == set(layout.splits(sample_build, config))
+    for split, rows in by_split.items():
+        expected = [
+            {k: _plain(v) for k, v in r.items()} for r in mmbench.load(config, split, source=sample_build)
+        ]
+        key = next(iter(expected[0]))
+        assert sorted(rows, key=lambda r: r[key]) == sorted(expected, key=lambda r: r[key]), (config, split)
+
+
+def test_the_datasheet_is_the_builds_and_docs_quote_the_sample(sample_build):
+    report = json.loads((sample_build / "build_report.json").read_text())
+    text = (sample_build / "DATASHEET.md").read_text()
+    assert text == datasheet_text(report)
+    assert f"{report['statistics']['sessions']:,} sessions" in text and report["fingerprint"] in text
+    users = mmbench.load("users", "catalog", source=sample_build).to_polars()
+    male, unknown = int((users["gender"] == "m").sum()), users["gender"].null_count()
+    assert f"{male:,} declare themselves male" in text and f"{unknown:,} say nothing" in text
+    docs = (ROOT / "docs" / "datasheet.md").read_text()
+    assert docs.endswith(text), "docs/datasheet.md is out of step with the sample's DATASHEET.md"
+
+
+def _read_tsv(path: Path) -> pl.DataFrame:
+    frame = pl.read_csv(path, separator="\t", infer_schema=False)
+    return frame.rename({c: c.split(":")[0] for c in frame.columns})
+
+
+def _expected_plays(folder: Path, split: str) -> pl.DataFrame:
+    return plays(folder, split).select(
+        "session_id", "user_id", "track_id", pl.col("timestamp").cast(pl.String),
+        pl.col("listen_seconds"), pl.col("completion_ratio"),
+    )  # fmt: skip
+
+
+def _same_plays(read: pl.DataFrame, expected: pl.DataFrame) -> None:
+    read = read.with_columns(pl.col("listen_seconds", "completion_ratio").cast(pl.Float32))
+    assert read.columns == expected.columns
+    assert read.equals(expected), "exported plays differ from the parquet"
+
+
+def test_recbole_export_round_trips_with_the_split(sample_build, tmp_path):
+    result = run_cli("export", str(sample_build), "--format", "recbole", "--out", str(tmp_path / "rb"))
+    assert result.returncode == 0, result.stderr
+    for split, suffix in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        read = _read_tsv(tmp_path / "rb" / f"lastfm1k-mm.{suffix}.inter").rename({"item_id": "track_id"})
+        _same_plays(read, _expected_plays(sample_build, split))
+    items = _read_tsv(tmp_path / "rb" / "lastfm1k-mm.item")
+    tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
+    assert items["item_id"].to_list() == tracks["track_id"].to_list()
+    assert items["artist_name"].to_list() == tracks["artist_name"].to_list()
+    genes = mmbench.load("mgphot", "catalog", source=sample_build).to_polars()
+    exported = items.filter(pl.col("mgphot").is_not_null())
+    assert exported["item_id"].sort().to_list() == genes["track_id"].sort().to_list()
+    vectors = exported.sort("item_id")["mgphot"].str.split(" ").cast(pl.List(pl.Float32)).to_list()
+    assert np.array_equal(
+        np.array(vectors), np.array(genes.sort("track_id")["genes"].to_list(), dtype=np.float32)
+    )
+    settings = (tmp_path / "rb" / "lastfm1k-mm.yaml").read_text()
+    assert "benchmark_filename: [train, valid, test]" in settings
+
+
+def test_session_rec_and_csv_exports_round_trip(sample_build, tmp_path):
+    assert (
+        run_cli(
+            "export", str(sample_build), "--format", "session-rec", "--out", str(tmp_path / "sr")
+        ).returncode
+        == 0
+    )
+    names = {"SessionId": "session_id", "ItemId": "track_id", "Time": "timestamp", "UserId": "user_id",
+             "ListenSeconds": "listen_seconds", "CompletionRatio": "completion_ratio"}  # fmt: skip
+    expected = {s: _expected_plays(sample_build, s) for s in ("train", "validation", "test")}
+    for suffix, splits in (("train_full", ("train", "validation")), ("train_tr", ("train",)),
+                           ("train_valid", ("validation",)), ("test", ("test",))):  # fmt: skip
+        read = _read_tsv(tmp_path / "sr" / f"lastfm1k-mm_{suffix}.txt").rename(names)
+        _same_plays(read.select(expected["train"].columns), pl.concat([expected[s] for s in splits]))
+    test_start = pl.read_parquet(layout.split_files(sample_build, "sessions", "test"))["start_time"].min()
+    train = _read_tsv(tmp_path / "sr" / "lastfm1k-mm_train_full.txt")
+    first_of_session = train.group_by("SessionId").agg(pl.col("Time").cast(pl.Int64).min())
+    assert first_of_session["Time"].max() < test_start.timestamp(), (
+        "a training session starts in the test period"
+    )
+
+    assert (
+        run_cli("export", str(sample_build), "--format", "csv", "--out", str(tmp_path / "csv")).returncode
+        == 0
+    )
+    played = pl.read_csv(tmp_path / "csv" / "plays.csv", infer_schema=False)
+    for split in ("train", "validation", "test"):
+        read = played.filter(pl.col("split") == split).select(expected[split].columns)
+        _same_plays(read, expected[split])
+    instances = pl.read_csv(tmp_path / "csv" / "instances.csv", infer_schema=False)
+    for split in ("validation", "test"):
+        truth = mmbench.load("instances", split, source=sample_build).to_polars()
+        rows = instances.filter(pl.col("split") == split)
+        assert rows["target_track_id"].to_list() == truth["target_track_id"].to_list()
+        candidates = (
+            rows["candidates"].fill_null("").str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+        )
+        assert candidates.to_list() == truth["candidates"].fill_null([]).to_list()
+
+
+def test_export_refuses_a_folder_that_is_not_a_build(tmp_path):
+    result = run_cli("export", str(tmp_path), "--format", "csv", "--out", str(tmp_path / "out"))
+    assert (
+        result.returncode == 2 and "not a build folder" in result.stderr and "Traceback" not in result.stderr
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_dry_run_lists_files_sizes_and_the_gate(sample_build):
+    result = run_cli("push", str(sample_build), "--repo", "someone/lastfm1k-mm", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    for path in layout.parquet_files(sample_build):
+        assert f"{path.stat().st_size:,}  {path.relative_to(sample_build)}" in result.stdout
+    for name in ("croissant.json", "DATASHEET.md", "README.md", "plots/popularity.png"):
+        assert name in result.stdout
+    assert "extra_gated_prompt" in result.stdout and "non-commercial" in result.stdout
+    assert "models" not in result.stdout
+
+
+def _push(folder: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("mmbench")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    environment = {**clean, "HF_HOME": str(tmp_path / "hf-home"), **env}
+    return subprocess.run([str(exe), "push", str(folder), "--repo", "someone/lastfm1k-mm"],
+                          capture_output=True, text=True, env=environment, timeout=300)  # fmt: skip
+
+
+def test_push_without_network_or_token_is_one_clear_line(sample_build, tmp_path):
+    offline = _push(sample_build, tmp_path, HF_HUB_OFFLINE="1", HF_TOKEN="hf_x")
+    assert offline.returncode == 2 and "HF_HUB_OFFLINE is set" in offline.stderr
+    no_token = _push(sample_build, tmp_path)
+    assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr
+    # A token, but a Hub that cannot be reached (nothing listens on port 9 of this machine).
+    unreachable = _push(sample_build, tmp_path, HF_TOKEN="hf_x", HF_ENDPOINT="http://127.0.0.1:9")
+    assert unreachable.returncode == 2 and "cannot push to someone/lastfm1k-mm" in unreachable.stderr
+    for result in (offline, no_token, unreachable):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_push_refuses_a_damaged_build(sample_build, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_build, copy, ignore=shutil.ignore_patterns("models", "*.jsonl.report.json"))
+    shard = layout.split_files(copy, "users", "catalog")[0]
+    shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")
+    result = run_cli("push", str(copy), "--repo", "someone/lastfm1k-mm", "--dry-run")
+    assert result.returncode == 2 and "users/catalog-00000-of-00001.parquet" in result.stderr
