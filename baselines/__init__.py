@@ -2,7 +2,9 @@
 
 Each model is one module with ``fit(train, config) -> state`` and ``score(inputs, state,
 config) -> {track_id: score}`` for one instance, or, for the neural models, ``build(n_items,
-config, source) -> nn.Module`` trained by the shared loop of :mod:`mmbench.baselines.training`;
+config, source) -> nn.Module`` trained by the shared loop of :mod:`mmbench.baselines.training`,
+or, for the rankers that rank a whole split at once (the zero-shot LLMs), ``check`` and
+``rank_instances``;
 :mod:`mmbench.baselines.runner` does the rest (instance inputs, ranking, checkpoints,
 predictions files).
 """
@@ -20,6 +22,7 @@ BASELINES = {
     "gru4rec": "mmbench.baselines.gru4rec",
     "sasrec-mm": "mmbench.baselines.sasrec_mm",
     "e4srec": "mmbench.baselines.e4srec",
+    "zeroshot": "mmbench.baselines.zeroshot",
 }
 
 
@@ -42,3 +45,17 @@ class NeuralBaseline(Protocol):
     (:mod:`mmbench.baselines.training`)."""
 
     def build(self, n_items: int, config: dict, data: Any, folder: Any = None) -> Any: ...
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """A model with nothing to train that ranks a whole split at once: ``check(config, data)``
+    validates the settings when the folder is written (and returns what to record beside them),
+    ``rank_instances(data, task, split, config, folder, progress)`` returns the instance ids and
+    their rankings."""
+
+    def check(self, config: dict, data: Any) -> dict: ...
+
+    def rank_instances(
+        self, data: Any, task: str, split: str, config: dict, folder: Any, progress: bool = True
+    ) -> tuple[list[str], list[list[str]]]: ...

@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 import mmbench
-from mmbench.baselines import BASELINES, MemoryBaseline, NeuralBaseline, training
+from mmbench.baselines import BASELINES, MemoryBaseline, NeuralBaseline, Ranker, training
 from mmbench.baselines.data import Benchmark
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
@@ -64,29 +64,38 @@ def popularity_order(data: Benchmark) -> list[str]:
 
 def instance_inputs(data: Benchmark, task: str, split: str) -> list[dict[str, Any]]:
     """Per instance: its id, the user's plays before the session (time order), the session
-    prefix before the target, and the candidates (paper-sampled only)."""
+    prefix before the target, each with the plays' completion ratios (``history_completion``,
+    ``prefix_completion``; None where unknown), and the candidates (paper-sampled only)."""
     instances = data.instances(task, split)
     sessions = data.sessions("train", "validation", "test")
     own = instances.join(
         sessions.select(
-            "session_id", pl.col("start_time").alias("start"), pl.col("track_ids").alias("tracks")
+            "session_id",
+            pl.col("start_time").alias("start"),
+            pl.col("track_ids").alias("tracks"),
+            pl.col("completion_ratios").alias("ratios"),
         ),
         on="session_id",
     )
     history = (
         own.select("instance_id", "user_id", "start")
-        .join(sessions.select("user_id", "start_time", "track_ids"), on="user_id")
+        .join(sessions.select("user_id", "start_time", "track_ids", "completion_ratios"), on="user_id")
         .filter(pl.col("start_time") < pl.col("start"))
         .sort("instance_id", "start_time")
         .group_by("instance_id", maintain_order=True)
-        .agg(pl.col("track_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("history"))
-    )
+        .agg(
+            pl.col("track_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("history"),
+            pl.col("completion_ratios").list.explode(keep_nulls=False, empty_as_null=False).alias("history_completion"),
+        )
+    )  # fmt: skip
     rows = (
         own.join(history, on="instance_id", how="left")
         .select(
             "instance_id",
             pl.col("history").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            pl.col("history_completion").fill_null(pl.lit([], dtype=pl.List(pl.Float32))),
             pl.col("tracks").list.head(pl.col("position")).alias("prefix"),
+            pl.col("ratios").list.head(pl.col("position")).alias("prefix_completion"),
             "candidates",
         )
         .sort("instance_id")
@@ -134,8 +143,15 @@ def train(
         "dataset_fingerprint": dataset_fingerprint(data.track_ids),
         "mmbench_version": mmbench.__version__,
     }
-    if not isinstance(module, (NeuralBaseline, MemoryBaseline)):
-        raise MmbenchError(f"baseline {name!r} ({module.__name__}) has neither build() nor fit() and score()")
+    if not isinstance(module, (NeuralBaseline, MemoryBaseline, Ranker)):
+        raise MmbenchError(
+            f"baseline {name!r} ({module.__name__}) has neither build(), fit() and score(), nor rank_instances()"
+        )
+    if isinstance(module, Ranker):
+        record.update(module.check(config, data))
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
+        return out
     if isinstance(module, MemoryBaseline):
         module.fit(data.sessions("train"), config)  # fails early on a config the model cannot use
         out.mkdir(parents=True, exist_ok=True)
@@ -188,6 +204,9 @@ def predict(
         channels = module.channels(config) if hasattr(module, "channels") else ("code",)
         ids, seqs, candidates = training.instance_sequences(data, task, split, config["max_len"], channels)
         ranked = training.rankings(model, seqs, data.track_ids, candidates, progress=progress, desc=desc)
+    elif isinstance(module, Ranker):
+        config = {**config, "device": device or config["device"]}
+        ids, ranked = module.rank_instances(data, task, split, config, model_dir, progress=progress)
     else:
         state = module.fit(data.sessions("train"), config)
         pop_order = popularity_order(data)

@@ -18,14 +18,8 @@ files into the same folder, and merging shards is copying their files together.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import inspect
 import json
-import os
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +32,7 @@ from mmbench.builders.content import read_manifest
 from mmbench.builders.embedding_cache import cache_folder
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
-from mmbench.llm import packaged_llm
+from mmbench.llm import AnswerCache, OpenAIClient, packaged_llm, text_digest
 from mmbench.progress import progress_bar
 from mmbench.schema import MGPHOT_DIM, MGPHOT_GENES
 
@@ -71,7 +65,7 @@ def song_prompt(song: Song) -> str:
 
 def prompt_digest(song: Song) -> str:
     """A digest of what the annotator is told about a song, stored with its answer."""
-    return hashlib.sha256(song_prompt(song).encode("utf-8")).hexdigest()[:16]
+    return text_digest(song_prompt(song))
 
 
 def gene_question(gene: tuple[str, str, str, str]) -> str:
@@ -113,44 +107,10 @@ def cache_key(annotator: str) -> str:
     return cache_folder(f"{annotator}-p{PROMPT_VERSION}")
 
 
-class AnswerCache:
-    """Answers of one annotator, read from every ``*.jsonl`` file of its folder; new answers are
-    appended (and flushed) to this process's own file, so a killed run loses at most the answer
-    being written, and a half-written last line is ignored."""
-
-    def __init__(self, root: Path, annotator: str, shard: str = "main"):
-        self.folder = root / cache_key(annotator)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / f"{shard}.jsonl"
-        if self.path.exists() and self.path.stat().st_size:
-            with self.path.open("rb+") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    f.write(b"\n")  # end a line cut by an interruption, so the next answer starts clean
-        self.answers: dict[str, list[float]] = {}
-        self.inputs: dict[str, str] = {}
-        for file in sorted(self.folder.glob("*.jsonl")):
-            for line in file.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by an interruption
-                if isinstance(row, dict) and len(row.get("genes", ())) == MGPHOT_DIM:
-                    self.answers[row["track_id"]] = row["genes"]
-                    self.inputs[row["track_id"]] = row.get("input", "")
-
-    def has(self, song: Song) -> bool:
-        """Whether the song was rated from this very prompt (same names, same lyrics)."""
-        return self.inputs.get(song.track_id) == prompt_digest(song)
-
-    def add(self, song: Song, genes: np.ndarray) -> None:
-        """Append one answer (and remember it)."""
-        values = [round(float(v), 6) for v in genes]
-        self.answers[song.track_id] = values
-        self.inputs[song.track_id] = digest = prompt_digest(song)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"track_id": song.track_id, "input": digest, "genes": values}) + "\n")
-            f.flush()
+def answer_cache(root: Path, annotator: str, shard: str = "main") -> AnswerCache:
+    """The answers of one annotator (its folder under ``root``, named by model and prompt
+    version): each track's 58 values under its track id, with the digest of its prompt."""
+    return AnswerCache(root / cache_key(annotator), shard)
 
 
 class LocalAnnotator:
@@ -249,23 +209,9 @@ class LocalAnnotator:
 class HttpAnnotator:
     """An OpenAI-compatible chat-completions endpoint with JSON-schema constrained output."""
 
-    def __init__(
-        self,
-        url: str,
-        model: str,
-        api_key_env: str = "OPENAI_API_KEY",
-        requests_per_second: float = 2.0,
-        retries: int = 5,
-        timeout: float = 60.0,
-    ):
-        self.url = url.rstrip("/") + (
-            "" if url.rstrip("/").endswith("/chat/completions") else "/chat/completions"
-        )
-        self.model, self.name = model, annotator_name("http", model)
-        self.api_key = os.environ.get(api_key_env, "")
-        self.interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
-        self.retries, self.timeout = retries, timeout
-        self._last = 0.0
+    def __init__(self, url: str, model: str, **client: Any):
+        self.client = OpenAIClient(url, model, **client)
+        self.name = annotator_name("http", model)
         self.schema = {
             "type": "object",
             "properties": {g[0]: {"type": "integer", "minimum": 0, "maximum": 5} for g in MGPHOT_GENES},
@@ -273,10 +219,10 @@ class HttpAnnotator:
             "additionalProperties": False,
         }
 
-    def _request(self, song: Song) -> dict:
+    def request(self, song: Song) -> dict:
+        """The chat-completions request body for one song."""
         scales = "\n".join(gene_question(g) for g in MGPHOT_GENES)
-        body = {
-            "model": self.model,
+        return {
             "temperature": 0,
             "messages": [
                 {"role": "system", "content": SYSTEM},
@@ -291,12 +237,6 @@ class HttpAnnotator:
                 "json_schema": {"name": "mgphot", "strict": True, "schema": self.schema},
             },
         }
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            return json.loads(response.read())
 
     def validate(self, answer: dict) -> np.ndarray:
         """The gene values of one response, or ValueError saying what is wrong with it."""
@@ -316,25 +256,9 @@ class HttpAnnotator:
         return np.asarray(values, dtype=np.float64)
 
     def rate(self, song: Song) -> np.ndarray:
-        """The 58 gene values of one song, retrying failed or invalid answers with backoff."""
-        problem = ""
-        for attempt in range(self.retries + 1):
-            wait = self._last + self.interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last = time.monotonic()
-            try:
-                return self.validate(self._request(song))
-            except urllib.error.HTTPError as exc:
-                problem = f"HTTP {exc.code} {exc.reason}"
-                if 400 <= exc.code < 500 and exc.code not in (408, 429):
-                    break  # a bad key, model or request: asking again will not help
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-                problem = str(exc)
-            if attempt < self.retries:
-                time.sleep(min(30.0, 0.5 * 2**attempt))
-        raise MmbenchError(
-            f"{self.url}: no valid answer for track {song.track_id} after {attempt + 1} tries: {problem}"
+        """The 58 gene values of one song (the client retries failed or invalid answers)."""
+        return self.client.request(
+            "chat/completions", self.request(song), self.validate, f"track {song.track_id}"
         )
 
 
@@ -361,9 +285,10 @@ def annotate(
 ) -> Iterator[str]:
     """Rate every song of this shard that the cache lacks; yield the track ids as they are stored."""
     i, n = shard
-    todo = [s for k, s in enumerate(songs) if k % n == i and not cache.has(s)]
+    todo = [s for k, s in enumerate(songs) if k % n == i and not cache.has(s.track_id, prompt_digest(s))]
     for song in progress_bar(todo, desc=f"mgphot {annotator.name}", disable=not progress):
-        cache.add(song, np.clip(annotator.rate(song), 0.0, 1.0))
+        values = [round(float(v), 6) for v in np.clip(annotator.rate(song), 0.0, 1.0)]
+        cache.add(song.track_id, prompt_digest(song), values)
         yield song.track_id
 
 
@@ -380,7 +305,7 @@ def fill_cache(
     """Ask the annotator for this shard's songs that the cache lacks (loading it only if any
     are missing); return how many were asked. Used by the build and by ``mmbench annotate-mgphot``."""
     i, n = shard
-    if all(cache.has(s) for k, s in enumerate(songs) if k % n == i):
+    if all(cache.has(s.track_id, prompt_digest(s)) for k, s in enumerate(songs) if k % n == i):
         return 0
     annotator = make_annotator(backend, model=model, url=url, device=device)
     return sum(1 for _ in annotate(annotator, songs, cache, shard=shard, progress=progress))
@@ -407,7 +332,7 @@ def annotate_shard(
     tracks = load("tracks", "catalog", source=source).to_polars()
     lyrics = read_lyrics_manifest(lyrics_manifest) if lyrics_manifest else None
     songs = songs_to_annotate(tracks, lyrics, limit)
-    answers = AnswerCache(cache, annotator_name(backend, model), shard=f"shard-{i}-of-{n}")
+    answers = answer_cache(cache, annotator_name(backend, model), shard=f"shard-{i}-of-{n}")
     done = fill_cache(songs, answers, backend, model, url, device, (i, n), progress=progress)
     return f"shard {i}/{n}: {done:,} tracks annotated, answers in {answers.folder}"
 
@@ -493,14 +418,14 @@ def mgphot_config(
     songs = songs_to_annotate(ranked, lyric_texts, enrich["mgphot_limit"])
     backend, model = enrich["mgphot_backend"], enrich["mgphot_model"] or None
     name = annotator_name(backend, model)
-    cache = AnswerCache(cache_root, name)
+    cache = answer_cache(cache_root, name)
     device = options.get("device") or "auto"
     asked = fill_cache(songs, cache, backend, model, options.get("url"), device, progress=progress)
     ids = sorted(s.track_id for s in songs)
     frame = pl.DataFrame(
         {
             "track_id": ids,
-            "genes": np.asarray([cache.answers[t] for t in ids], dtype=np.float32).reshape(len(ids), -1),
+            "genes": np.asarray([cache.values[t] for t in ids], dtype=np.float32).reshape(len(ids), -1),
             "annotator": [name] * len(ids),
         }
     )

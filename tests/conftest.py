@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -158,3 +162,43 @@ def build_fixture(raw: dict[str, Path], out: Path, *overrides: str) -> subproces
     for item in (*NO_FILTERS, *overrides):
         args += ["--set", item]
     return run_cli(*args)
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real OpenAI-compatible server: `transformers serve` on the packaged SmolLM2, saved once
+    as a transformers folder; its ``url`` and ``model`` (the folder, which it serves)."""
+    from mmbench.llm import save_packaged_llm
+
+    folder = save_packaged_llm(tmp_path_factory.mktemp("llm") / "smollm2")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("transformers")
+    log = (folder.parent / "serve.log").open("w")
+    server = subprocess.Popen(
+        [str(exe), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--dtype", "float32"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"transformers serve did not start: {(folder.parent / 'serve.log').read_text()[-2000:]}"
+                    ) from None
+                time.sleep(1)
+        yield {"url": url, "model": str(folder)}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # uvicorn may wait on an open connection
+            server.kill()
+            server.wait()
+        log.close()

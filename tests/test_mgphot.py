@@ -1,10 +1,8 @@
 """MGPHot: the gene list, the sample's mgphot config, the local LLM annotator, the http backend
-against a real local HTTP server, the answer cache (resume, shards) and validate-mgphot."""
+against a real `transformers serve` server, the answer cache (resume, shards) and validate-mgphot."""
 
 import csv
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import datasets
@@ -101,57 +99,10 @@ def test_cached_prefix_equals_plain_forward_passes_of_the_full_prompts(local):
         local.batch_genes = batch
 
 
-class Endpoint:
-    """A local OpenAI-compatible server: answers from a script of (status, ratings or text)."""
-
-    def __init__(self, script):
-        self.script, self.requests = list(script), []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.requests.append(body)
-                status, content = endpoint.script.pop(0) if endpoint.script else (200, 3)
-                if isinstance(content, int):
-                    content = json.dumps({n: content for n in NAMES})
-                payload = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
-
-
-@pytest.fixture
-def endpoint():
-    servers = []
-
-    def make(script=()):
-        servers.append(Endpoint(script))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
-
-
-def test_http_backend_asks_for_schema_constrained_json(endpoint):
-    server = endpoint([(200, 5)])
-    annotator = mgphot.make_annotator("http", model="qwen", url=server.url, requests_per_second=0)
-    values = annotator.rate(SONGS[1])
-    assert values.tolist() == [1.0] * 58
-    body = server.requests[0]
-    assert body["model"] == "qwen" and body["temperature"] == 0
+def test_http_request_asks_for_schema_constrained_json():
+    annotator = mgphot.make_annotator("http", model="qwen", url="http://127.0.0.1:9/v1")
+    body = annotator.request(SONGS[1])
+    assert body["temperature"] == 0
     schema = body["response_format"]["json_schema"]["schema"]
     assert schema["required"] == NAMES and schema["properties"]["Tempo"] == {
         "type": "integer",
@@ -161,56 +112,61 @@ def test_http_backend_asks_for_schema_constrained_json(endpoint):
     assert "Song 1" in body["messages"][1]["content"] and "love" in body["messages"][1]["content"]
 
 
-def test_http_backend_retries_invalid_answers_then_fails_clearly(endpoint):
-    bad = json.dumps({**{n: 3 for n in NAMES}, "Tempo": 9})
-    server = endpoint([(500, 3), (200, "not json"), (200, bad), (200, 2)])
-    annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0, retries=3)
-    assert annotator.rate(SONGS[0]).tolist() == [0.4] * 58 and len(server.requests) == 4
-    server = endpoint([(200, bad)] * 3)
-    annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0, retries=2)
-    with pytest.raises(
-        MmbenchError,
-        match=r"no valid answer for track t0+ after 3 tries: 'Tempo': expected an integer 0-5, got 9",
-    ):
+def test_http_answers_are_validated():
+    annotator = mgphot.HttpAnnotator("http://127.0.0.1:9/v1", "m")
+
+    def answer(content: str) -> dict:
+        return {"choices": [{"message": {"content": content}}]}
+
+    assert annotator.validate(answer(json.dumps({n: 5 for n in NAMES}))).tolist() == [1.0] * 58
+    with pytest.raises(ValueError, match="'Tempo': expected an integer 0-5, got 9"):
+        annotator.validate(answer(json.dumps({**{n: 3 for n in NAMES}, "Tempo": 9})))
+    with pytest.raises(ValueError, match="not a chat completion with JSON content"):
+        annotator.validate(answer("not json"))
+
+
+def test_http_backend_against_a_real_server(llm_server):
+    """`transformers serve` accepts the request but not its JSON schema, so the small model's
+    free text is retried, then refused with the reason; a model the server does not serve is a
+    refused request (HTTP 400), not retried; a server that cannot be reached is retried."""
+    annotator = mgphot.HttpAnnotator(llm_server["url"], llm_server["model"], requests_per_second=0, retries=1)
+    with pytest.raises(MmbenchError, match=r"no valid answer for track t0+ after 2 tries: "):
         annotator.rate(SONGS[0])
+    refused = mgphot.HttpAnnotator(llm_server["url"], "no/such-model", requests_per_second=0, retries=3)
+    with pytest.raises(MmbenchError, match="after 1 tries: HTTP 400"):
+        refused.rate(SONGS[0])
+    unreachable = mgphot.HttpAnnotator("http://127.0.0.1:9/v1", "m", requests_per_second=0, retries=1)
+    with pytest.raises(MmbenchError, match="after 2 tries: .*Connection refused"):
+        unreachable.rate(SONGS[0])
 
 
-def test_http_backend_does_not_retry_a_refused_request(endpoint):
-    server = endpoint([(401, 3)] * 3)
-    annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0, retries=2)
-    with pytest.raises(MmbenchError, match="after 1 tries: HTTP 401"):
-        annotator.rate(SONGS[0])
-    assert len(server.requests) == 1
-
-
-def test_cache_resumes_and_shards_merge(endpoint, tmp_path):
-    server = endpoint()
-    annotator = mgphot.HttpAnnotator(server.url, "m", requests_per_second=0)
-    cache = mgphot.AnswerCache(tmp_path, annotator.name)
-    run = mgphot.annotate(annotator, SONGS, cache, progress=False)
+def test_cache_resumes_and_shards_merge(local, tmp_path):
+    cache = mgphot.answer_cache(tmp_path, local.name)
+    run = mgphot.annotate(local, SONGS, cache, progress=False)
     assert [next(run), next(run)] == [SONGS[0].track_id, SONGS[1].track_id]  # then "killed"
     with cache.path.open("a") as f:
-        f.write('{"track_id": "t2", "genes": [0.1, ')  # a line cut by the kill
-    resumed = mgphot.AnswerCache(tmp_path, annotator.name)
-    assert set(resumed.answers) == {SONGS[0].track_id, SONGS[1].track_id}
-    assert list(mgphot.annotate(annotator, SONGS, resumed, shard=(0, 2), progress=False)) == [
+        f.write('{"key": "t2", "input": "x", "value": [0.1, ')  # a line cut by the kill
+    resumed = mgphot.answer_cache(tmp_path, local.name)
+    assert set(resumed.values) == {SONGS[0].track_id, SONGS[1].track_id}
+    assert list(mgphot.annotate(local, SONGS, resumed, shard=(0, 2), progress=False)) == [
         SONGS[2].track_id,
         SONGS[4].track_id,
     ]
-    other = mgphot.AnswerCache(tmp_path, annotator.name, shard="shard-1-of-2")
-    assert list(mgphot.annotate(annotator, SONGS, other, shard=(1, 2), progress=False)) == [
+    other = mgphot.answer_cache(tmp_path, local.name, shard="shard-1-of-2")
+    assert list(mgphot.annotate(local, SONGS, other, shard=(1, 2), progress=False)) == [
         SONGS[3].track_id,
         SONGS[5].track_id,
     ]
-    assert len(server.requests) == 6  # every song asked exactly once
-    merged = mgphot.AnswerCache(tmp_path, annotator.name)
-    assert set(merged.answers) == {s.track_id for s in SONGS}
-    assert mgphot.AnswerCache(tmp_path, "http:other").answers == {}  # keyed by model
+    answers = [
+        x for f in cache.path.parent.glob("*.jsonl") for x in f.read_text().splitlines() if x.endswith("}")
+    ]
+    assert len(answers) == 6  # every song asked exactly once
+    merged = mgphot.answer_cache(tmp_path, local.name)
+    assert set(merged.values) == {s.track_id for s in SONGS}
+    assert mgphot.answer_cache(tmp_path, "http:other").values == {}  # keyed by model
     # An answer counts only for the prompt it came from: new lyrics, new question.
     changed = mgphot.Song(SONGS[2].track_id, SONGS[2].artist_name, SONGS[2].track_name, "new words")
-    assert list(mgphot.annotate(annotator, [changed, *SONGS[3:]], merged, progress=False)) == [
-        changed.track_id
-    ]
+    assert list(mgphot.annotate(local, [changed, *SONGS[3:]], merged, progress=False)) == [changed.track_id]
 
 
 def test_validate_mgphot_reports_mae_and_spearman(sample_build, tmp_path):
@@ -247,25 +203,35 @@ def test_validate_mgphot_bad_ground_truth(sample_build, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_failed_build_keeps_its_caches_and_resumes(fixture_raw, endpoint, tmp_path):
+def test_failed_build_keeps_its_caches_and_resumes(fixture_raw, llm_server, tmp_path):
     soundfile.write(
         tmp_path / "a.wav", np.random.default_rng(0).standard_normal(22050).astype(np.float32), 22050
     )
     (tmp_path / "audio.csv").write_text("artist_name,track_name,path\nBjörk,Hyperballad,a.wav\n")
     out = tmp_path / "out"
-    refused = endpoint([(401, 3)])
     args = [
         "build", "--raw", str(fixture_raw["folder"]), "--out", str(out), "--audio-manifest",
-        str(tmp_path / "audio.csv"), "--annotate-mgphot", "--mgphot-backend", "http", "--mgphot-model", "m",
+        str(tmp_path / "audio.csv"), "--annotate-mgphot",
         "--set", "instances.paper_sampled_negatives=2", *[a for item in NO_FILTERS for a in ("--set", item)],
     ]  # fmt: skip
-    result = run_cli(*args, "--mgphot-url", refused.url)
-    assert result.returncode == 2 and "HTTP 401" in result.stderr and "Traceback" not in result.stderr
+    # The real server refuses a model it does not serve: the build stops after the audio stage.
+    refused = [
+        "--mgphot-backend",
+        "http",
+        "--mgphot-model",
+        "no/such-model",
+        "--mgphot-url",
+        llm_server["url"],
+    ]
+    result = run_cli(*args, *refused)
+    assert result.returncode == 2 and "HTTP 400" in result.stderr and "Traceback" not in result.stderr
     assert not (out / "data").exists() and (out / ".build" / "embedding-cache").is_dir()
     # Only the cache stays (the MGPHot answers live in the session-wide MMBENCH_MGPHOT_CACHE here).
     assert sorted(p.name for p in (out / ".build").iterdir()) == ["embedding-cache"]
-    working = endpoint()
-    result = run_cli(*args, "--mgphot-url", working.url)
+    cached = {p: p.stat().st_mtime_ns for p in (out / ".build" / "embedding-cache").rglob("*") if p.is_file()}
+    result = run_cli(*args, "--mgphot-backend", "local")
     assert result.returncode == 0, result.stderr
-    assert "audio-mfcc" in mmbench.layout.configs(out)
-    assert len(working.requests) == mmbench.load("mgphot", "catalog", source=out).num_rows
+    assert {"audio-mfcc", "mgphot"} <= set(mmbench.layout.configs(out))
+    assert cached and all(p.stat().st_mtime_ns == t for p, t in cached.items()), (
+        "the audio was embedded again"
+    )

@@ -1,0 +1,228 @@
+"""The zero-shot LLM rankers: prompts from the tracks config, each scorer against an independent
+computation with the packaged model, rankings through the CLI on the sample, bad settings, and
+the http backend against a real `transformers serve` server."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import build_fixture, run_cli
+from mmbench.baselines import zeroshot
+from mmbench.baselines.data import Benchmark
+from mmbench.baselines.runner import instance_inputs, model_config
+from mmbench.errors import MmbenchError
+from mmbench.schema import mgphot_gene_list
+
+
+@pytest.fixture(scope="module")
+def local_model():
+    return zeroshot.LocalModel("", "cpu")
+
+
+@pytest.fixture(scope="module")
+def pop_folder(sample_build, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zs") / "pop"
+    assert (
+        run_cli("baseline", "train", "pop", "--dataset", str(sample_build), "--out", str(out)).returncode == 0
+    )
+    return out
+
+
+def _config(**settings) -> dict:
+    return {**model_config("zeroshot"), "device": "cpu", **settings}
+
+
+def test_the_prompt_is_names_session_completion_and_genes_never_ids(sample_build):
+    data = Benchmark(sample_build)
+    row = next(r for r in instance_inputs(data, "next-track", "test") if len(r["prefix"]) >= 3)
+    texts = zeroshot.TrackTexts(data, mgphot=True)
+    shown = len(row["prefix"]) + 2
+    prompt = zeroshot.history_prompt(row, texts, _config(history=shown, completion=True))
+    lines = [line for line in prompt.splitlines() if line.startswith("- ")]
+    assert len(lines) == shown  # the whole session, then the two plays before it
+    session = prompt.split("This session so far:\n")[1].splitlines()
+    tracks = data.tracks.to_pandas().set_index("track_id")
+    for line, track, ratio in zip(session, row["prefix"], row["prefix_completion"], strict=True):
+        assert line.startswith(f"- {tracks.loc[track, 'artist_name']} - {tracks.loc[track, 'track_name']}")
+        words = "skipped early" if ratio < 0.3 else "played to the end" if ratio >= 0.9 else "played in part"
+        assert line.endswith(f"({words})")
+    assert not any(t in prompt for t in data.track_ids), "a track id leaked into the prompt"
+    genes = data.frame("mgphot", "catalog").row(0, named=True)
+    top = sorted(range(len(genes["genes"])), key=lambda i: (-genes["genes"][i], i))[:3]
+    assert texts.line(genes["track_id"]).endswith(
+        "[" + "; ".join(str(mgphot_gene_list()[i]["1"]) for i in top) + "]"
+    )
+
+
+def test_likelihood_on_the_cached_prompt_equals_full_forward_passes(local_model):
+    prompt = "Earlier plays:\n- Modal Dal - Rain Ka\nNext track:\n"
+    candidates = ["Crown Teal - Hollow Sky\n", "A - B\n", "The Long Name Band - A Much Longer Title Here\n"]
+    batched = local_model.continuation_logprobs(prompt, candidates, batch_size=2)
+    model, encode = local_model.model, local_model.encode
+    for candidate, got in zip(candidates, batched, strict=True):
+        ids = encode(prompt) + encode(candidate)
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+        start = len(encode(prompt))
+        expected = np.mean([float(logp[j - 1, ids[j]]) for j in range(start, len(ids))])
+        assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_verbalizer_reads_the_letters_next_token_logprobs(local_model):
+    prompt = zeroshot.verbalizer_prompt("This session so far:\n- A - B\n", ["C - D", "E - F", "G - H"])
+    scores = zeroshot.score_verbalizer(
+        local_model, "This session so far:\n- A - B\n", ["C - D", "E - F", "G - H"], _config(bootstrap=1),
+        np.random.default_rng(0),
+    )  # fmt: skip
+    with torch.inference_mode():
+        logits = local_model.model(torch.tensor([local_model.encode(prompt)])).logits[0, -1]
+    logp = torch.log_softmax(logits.float(), -1)
+    letters = [local_model.encode(f" {c}")[0] for c in "ABC"]
+    assert scores.tolist() == pytest.approx([float(logp[i]) for i in letters], abs=1e-5)
+    tau = zeroshot.position_bias(
+        local_model, "- A - B\n", ["C - D", "E - F", "G - H", "I - J"], _config(scorer="verbalizer")
+    )
+    assert -1.0 <= tau <= 1.0
+
+
+def test_a_written_ranking_is_parsed_in_order_once_each():
+    assert zeroshot.parse_ranking("3, 1, 3, 7, 2 and 0", 5) == [2, 0, 1]
+    assert zeroshot.parse_ranking("no numbers", 5) == []
+
+
+def test_next_track_reranks_the_retrievers_shortlist(sample_build, pop_folder, tmp_path):
+    folder = tmp_path / "zs"
+    sets = ["--set", f"retriever={pop_folder}", "--set", "instances=3", "--set", "shortlist=10"]
+    assert (
+        run_cli(
+            "baseline", "train", "zeroshot", "--dataset", str(sample_build), "--out", str(folder), *sets
+        ).returncode
+        == 0
+    )
+    result = run_cli("baseline", "predict", str(folder), "--out", str(tmp_path / "zs.jsonl"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    mine = [json.loads(x) for x in (tmp_path / "zs.jsonl").read_text().splitlines()]
+    pop = {
+        r["instance_id"]: r["predictions"]
+        for r in map(json.loads, (folder / "retriever-next-track-test.jsonl").read_text().splitlines())
+    }
+    changed = 0
+    for row in mine:
+        ranking, base = row["predictions"], pop[row["instance_id"]]
+        assert len(ranking) == len(set(ranking)) == 100
+        assert sorted(ranking[:10]) == sorted(base[:10]) and ranking[10:] == base[10:100]
+        changed += ranking != base
+    assert 1 <= changed <= 3
+    assert run_cli("evaluate", str(tmp_path / "zs.jsonl"), "--dataset", str(sample_build)).returncode == 0
+
+
+def test_paper_sampled_ranks_the_instances_own_candidates(sample_build, tmp_path):
+    folder = tmp_path / "zs"
+    sets = ["--set", "scorer=verbalizer", "--set", "instances=1"]
+    assert (
+        run_cli(
+            "baseline", "train", "zeroshot", "--dataset", str(sample_build), "--out", str(folder), *sets
+        ).returncode
+        == 0
+    )
+    out = tmp_path / "ps.jsonl"
+    assert (
+        run_cli(
+            "baseline", "predict", str(folder), "--task", "paper-sampled", "--out", str(out), "--quiet"
+        ).returncode
+        == 0
+    )
+    rows = {r["instance_id"]: r for r in instance_inputs(Benchmark(sample_build), "paper-sampled", "test")}
+    for line in out.read_text().splitlines():
+        row = json.loads(line)
+        assert len(set(row["predictions"])) == 100 and set(row["predictions"]) <= set(
+            rows[row["instance_id"]]["candidates"]
+        )
+
+
+def test_bad_settings_are_one_line_errors(sample_build, fixture_raw, tmp_path):
+    other = tmp_path / "other"
+    assert build_fixture(fixture_raw, other).returncode == 0
+    assert (
+        run_cli(
+            "baseline", "train", "pop", "--dataset", str(other), "--out", str(tmp_path / "pop-other")
+        ).returncode
+        == 0
+    )
+    cases = [
+        (sample_build, ["scorer=pairwise"], "unknown scorer 'pairwise'"),
+        (sample_build, [f"retriever={tmp_path / 'nowhere'}"], "no such folder or predictions file"),
+        (sample_build, [f"retriever={tmp_path / 'pop-other'}"], "trained on a dataset with other track ids"),
+        (
+            sample_build,
+            ["backend=http", "url=http://127.0.0.1:9/v1", "model=m"],
+            "cannot reach the model server",
+        ),
+        (other, ["mgphot=true"], "has no mgphot config"),
+    ]
+    for dataset, settings, message in cases:
+        sets = [x for s in settings for x in ("--set", s)]
+        result = run_cli(
+            "baseline", "train", "zeroshot", "--dataset", str(dataset), "--out", str(tmp_path / "zs"), *sets
+        )
+        assert result.returncode == 2 and message in result.stderr, (settings, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_listwise_over_http_is_the_local_greedy_answer(llm_server, sample_build, tmp_path):
+    data = Benchmark(sample_build)
+    row = instance_inputs(data, "next-track", "test")[0]
+    texts = zeroshot.TrackTexts(data, mgphot=False)
+    prompt = zeroshot.history_prompt(row, texts, _config(history=5))
+    lines = [texts.line(t) for t in data.track_ids[:5]]
+    config = _config(max_new_tokens=24)
+    local = zeroshot.LocalModel(llm_server["model"], "cpu")
+    served = zeroshot.HttpModel(
+        llm_server["url"], llm_server["model"], str(tmp_path / "cache"), requests_per_second=0
+    )
+    messages = [{"role": "user", "content": prompt + "Rank the candidates."}]
+    assert served.generate(messages, 24) == local.generate(messages, 24)
+    scores = zeroshot.score_listwise(served, prompt, lines, config, np.random.default_rng(0))
+    assert np.array_equal(
+        scores, zeroshot.score_listwise(local, prompt, lines, config, np.random.default_rng(0))
+    )
+    # The answers are cached by request: a server that cannot be reached is not asked again.
+    offline = zeroshot.HttpModel(
+        "http://127.0.0.1:9/v1", llm_server["model"], str(tmp_path / "cache"), retries=0
+    )
+    assert offline.generate(messages, 24) == local.generate(messages, 24)
+
+
+def test_logprob_scorers_need_a_server_that_returns_logprobs(llm_server):
+    served = zeroshot.HttpModel(llm_server["url"], llm_server["model"], "", requests_per_second=0, retries=1)
+    with pytest.raises(MmbenchError, match="after 2 tries: no next-token log-probabilities"):
+        served.next_token_logprobs("Answer:", [" A", " B"])
+
+
+def test_vllm_logprob_answers_are_read():
+    """Answers written by hand in the format of vLLM's /v1/completions (echo + logprobs, and the
+    top log-probabilities of the next token); no vLLM server runs in these tests."""
+    prompt = "Next track:\n"
+    echoed = {"choices": [{"logprobs": {
+        "tokens": ["Next", " track", ":\n", "A", " -", " B", "\n"],
+        "text_offset": [0, 4, 10, 12, 13, 15, 17],
+        "token_logprobs": [None, -2.0, -1.0, -0.5, -0.25, -1.0, -0.25],
+    }}]}  # fmt: skip
+    assert zeroshot.echoed_logprob(echoed, len(prompt)) == pytest.approx(-0.5)
+    top = {"choices": [{"logprobs": {"top_logprobs": [{" A": -0.1, " C": -3.0}]}}]}
+    assert zeroshot.next_token_logprobs(top, [" A", " B", " C"]) == [-0.1, -4.0, -3.0]
+    for bad in ({}, {"choices": [{"text": "x"}]}):
+        with pytest.raises(ValueError):
+            zeroshot.echoed_logprob(bad, 3)
+        with pytest.raises(ValueError):
+            zeroshot.next_token_logprobs(bad, [" A"])
+
+
+def test_cached_answers_live_in_files_readable_without_mmbench(llm_server, tmp_path):
+    served = zeroshot.HttpModel(llm_server["url"], llm_server["model"], str(tmp_path), requests_per_second=0)
+    served.generate([{"role": "user", "content": "Say hi"}], 4)
+    rows = [json.loads(x) for f in Path(tmp_path).glob("*.jsonl") for x in f.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["value"]["choices"][0]["message"]["content"]
