@@ -58,37 +58,52 @@ def compare(a: str, b: str, seed: int | None, segment: str | None, args: argpars
             else (f"{m}-seed{seed}", predictions(m, seed, args.out))
         )
     name = f"compare-{side[a][0]}-{side[b][0]}" + (f"-{segment.replace('=', '-')}" if segment else "")
-    path = args.out / f"{name}.json"
-    if not path.exists():
+    return compare_paths(side[a][1], side[b][1], args.out / f"{name}.json", args.dataset, segment)
+
+
+def compare_paths(
+    a: Path, b: Path, report: Path, dataset: str, segment: str | None = None, task: str = "next-track"
+) -> str:
+    """`mmbench compare A B --json REPORT` (reused when REPORT exists), as one line: NDCG@10
+    difference B - A, its interval, the Holm-corrected randomization p-value, significance."""
+    if not report.exists():
         extra = ["--segment", segment] if segment else []
         sh(
             "compare",
-            str(side[a][1]),
-            str(side[b][1]),
+            str(a),
+            str(b),
             "--dataset",
-            args.dataset,
+            dataset,
+            "--task",
+            task,
             "--k",
             "10",
             "--json",
-            str(path),
+            str(report),
             *extra,
         )
-    report = json.loads(path.read_text())
-    ndcg = next(r for r in report["metrics"] if r["metric"] == "ndcg@10")
+    result = json.loads(report.read_text())
+    ndcg = next(r for r in result["metrics"] if r["metric"] == "ndcg@10")
     return (
-        f"n={report['n_instances']} NDCG@10 {ndcg['difference']:+.4f} [{ndcg['ci_low']:+.4f}, "
+        f"n={result['n_instances']} NDCG@10 {ndcg['difference']:+.4f} [{ndcg['ci_low']:+.4f}, "
         f"{ndcg['ci_high']:+.4f}], p (randomization, Holm) {ndcg['p_randomization_holm']:.4f}"
         + (" significant" if ndcg["significant"] else "")
     )
 
 
-def cell(reports: list[dict], metric: str) -> str:
-    values = [r["metrics"][metric]["value"] for r in reports]
-    first = reports[0]["metrics"][metric]
-    interval = f"[{first['ci_low']:.4f}, {first['ci_high']:.4f}]"
+def cell(reports: list[dict], metric: str, segment: tuple[str, str] | None = None) -> str:
+    """One table cell: the value (mean ± std over several reports) and the first report's 95%
+    interval, overall or on one segment (group, value) of the reports."""
+
+    def one(r: dict) -> dict:
+        return r["metrics"] if segment is None else r["segments"][segment[0]][segment[1]]
+
+    values = [one(r).get(metric, {}).get("value", 0.0) for r in reports]
+    first = one(reports[0]).get(metric, {})
+    interval = f" [{first['ci_low']:.4f}, {first['ci_high']:.4f}]" if "ci_low" in first else ""
     if len(values) == 1:
-        return f"{values[0]:.4f} {interval}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} {interval}"
+        return f"{values[0]:.4f}{interval}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}{interval}"
 
 
 def main() -> None:

@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
-from baseline_results import METRICS, sh  # the sibling script (benchmarks/ is on the path when run)
+from baseline_results import (  # the sibling script (benchmarks/ is on the path when run)
+    METRICS,
+    cell,
+    compare_paths,
+    sh,
+)
 
 CONTENT = '["audio-mfcc", "lyrics-minilm", "mgphot"]'
 ROWS = {
@@ -93,29 +97,10 @@ def choose_rate(args: argparse.Namespace) -> str:
     return best
 
 
-def cell(reports: list[dict], metric: str, segment: tuple[str, str] | None = None) -> str:
-    def one(r: dict) -> dict:
-        return r["metrics"] if segment is None else r["segments"][segment[0]][segment[1]]
-
-    values = [one(r).get(metric, {}).get("value", 0.0) for r in reports]
-    first = one(reports[0]).get(metric, {})
-    interval = f" [{first['ci_low']:.4f}, {first['ci_high']:.4f}]" if "ci_low" in first else ""
-    if len(values) == 1:
-        return f"{values[0]:.4f}{interval}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}{interval}"
-
-
-def compare(a: Path, b: Path, name: str, args: argparse.Namespace) -> str:
-    path = args.out / f"compare-{name}.json"
-    if not path.exists():
-        sh("compare", str(a), str(b), "--dataset", args.dataset, "--k", "10", "--json", str(path))
-    report = json.loads(path.read_text())
-    ndcg = next(r for r in report["metrics"] if r["metric"] == "ndcg@10")
-    return (
-        f"n={report['n_instances']} NDCG@10 {ndcg['difference']:+.4f} [{ndcg['ci_low']:+.4f}, "
-        f"{ndcg['ci_high']:+.4f}], p (randomization, Holm) {ndcg['p_randomization_holm']:.4f}"
-        + (" significant" if ndcg["significant"] else "")
-    )
+def compare(a: Path, b: Path, name: str, seeds: int, args: argparse.Namespace) -> str:
+    """A comparison's line; its report is named by the number of seeds it averages, so a run
+    with more seeds never reuses one made with fewer."""
+    return compare_paths(a, b, args.out / f"compare-{name}-{seeds}seeds.json", args.dataset)
 
 
 def main() -> None:
@@ -157,13 +142,15 @@ def main() -> None:
         seeds = args.seeds if row in HEADLINE else 1
         sasrec = runs / "sasrec" if seeds == args.seeds else runs / "sasrec" / "sasrec-seed0.jsonl"
         mine = runs / row if seeds == args.seeds else runs / row / f"{row}-seed0.jsonl"
-        print(f"{row} - sasrec ({seeds} seed(s)): {compare(sasrec, mine, f'sasrec-{row}', args)}")
+        print(f"{row} - sasrec ({seeds} seed(s)): {compare(sasrec, mine, f'sasrec-{row}', seeds, args)}")
         print(
-            f"{row} - pop ({seeds} seed(s)): {compare(runs / 'pop' / 'pop.jsonl', mine, f'pop-{row}', args)}"
+            f"{row} - pop ({seeds} seed(s)): {compare(runs / 'pop' / 'pop.jsonl', mine, f'pop-{row}', seeds, args)}"
         )
     if set(HEADLINE) <= set(args.only):
         a, b = runs / HEADLINE[0], runs / HEADLINE[1]
-        print(f"e4srec-content - e4srec-id ({args.seeds} seeds): {compare(a, b, 'id-content', args)}")
+        print(
+            f"e4srec-content - e4srec-id ({args.seeds} seeds): {compare(a, b, 'id-content', args.seeds, args)}"
+        )
 
 
 if __name__ == "__main__":
