@@ -130,6 +130,15 @@ class LocalModel:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def continuation_ids(self, prompt_ids: list[int], prompt: str, continuation: str) -> list[int]:
+        """The continuation's tokens as the tokenizer splits it after the prompt (encoded
+        together, so that a tokenizer marking word starts, as SentencePiece does, sees it in
+        context), or encoded alone when the joint encoding changes the prompt's own tokens."""
+        joint = self.encode(prompt + continuation)
+        if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
+            return joint[len(prompt_ids) :]
+        return self.encode(continuation)
+
     def continuation_logprobs(self, prompt: str, continuations: list[str], batch_size: int) -> list[float]:
         """Mean log-probability per token of each continuation after ``prompt``: the prompt runs
         once and its cache is repeated over each batch of continuations."""
@@ -140,7 +149,10 @@ class LocalModel:
             first = torch.log_softmax(out.logits[0, -1].float(), -1)
             scores = []
             for start in range(0, len(continuations), batch_size):
-                batch = [self.encode(c) for c in continuations[start : start + batch_size]]
+                batch = [
+                    self.continuation_ids(prompt_ids, prompt, c)
+                    for c in continuations[start : start + batch_size]
+                ]
                 width = max(len(ids) for ids in batch)
                 ids = torch.tensor([x + [0] * (width - len(x)) for x in batch], device=self.device)
                 mask = torch.tensor(
@@ -352,8 +364,14 @@ def check(config: dict, data: Benchmark) -> dict:
         raise MmbenchError(f"unknown scorer {config['scorer']!r}; expected one of {', '.join(SCORERS)}")
     if config["backend"] not in ("local", "http"):
         raise MmbenchError(f"unknown backend {config['backend']!r}; expected local or http")
-    if not 1 <= config["shortlist"] <= MAX_PREDICTIONS:
-        raise MmbenchError(f"shortlist={config['shortlist']}: expected 1 to {MAX_PREDICTIONS}")
+    limits = {
+        "shortlist": (1, MAX_PREDICTIONS), "history": (1, 10_000), "group_size": (2, len(LETTERS)),
+        "bootstrap": (1, 1_000), "batch_size": (1, 100_000), "max_new_tokens": (1, 100_000), "instances": (0, 10**9),
+    }  # fmt: skip
+    for name, (low, high) in limits.items():
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise MmbenchError(f"{name}={value!r}: expected a whole number from {low} to {high}")
     TrackTexts(data, config["mgphot"])  # a missing mgphot config fails here
     if config["retriever"]:
         _retriever_source(config["retriever"], data)
@@ -409,7 +427,11 @@ def retriever_rankings(
 
     source = _retriever_source(config["retriever"], data)
     if source.is_dir():
-        kept = (folder or Path(".")) / f"retriever-{task}-{split}.jsonl"
+        from mmbench.llm import text_digest
+
+        # Named by the retriever's folder and record: another or a retrained retriever is asked anew.
+        identity = text_digest(str(source.resolve()) + (source / "config.json").read_text(encoding="utf-8"))
+        kept = (folder or Path(".")) / f"retriever-{task}-{split}-{identity}.jsonl"
         if not kept.exists():
             predict(source, task, split, kept, source=data.source, progress=False)
         source = kept
@@ -422,6 +444,12 @@ def retriever_rankings(
             raise MmbenchError(
                 f"{source}:{number}: expected a JSON object with instance_id and predictions"
             ) from None
+    known = set(data.track_ids)
+    for instance, ranking in rankings.items():
+        if len(set(ranking)) != len(ranking) or not set(ranking) <= known:
+            raise MmbenchError(
+                f"retriever {source}: the ranking of {instance} repeats a track or names one outside the catalogue"
+            )
     missing = [i for i in ids if i not in rankings]
     if missing:
         raise MmbenchError(

@@ -109,8 +109,24 @@ def cache_key(annotator: str) -> str:
 
 def answer_cache(root: Path, annotator: str, shard: str = "main") -> AnswerCache:
     """The answers of one annotator (its folder under ``root``, named by model and prompt
-    version): each track's 58 values under its track id, with the digest of its prompt."""
-    return AnswerCache(root / cache_key(annotator), shard)
+    version): each track's 58 values under its track id, with the digest of its prompt. Rows of
+    the cache's first format (``track_id``, ``input``, ``genes``) are read too; a row without 58
+    values is dropped, so that its track is asked again."""
+    cache = AnswerCache(root / cache_key(annotator), shard)
+    for file in sorted(cache.folder.glob("*.jsonl")):
+        for line in file.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "genes" in row and row.get("track_id") not in cache.values:
+                cache.values[row["track_id"]], cache.inputs[row["track_id"]] = (
+                    row["genes"],
+                    row.get("input", ""),
+                )
+    for key in [k for k, v in cache.values.items() if not (isinstance(v, list) and len(v) == MGPHOT_DIM)]:
+        del cache.values[key], cache.inputs[key]
+    return cache
 
 
 class LocalAnnotator:

@@ -11,7 +11,8 @@ benchmark's instances and score them with ``mmbench evaluate``.
   ``<name>.yaml`` with the settings that read them as sessions.
 - ``session-rec``: the tab-separated ``SessionId ItemId Time`` files of session-rec
   (https://github.com/rn5l/session-rec): ``<name>_train_full.txt`` (train and validation),
-  ``_train_tr.txt``, ``_train_valid.txt``, ``_test.txt``.
+  ``_train_tr.txt``, ``_train_valid.txt``, ``_test.txt``, with integer ids and the files that
+  map them back (``_items.txt``, ``_sessions.txt``).
 - ``csv``: plain CSV: ``plays.csv`` (one row per play, with its split), ``instances.csv``,
   ``tracks.csv``, ``users.csv`` and one file per content config; lists are space-separated.
 """
@@ -28,6 +29,7 @@ from mmbench.errors import MmbenchError
 from mmbench.files import replace_tree
 
 FORMATS = ("recbole", "session-rec", "csv")
+MARKER = ".mmbench-export"  # an export folder's mark: only such a folder (or an empty one) is replaced
 NAME = "lastfm1k-mm"
 RECBOLE_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
 SESSION_REC_FILES = {"train_full": ("train", "validation"), "train_tr": ("train",), "train_valid": ("validation",), "test": ("test",)}  # fmt: skip
@@ -143,13 +145,31 @@ def export_recbole(folder: Path, out: Path) -> list[Path]:
 
 
 def export_session_rec(folder: Path, out: Path) -> list[Path]:
-    """session-rec's files; see the module docstring."""
+    """session-rec's files; see the module docstring. session-rec reads ``ItemId`` as an integer,
+    so tracks and sessions get integer codes (a track's position in the catalogue, a session's in
+    the sorted session ids, both from 1), with ``_items.txt`` and ``_sessions.txt`` mapping them back."""
     by_split = {split: plays(folder, split) for split in ("train", "validation", "test")}
-    written = []
+    tracks = read_config(folder, "tracks", "catalog").select(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("ItemId"), "track_id", "artist_name", "track_name"
+    )
+    sessions = (
+        pl.concat([frame.select("session_id").unique() for frame in by_split.values()])
+        .sort("session_id")
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("SessionId"))
+    )
+    written = [out / f"{NAME}_items.txt", out / f"{NAME}_sessions.txt"]
+    _write_tsv(tracks, written[0])
+    _write_tsv(sessions.select("SessionId", "session_id"), written[1])
+    codes = {"ItemId": tracks.select("track_id", "ItemId"), "SessionId": sessions}
     for suffix, splits in SESSION_REC_FILES.items():
-        frame = pl.concat([by_split[s] for s in splits]).select(
-            pl.col("session_id").alias("SessionId"),
-            pl.col("track_id").alias("ItemId"),
+        frame = (
+            pl.concat([by_split[s] for s in splits])
+            .join(codes["SessionId"], on="session_id", how="left", maintain_order="left")
+            .join(codes["ItemId"], on="track_id", how="left", maintain_order="left")
+        )
+        frame = frame.select(
+            "SessionId",
+            "ItemId",
             pl.col("timestamp").alias("Time"),
             pl.col("user_id").alias("UserId"),
             pl.col("listen_seconds").alias("ListenSeconds"),
@@ -189,9 +209,17 @@ def export(folder: Path, fmt: str, out: Path) -> list[Path]:
         raise MmbenchError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if not layout.is_built(folder):
         raise MmbenchError(f"{folder}: not a build folder (no README.md and data/)")
-    staging = out.with_name(out.name + ".partial")
+    target, source = out.resolve(), folder.resolve()
+    if target == source or target in source.parents:
+        raise MmbenchError(f"--out {out} would replace the build folder {folder}; choose another folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / MARKER).is_file():
+        raise MmbenchError(
+            f"--out {out} is a folder that mmbench export did not write; it is replaced whole, so give a new or empty one"
+        )
+    staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    (staging / MARKER).write_text(f"{fmt}\n", encoding="utf-8")
     names = [p.name for p in exporters[fmt](folder, staging)]
-    replace_tree(staging, out)
+    replace_tree(staging, target)
     return [out / name for name in names]

@@ -79,8 +79,9 @@ class OpenAIClient:
     """An OpenAI-compatible server (vLLM, ``transformers serve``, llama.cpp's server, a hosted
     API): requests spaced to a rate limit, failed or invalid answers retried with exponential
     backoff (a refused request, 4xx other than 408 and 429, is not retried), and, with a
-    ``cache``, every valid answer stored under the digest of its request, so that asking again
-    costs nothing."""
+    ``cache``, every valid answer stored under the digest of its request (the model and the body,
+    not the server's address: the same model served elsewhere answers from the same cache), so
+    that asking again costs nothing."""
 
     def __init__(
         self,
@@ -117,7 +118,10 @@ class OpenAIClient:
         body = {"model": self.model, **body}
         key = text_digest(endpoint + json.dumps(body, sort_keys=True))
         if self.cache is not None and self.cache.has(key, key):
-            return check(self.cache.values[key])
+            try:
+                return check(self.cache.values[key])
+            except ValueError:
+                pass  # a stored answer this check refuses: ask again, and the new answer replaces it
         problem = ""
         for attempt in range(self.retries + 1):
             wait = self._last + self.interval - time.monotonic()

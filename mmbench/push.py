@@ -1,11 +1,12 @@
 """``mmbench push``: a built folder to a Hugging Face Hub dataset repository, gated by its terms.
 
 The folder is checked first (``mmbench info``'s checks: a damaged build is never published). The
-upload is one commit per config and a last one for the card and the other small files; a config
-whose files are already on the Hub with the same SHA-256 is skipped, so a push that was cut off
-resumes where it stopped. The large files go through the library's chunked LFS/Xet transfer. The
-repository is then gated (access on request, manually approved) with the card's prompt, which
-states the LastFM-1K terms.
+repository is gated (access on request, manually approved, with the card's prompt, which states
+the LastFM-1K terms) before any file goes up. The upload is one commit per config and a last one
+for the card and the other small files (which also removes the configs the build no longer has);
+a config whose files are already on the Hub with the same SHA-256 is skipped, so a push that was
+cut off resumes where it stopped. The large files go through the library's chunked LFS/Xet
+transfer.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def push(folder: Path, repo: str, private: bool = False) -> list[str]:
     lines = []
     try:
         api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        # Gated before the first file goes up, so that no cut-off push leaves the data open.
+        api.update_repo_settings(repo, gated="manual", repo_type="dataset")
         remote = _remote_digests(api, repo)
         for config in layout.configs(folder):
             local = [f for f in files if f.parts[:2] == (layout.DATA, config)]
@@ -97,11 +100,14 @@ def push(folder: Path, repo: str, private: bool = False) -> list[str]:
                 delete_patterns=pattern, commit_message=f"{config}: the build's parquet files",
             )  # fmt: skip
             lines.append(f"{config}: uploaded {len(local)} files")
+        local_configs = set(layout.configs(folder))
+        gone = sorted({p.split("/")[1] for p in remote if p.startswith(f"{layout.DATA}/")} - local_configs)
         api.upload_folder(
             repo_id=repo, repo_type="dataset", folder_path=folder, allow_patterns=["plots/*.png", *PUBLISHED],
-            delete_patterns="plots/*", commit_message="The card, datasheet, Croissant metadata and build report",
+            delete_patterns=["plots/*", *(f"{layout.DATA}/{c}/*" for c in gone)],
+            commit_message="The card, datasheet, Croissant metadata and build report",
         )  # fmt: skip
-        api.update_repo_settings(repo, gated="manual", repo_type="dataset")
+        lines += [f"{config}: not in this build, removed from the Hub" for config in gone]
     except Exception as exc:  # the Hub or the network: one line, the cause's own words
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise MmbenchError(f"cannot push to {repo}: {type(exc).__name__}: {first}") from None

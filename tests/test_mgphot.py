@@ -140,6 +140,16 @@ def test_http_backend_against_a_real_server(llm_server):
         unreachable.rate(SONGS[0])
 
 
+def test_cache_reads_its_first_format_and_drops_broken_rows(tmp_path):
+    folder = tmp_path / mgphot.cache_key("local:m")
+    folder.mkdir()
+    legacy = {"track_id": "t1", "input": mgphot.prompt_digest(SONGS[1]), "genes": [0.2] * 58}
+    broken = {"key": "t2", "input": "x", "value": [0.1] * 3}
+    (folder / "main.jsonl").write_text(json.dumps(legacy) + "\n" + json.dumps(broken) + "\n")
+    cache = mgphot.answer_cache(tmp_path, "local:m")
+    assert cache.values == {"t1": [0.2] * 58} and cache.has("t1", mgphot.prompt_digest(SONGS[1]))
+
+
 def test_cache_resumes_and_shards_merge(local, tmp_path):
     cache = mgphot.answer_cache(tmp_path, local.name)
     run = mgphot.annotate(local, SONGS, cache, progress=False)

@@ -142,12 +142,20 @@ def test_session_rec_and_csv_exports_round_trip(sample_build, tmp_path):
         ).returncode
         == 0
     )
-    names = {"SessionId": "session_id", "ItemId": "track_id", "Time": "timestamp", "UserId": "user_id",
-             "ListenSeconds": "listen_seconds", "CompletionRatio": "completion_ratio"}  # fmt: skip
+    names = {"Time": "timestamp", "UserId": "user_id", "ListenSeconds": "listen_seconds",
+             "CompletionRatio": "completion_ratio"}  # fmt: skip
     expected = {s: _expected_plays(sample_build, s) for s in ("train", "validation", "test")}
+    items = _read_tsv(tmp_path / "sr" / "lastfm1k-mm_items.txt").select("ItemId", "track_id")
+    sessions = _read_tsv(tmp_path / "sr" / "lastfm1k-mm_sessions.txt")
+    assert items["ItemId"].cast(int).to_list() == list(range(1, items.height + 1))
     for suffix, splits in (("train_full", ("train", "validation")), ("train_tr", ("train",)),
                            ("train_valid", ("validation",)), ("test", ("test",))):  # fmt: skip
-        read = _read_tsv(tmp_path / "sr" / f"lastfm1k-mm_{suffix}.txt").rename(names)
+        read = (
+            _read_tsv(tmp_path / "sr" / f"lastfm1k-mm_{suffix}.txt")
+            .join(items, on="ItemId", how="left", maintain_order="left")
+            .join(sessions, on="SessionId", how="left", maintain_order="left")
+            .rename(names)
+        )
         _same_plays(read.select(expected["train"].columns), pl.concat([expected[s] for s in splits]))
     test_start = pl.read_parquet(layout.split_files(sample_build, "sessions", "test"))["start_time"].min()
     train = _read_tsv(tmp_path / "sr" / "lastfm1k-mm_train_full.txt")
@@ -175,12 +183,28 @@ def test_session_rec_and_csv_exports_round_trip(sample_build, tmp_path):
         assert candidates.to_list() == truth["candidates"].fill_null([]).to_list()
 
 
-def test_export_refuses_a_folder_that_is_not_a_build(tmp_path):
+def test_export_refuses_what_it_could_destroy(sample_build, tmp_path):
     result = run_cli("export", str(tmp_path), "--format", "csv", "--out", str(tmp_path / "out"))
     assert (
         result.returncode == 2 and "not a build folder" in result.stderr and "Traceback" not in result.stderr
     )
     assert not (tmp_path / "out").exists()
+    for out in (sample_build, sample_build.parent):
+        result = run_cli("export", str(sample_build), "--format", "csv", "--out", str(out))
+        assert result.returncode == 2 and "would replace the build folder" in result.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    result = run_cli("export", str(sample_build), "--format", "csv", "--out", str(tmp_path / "mine"))
+    assert result.returncode == 2 and "did not write" in result.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert (
+        run_cli("export", str(sample_build), "--format", "csv", "--out", str(tmp_path / "ex")).returncode == 0
+    )
+    assert (
+        run_cli("export", str(sample_build), "--format", "recbole", "--out", str(tmp_path / "ex")).returncode
+        == 0
+    )
+    assert not (tmp_path / "ex" / "plays.csv").exists()  # replaced whole
 
 
 def test_push_dry_run_lists_files_sizes_and_the_gate(sample_build):
