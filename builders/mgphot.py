@@ -225,8 +225,9 @@ class LocalAnnotator:
 class HttpAnnotator:
     """An OpenAI-compatible chat-completions endpoint with JSON-schema constrained output."""
 
-    def __init__(self, url: str, model: str, **client: Any):
+    def __init__(self, url: str, model: str, max_tokens: int = 1024, **client: Any):
         self.client = OpenAIClient(url, model, **client)
+        self.max_tokens = max_tokens  # 58 small integers as JSON fit in about 500 tokens
         self.name = annotator_name("http", model)
         self.schema = {
             "type": "object",
@@ -240,6 +241,7 @@ class HttpAnnotator:
         scales = "\n".join(gene_question(g) for g in MGPHOT_GENES)
         return {
             "temperature": 0,
+            "max_tokens": self.max_tokens,
             "messages": [
                 {"role": "system", "content": SYSTEM},
                 {

@@ -129,7 +129,9 @@ def test_http_backend_against_a_real_server(llm_server):
     """`transformers serve` accepts the request but not its JSON schema, so the small model's
     free text is retried, then refused with the reason; a model the server does not serve is a
     refused request (HTTP 400), not retried; a server that cannot be reached is retried."""
-    annotator = mgphot.HttpAnnotator(llm_server["url"], llm_server["model"], requests_per_second=0, retries=1)
+    annotator = mgphot.HttpAnnotator(
+        llm_server["url"], llm_server["model"], max_tokens=16, requests_per_second=0, retries=1
+    )
     with pytest.raises(MmbenchError, match=r"no valid answer for track t0+ after 2 tries: "):
         annotator.rate(SONGS[0])
     refused = mgphot.HttpAnnotator(llm_server["url"], "no/such-model", requests_per_second=0, retries=3)
@@ -239,7 +241,7 @@ def test_failed_build_keeps_its_caches_and_resumes(fixture_raw, llm_server, tmp_
     # Only the cache stays (the MGPHot answers live in the session-wide MMBENCH_MGPHOT_CACHE here).
     assert sorted(p.name for p in (out / ".build").iterdir()) == ["embedding-cache"]
     cached = {p: p.stat().st_mtime_ns for p in (out / ".build" / "embedding-cache").rglob("*") if p.is_file()}
-    result = run_cli(*args, "--mgphot-backend", "local")
+    result = run_cli(*args, "--mgphot-backend", "local", "--mgphot-limit", "2")
     assert result.returncode == 0, result.stderr
     assert {"audio-mfcc", "mgphot"} <= set(mmbench.layout.configs(out))
     assert cached and all(p.stat().st_mtime_ns == t for p, t in cached.items()), (
