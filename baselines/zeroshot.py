@@ -145,7 +145,7 @@ class LocalModel:
         torch = self.torch
         prompt_ids = self.encode(prompt)
         with torch.inference_mode():
-            out = self.model(torch.tensor([prompt_ids], device=self.device), use_cache=True)
+            out = self.model(torch.tensor([prompt_ids], device=self.device), use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(out.logits[0, -1].float(), -1)
             scores = []
             for start in range(0, len(continuations), batch_size):
@@ -158,12 +158,12 @@ class LocalModel:
                 mask = torch.tensor(
                     [[1] * len(x) + [0] * (width - len(x)) for x in batch], device=self.device
                 )
-                cache = _repeat_cache(out.past_key_values, len(batch))
+                cache = _repeat_cache(out.cache, len(batch))
                 attention = torch.cat(
                     [torch.ones(len(batch), len(prompt_ids), device=self.device, dtype=mask.dtype), mask], 1
                 )
                 logits = self.model(
-                    ids, past_key_values=cache, attention_mask=attention, use_cache=True
+                    ids, cache=cache, attention_mask=attention, use_cache=True
                 ).logits
                 logp = torch.log_softmax(logits.float(), -1)
                 for b, x in enumerate(batch):
@@ -178,7 +178,9 @@ class LocalModel:
         if any(len(i) != 1 for i in ids):
             raise MmbenchError("the verbalizer's letters are not single tokens for this model's tokenizer")
         with torch.inference_mode():
-            logits = self.model(torch.tensor([self.encode(prompt)], device=self.device)).logits[0, -1]
+            logits = self.model(
+                torch.tensor([self.encode(prompt)], device=self.device), logits_to_keep=1
+            ).logits[0, -1]
         logp = torch.log_softmax(logits.float(), -1)
         return [float(logp[i[0]]) for i in ids]
 
