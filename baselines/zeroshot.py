@@ -162,9 +162,7 @@ class LocalModel:
                 attention = torch.cat(
                     [torch.ones(len(batch), len(prompt_ids), device=self.device, dtype=mask.dtype), mask], 1
                 )
-                logits = self.model(
-                    ids, cache=cache, attention_mask=attention, use_cache=True
-                ).logits
+                logits = self.model(ids, cache=cache, attention_mask=attention, use_cache=True).logits
                 logp = torch.log_softmax(logits.float(), -1)
                 for b, x in enumerate(batch):
                     total = first[x[0]] + sum(logp[b, j - 1, x[j]] for j in range(1, len(x)))
