@@ -277,10 +277,8 @@ def make_model(config: dict) -> LocalModel | HttpModel:
     """The configured backend."""
     if config["backend"] == "local":
         return LocalModel(config["model"], config["device"])
-    if not config["url"] or not config["model"]:
-        raise MmbenchError("backend=http needs --set url=http://HOST:PORT/v1 and --set model=NAME")
     return HttpModel(
-        config["url"], config["model"], config["cache"], requests_per_second=config["requests_per_second"]
+        *_http_settings(config), config["cache"], requests_per_second=config["requests_per_second"]
     )
 
 
@@ -376,24 +374,16 @@ def check(config: dict, data: Benchmark) -> dict:
     if config["retriever"]:
         _retriever_source(config["retriever"], data)
     if config["backend"] == "http":
-        _reachable(config)
+        from mmbench.llm import OpenAIClient
+
+        OpenAIClient(*_http_settings(config)).check_reachable()
     return {}
 
 
-def _reachable(config: dict) -> None:
-    import urllib.error
-    import urllib.request
-
+def _http_settings(config: dict) -> tuple[str, str]:
     if not config["url"] or not config["model"]:
         raise MmbenchError("backend=http needs --set url=http://HOST:PORT/v1 and --set model=NAME")
-    url = config["url"].rstrip("/").removesuffix("/chat/completions").removesuffix("/completions") + "/models"
-    try:
-        with urllib.request.urlopen(url, timeout=10):
-            pass
-    except urllib.error.HTTPError:
-        pass  # the server answers (some do not list models)
-    except (urllib.error.URLError, OSError) as exc:
-        raise MmbenchError(f"cannot reach the model server at {config['url']} ({exc})") from None
+    return config["url"], config["model"]
 
 
 def _retriever_source(retriever: str, data: Benchmark) -> Path:

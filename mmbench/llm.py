@@ -102,6 +102,17 @@ class OpenAIClient:
         self.retries, self.timeout, self.cache = retries, timeout, cache
         self._last = 0.0
 
+    def check_reachable(self) -> None:
+        """MmbenchError unless the server answers at all (``GET /models``; an HTTP error counts as
+        an answer, since some servers list no models)."""
+        try:
+            with urllib.request.urlopen(f"{self.base}/models", timeout=10):
+                pass
+        except urllib.error.HTTPError:
+            pass
+        except (urllib.error.URLError, OSError) as exc:
+            raise MmbenchError(f"cannot reach the model server at {self.base} ({exc})") from None
+
     def _post(self, endpoint: str, body: dict) -> dict:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
