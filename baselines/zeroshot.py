@@ -318,13 +318,36 @@ def score_verbalizer(
     return scores
 
 
-def parse_ranking(text: str, n: int) -> list[int]:
-    """The candidate numbers (1..n) in the order the text names them, each once."""
+def parse_ranking(text: str, lines: list[str]) -> list[int]:
+    """The candidates (indices into ``lines``) in the order the answer names them, each once.
+
+    Each answer line is read after its list marker (``3.``, ``3)``, ``-``): if it holds
+    candidates' texts (case and spacing ignored; a text inside a longer candidate's is not
+    counted), those candidates in the order written; otherwise every number in it is a
+    candidate's number (1..n). So ``3, 1, 7`` and a list that writes the tracks out
+    (``1. Artist - Title``) both parse, and the list's own numbering is never taken for
+    candidates: small models answer with a numbered list of titles.
+    """
+
+    def norm(x: str) -> str:
+        return " ".join(x.casefold().split())
+
+    texts = sorted(((norm(line), i) for i, line in enumerate(lines)), key=lambda x: -len(x[0]))
     seen: list[int] = []
-    for match in re.findall(r"\d+", text):
-        k = int(match)
-        if 1 <= k <= n and k - 1 not in seen:
-            seen.append(k - 1)
+    for answer_line in text.splitlines():
+        rest = norm(re.sub(r"^\s*(?:\d+[.):]|[-*•])(?:\s+|$)", "", answer_line))
+        found, taken = [], np.zeros(len(rest), dtype=bool)
+        for t, i in texts:  # longest first, so a text inside a longer one is not taken for it
+            start = rest.find(t) if t else -1
+            while start != -1 and taken[start : start + len(t)].any():
+                start = rest.find(t, start + 1)
+            if start != -1:
+                found.append((start, i))
+                taken[start : start + len(t)] = True
+        named = [i for _, i in sorted(found)] or [
+            int(k) - 1 for k in re.findall(r"\d+", rest) if 1 <= int(k) <= len(lines)
+        ]
+        seen += [i for i in dict.fromkeys(named) if i not in seen]
     return seen
 
 
@@ -339,7 +362,7 @@ def score_listwise(
         "content": f"{prompt}Candidates:\n{options}Rank all {len(lines)} candidates from most to least likely "
         "to be played next. Answer with their numbers only, separated by commas.",
     }]  # fmt: skip
-    ranking = parse_ranking(model.generate(messages, config["max_new_tokens"]), len(lines))
+    ranking = parse_ranking(model.generate(messages, config["max_new_tokens"]), lines)
     scores = -np.arange(len(lines), dtype=float) - len(lines)  # unnamed: given order, below all named
     for place, i in enumerate(ranking):
         scores[i] = -place

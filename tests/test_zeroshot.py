@@ -90,8 +90,18 @@ def test_the_verbalizer_reads_the_letters_next_token_logprobs(local_model):
 
 
 def test_a_written_ranking_is_parsed_in_order_once_each():
-    assert zeroshot.parse_ranking("3, 1, 3, 7, 2 and 0", 5) == [2, 0, 1]
-    assert zeroshot.parse_ranking("no numbers", 5) == []
+    five = ["a - 1", "b - 2", "c - 3", "d - 4", "e - 5"]
+    assert zeroshot.parse_ranking("3, 1, 3, 7, 2 and 0", five) == [2, 0, 1]
+    assert zeroshot.parse_ranking("no numbers", five) == []
+    # A numbered list of the tracks' texts: the texts count, not the list's numbering; a line
+    # naming no candidate (a track the model made up) is skipped.
+    answer = "1. C - D\n2. a  -  b\n3. Made - Up\n4. E - F\n5."
+    assert zeroshot.parse_ranking(answer, ["A - B", "C - D", "E - F"]) == [1, 0, 2]
+    # A candidate whose text is inside another's is named only where it stands alone.
+    lines = ["Ber - Cold", "Ber - Cold Torro", "X - Y"]
+    assert zeroshot.parse_ranking("1. Ber - Cold Torro", lines) == [1]
+    assert zeroshot.parse_ranking("Ber - Cold Torro, X - Y, Ber - Cold", lines) == [1, 2, 0]
+    assert zeroshot.parse_ranking("1) 3\n2) 1", lines) == [2, 0]
 
 
 def test_next_track_reranks_the_retrievers_shortlist(sample_build, pop_folder, tmp_path):
