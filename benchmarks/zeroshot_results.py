@@ -11,7 +11,9 @@ Rows (nothing is trained, so nothing is chosen: the settings are the config's de
   candidates, on a fixed random subset of ``--paper-sampled`` instances (the others keep the
   popularity order of their candidates), compared with pop.
 
-Speed: candidates scored per second (the prediction's wall time, model loading included).
+Speed: each row's wall time (model loading included; a busy machine inflates it), and apart,
+candidates scored per second with the model loaded: the median of ``--repeats`` passes over the
+shortlists of ``--speed`` instances.
 Position bias: on ``--bias`` instances, each scorer scores sasrec's top 20 in the retriever's
 order and reversed; Kendall's tau between the two score vectors (1: the order does not matter),
 for the verbalizer without and with a bootstrap over 3 shuffled orders.
@@ -80,40 +82,77 @@ def zeroshot(row: str, retriever: Path, args: argparse.Namespace) -> tuple[Path,
     return path, json.loads(report.read_text()), json.loads(timing.read_text())
 
 
-def position_bias(retriever_predictions: Path, args: argparse.Namespace) -> list[str]:
-    """Kendall's tau of each scorer between the shortlist in order and reversed."""
+def shortlists(retriever_predictions: Path, n: int, args: argparse.Namespace) -> tuple:
+    """The packaged model, and the prompt and sasrec's top 20 of the first ``n`` test instances."""
     from mmbench.baselines import zeroshot as zs
     from mmbench.baselines.data import Benchmark
     from mmbench.baselines.runner import instance_inputs, model_config
 
+    data = Benchmark(args.dataset)
+    base = {
+        json.loads(x)["instance_id"]: json.loads(x)["predictions"]
+        for x in retriever_predictions.read_text().splitlines()
+    }
+    texts = zs.TrackTexts(data, mgphot=False)
+    config = model_config("zeroshot")
+    cases = [
+        (zs.history_prompt(r, texts, config), [texts.line(t) for t in base[r["instance_id"]][:20]])
+        for r in instance_inputs(data, "next-track", "test")[:n]
+    ]
+    return zs.LocalModel("", "auto"), cases, config
+
+
+SCORERS = {
+    "likelihood": {"scorer": "likelihood"},
+    "verbalizer": {"scorer": "verbalizer", "bootstrap": 1},
+    "verbalizer, bootstrap 3": {"scorer": "verbalizer", "bootstrap": 3},
+    "listwise": {"scorer": "listwise"},
+}
+
+
+def position_bias(retriever_predictions: Path, args: argparse.Namespace) -> list[str]:
+    """Kendall's tau of each scorer between the shortlist in order and reversed."""
+    from mmbench.baselines import zeroshot as zs
+
     path = args.out / "position-bias.json"
     if not path.exists():
-        data = Benchmark(args.dataset)
-        rows = instance_inputs(data, "next-track", "test")[: args.bias]
-        base = {
-            json.loads(x)["instance_id"]: json.loads(x)["predictions"]
-            for x in retriever_predictions.read_text().splitlines()
-        }
-        texts = zs.TrackTexts(data, mgphot=False)
-        model = zs.LocalModel("", "auto")
-        result = {}
-        for name, settings in (
-            ("likelihood", {"scorer": "likelihood"}),
-            ("verbalizer", {"scorer": "verbalizer", "bootstrap": 1}),
-            ("verbalizer, bootstrap 3", {"scorer": "verbalizer", "bootstrap": 3}),
-            ("listwise", {"scorer": "listwise"}),
-        ):
-            config = {**model_config("zeroshot"), **settings}
-            taus = [
-                zs.position_bias(model, zs.history_prompt(r, texts, config), [texts.line(t) for t in base[r["instance_id"]][:20]], config)
-                for r in rows
-            ]  # fmt: skip
-            result[name] = taus
+        model, cases, config = shortlists(retriever_predictions, args.bias, args)
+        result = {
+            name: [zs.position_bias(model, prompt, lines, {**config, **settings}) for prompt, lines in cases]
+            for name, settings in SCORERS.items()
+        }  # fmt: skip
         path.write_text(json.dumps(result) + "\n")
     result = json.loads(path.read_text())
     return [
         f"| {name} | {statistics.mean(t):.3f} | {statistics.median(t):.3f} | {len(t)} |"
         for name, t in result.items()
+    ]
+
+
+def throughput(retriever_predictions: Path, args: argparse.Namespace) -> list[str]:
+    """Candidates scored per second by each scorer, the model loaded: ``--repeats`` timed passes
+    over the shortlists of the first ``--speed`` instances, their median and range."""
+    import numpy as np
+
+    from mmbench.baselines import zeroshot as zs
+
+    path = args.out / "throughput.json"
+    if not path.exists():
+        model, cases, config = shortlists(retriever_predictions, args.speed, args)
+        result = {}
+        for name, settings in SCORERS.items():
+            scorer, rates = zs.SCORER_FUNCTIONS[settings["scorer"]], []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                for prompt, lines in cases:
+                    scorer(model, prompt, lines, {**config, **settings}, np.random.default_rng(0))
+                rates.append(sum(len(lines) for _, lines in cases) / (time.perf_counter() - start))
+            result[name] = rates
+        path.write_text(json.dumps(result) + "\n")
+    result = json.loads(path.read_text())
+    return [
+        f"| {name} | {statistics.median(r):.1f} | {min(r):.1f}-{max(r):.1f} | {len(r)} |"
+        for name, r in result.items()
     ]
 
 
@@ -126,6 +165,8 @@ def main() -> None:
     parser.add_argument("--listwise", type=int, default=100)
     parser.add_argument("--paper-sampled", type=int, default=100)
     parser.add_argument("--bias", type=int, default=30)
+    parser.add_argument("--speed", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="+", choices=list(ROWS), default=list(ROWS))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -147,18 +188,21 @@ def main() -> None:
         )
     for task, rows in reports.items():
         chance = rows[0][1]["chance"]
-        print(f"\n{task}\n\n| model | NDCG@10 | Recall@10 | MRR@10 | instances reranked | candidates/s |")
+        print(f"\n{task}\n\n| model | NDCG@10 | Recall@10 | MRR@10 | instances reranked | wall time |")
         print("|---|---|---|---|---|---|")
         print("| chance | " + " | ".join(f"{chance[m]:.4f}" for m in METRICS) + " | | |")
         for name, report, timing in rows:
-            speed = f"{timing['candidates'] / timing['seconds']:.1f}" if timing else ""
-            n = timing["instances"] if timing else ""
-            print(f"| `{name}` | " + " | ".join(cell([report], m) for m in METRICS) + f" | {n} | {speed} |")
+            n, wall = (timing["instances"], f"{timing['seconds']:.0f} s") if timing else ("", "")
+            print(f"| `{name}` | " + " | ".join(cell([report], m) for m in METRICS) + f" | {n} | {wall} |")
     print()
     for line in lines:
         print(line)
     print("\n| scorer | Kendall tau, mean | median | instances |\n|---|---|---|---|")
     for line in position_bias(sasrec_path, args):
+        print(line)
+    print(f"\n| scorer | candidates/s, median | range | passes over {args.speed} instances |")
+    print("|---|---|---|---|")
+    for line in throughput(sasrec_path, args):
         print(line)
 
 
