@@ -216,14 +216,16 @@ class HttpModel:
         return [self._echoed(prompt, c) for c in continuations]
 
     def _echoed(self, prompt: str, continuation: str) -> float:
+        # One generated token, not max_tokens=0: llama.cpp's server reads 0 as "up to the
+        # context"; the generated token is past the candidate and not counted.
         body = {
             "prompt": prompt + continuation,
-            "max_tokens": 0,
+            "max_tokens": 1,
             "echo": True,
             "logprobs": 0,
             "temperature": 0,
         }
-        check = functools.partial(echoed_logprob, prompt_chars=len(prompt))
+        check = functools.partial(echoed_logprob, start=len(prompt), end=len(prompt) + len(continuation))
         return self.client.request("completions", body, check, "a candidate's log-likelihood")
 
     def next_token_logprobs(self, prompt: str, tokens: list[str]) -> list[float]:
@@ -236,10 +238,11 @@ class HttpModel:
         return self.client.request("chat/completions", body, chat_text, "a listwise ranking")
 
 
-def echoed_logprob(answer: dict, prompt_chars: int) -> float:
-    """From a ``/v1/completions`` answer with ``echo`` and ``logprobs`` (vLLM's format: each
-    token's ``text_offset`` and ``token_logprobs``): the mean log-probability of the tokens after
-    the first ``prompt_chars`` characters. ValueError when the answer has none."""
+def echoed_logprob(answer: dict, start: int, end: int) -> float:
+    """From a ``/v1/completions`` answer with ``echo`` and ``logprobs`` (the legacy OpenAI format
+    of vLLM and llama.cpp: each token's ``text_offset`` and ``token_logprobs``): the mean
+    log-probability of the tokens that start in characters ``start`` to ``end`` (the candidate's
+    text; generated tokens after it are not counted). ValueError when the answer has none."""
     try:
         logprobs = answer["choices"][0]["logprobs"]
         pairs = list(zip(logprobs["text_offset"], logprobs["token_logprobs"], strict=True))
@@ -247,7 +250,7 @@ def echoed_logprob(answer: dict, prompt_chars: int) -> float:
         raise ValueError(
             f"no prompt log-probabilities in the answer ({exc!r}); the server must echo them"
         ) from None
-    mine = [v for offset, v in pairs if offset >= prompt_chars and v is not None]
+    mine = [v for offset, v in pairs if start <= offset < end and v is not None]
     if not mine:
         raise ValueError("the echoed log-probabilities do not cover the candidate")
     return sum(mine) / len(mine)
