@@ -216,8 +216,8 @@ class HttpModel:
         return [self._echoed(prompt, c) for c in continuations]
 
     def _echoed(self, prompt: str, continuation: str) -> float:
-        # One generated token, not max_tokens=0: llama.cpp's server reads 0 as "up to the
-        # context"; the generated token is past the candidate and not counted.
+        # One generated token, not max_tokens=0: llama-cpp-python's server reads 0 as "up to
+        # the context"; the generated token is past the candidate and not counted.
         body = {
             "prompt": prompt + continuation,
             "max_tokens": 1,
@@ -241,8 +241,8 @@ class HttpModel:
 def echoed_logprob(answer: dict, start: int, end: int) -> float:
     """From a ``/v1/completions`` answer with ``echo`` and ``logprobs`` (the legacy OpenAI format
     of vLLM and llama.cpp: each token's ``text_offset`` and ``token_logprobs``): the mean
-    log-probability of the tokens that start in characters ``start`` to ``end`` (the candidate's
-    text; generated tokens after it are not counted). ValueError when the answer has none."""
+    log-probability of the tokens that start in the characters ``[start, end)`` (the
+    candidate's text; generated tokens after it are not counted). ValueError when the answer has none."""
     try:
         logprobs = answer["choices"][0]["logprobs"]
         pairs = list(zip(logprobs["text_offset"], logprobs["token_logprobs"], strict=True))
@@ -324,32 +324,45 @@ def score_verbalizer(
 def parse_ranking(text: str, lines: list[str]) -> list[int]:
     """The candidates (indices into ``lines``) in the order the answer names them, each once.
 
-    Each answer line is read after its list marker (``3.``, ``3)``, ``-``): if it holds
-    candidates' texts (case and spacing ignored; a text inside a longer candidate's is not
-    counted), those candidates in the order written; otherwise every number in it is a
-    candidate's number (1..n). So ``3, 1, 7`` and a list that writes the tracks out
-    (``1. Artist - Title``) both parse, and the list's own numbering is never taken for
-    candidates: small models answer with a numbered list of titles.
+    Each answer line is read after its list marker (``3.``, ``3)``, ``-``). Where it holds
+    candidates' texts, whole words only (case, spacing and Unicode forms ignored; a trailing
+    ``[...]``, the MGPHot genes, not needed; a text inside a longer candidate's not counted),
+    those candidates in the order written, candidates with the same text in turn. A line made
+    only of numbers and separators, after at most a two-word label (``Ranking: 3, 1``), names
+    the candidates of those numbers (1..n). Other lines
+    (prose, tracks the model made up) name none. So ``3, 1, 7`` and a list that writes the
+    tracks out (``1. Artist - Title``) both parse, and the list's own numbering is never taken
+    for candidates: small models answer with a numbered list of titles.
     """
+    from mmbench.builders.identify import normalize_name
 
-    def norm(x: str) -> str:
-        return " ".join(x.casefold().split())
-
-    texts = sorted(((norm(line), i) for i, line in enumerate(lines)), key=lambda x: -len(x[0]))
+    same_text: dict[str, list[int]] = {}
+    for i, line in enumerate(lines):
+        same_text.setdefault(normalize_name(re.sub(r"\s*\[[^\]]*\]\s*$", "", line)), []).append(i)
+    patterns = [
+        (re.compile(rf"(?<!\w){re.escape(t)}(?!\w)"), indices)
+        for t, indices in sorted(same_text.items(), key=lambda x: -len(x[0]))
+        if t
+    ]
     seen: list[int] = []
     for answer_line in text.splitlines():
-        rest = norm(re.sub(r"^\s*(?:\d+[.):]|[-*•])(?:\s+|$)", "", answer_line))
-        found, taken = [], np.zeros(len(rest), dtype=bool)
-        for t, i in texts:  # longest first, so a text inside a longer one is not taken for it
-            start = rest.find(t) if t else -1
-            while start != -1 and taken[start : start + len(t)].any():
-                start = rest.find(t, start + 1)
-            if start != -1:
-                found.append((start, i))
-                taken[start : start + len(t)] = True
-        named = [i for _, i in sorted(found)] or [
-            int(k) - 1 for k in re.findall(r"\d+", rest) if 1 <= int(k) <= len(lines)
-        ]
+        rest = normalize_name(re.sub(r"^\s*(?:\d+[.):]|[-*•])(?:\s+|$)", "", answer_line))
+        found: list[tuple[int, int]] = []  # (where in the line, candidate)
+        spans: list[tuple[int, int]] = []
+        for pattern, indices in patterns:  # longest first: a text inside a longer one is not it
+            for match in pattern.finditer(rest):
+                if any(match.start() < b and a < match.end() for a, b in spans):
+                    continue
+                spans.append(match.span())
+                free = [i for i in indices if i not in seen and all(i != j for _, j in found)]
+                if free:
+                    found.append((match.start(), free[0]))
+        if found:
+            named = [i for _, i in sorted(found)]
+        elif numbers := re.fullmatch(r"(?:[^\W\d]+ ?){0,2}:?\s*([\d\s,;.#()\[\]>|/-]+)", rest):
+            named = [int(k) - 1 for k in re.findall(r"\d+", numbers[1]) if 1 <= int(k) <= len(lines)]
+        else:
+            named = []
         seen += [i for i in dict.fromkeys(named) if i not in seen]
     return seen
 

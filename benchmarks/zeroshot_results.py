@@ -28,6 +28,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from baseline_results import (  # the sibling script (benchmarks/ is on the path when run)
     METRICS,
@@ -77,13 +78,15 @@ def zeroshot(row: str, retriever: Path, args: argparse.Namespace) -> tuple[Path,
         seconds = time.perf_counter() - start
         sh("evaluate", str(path), "--dataset", args.dataset, "--task", task, "--json", str(report))
         n = subset.get(row, 0) or json.loads(report.read_text())["n_instances"]
-        per = 20 if task == "next-track" else 200
-        timing.write_text(json.dumps({"seconds": seconds, "instances": n, "candidates": n * per}) + "\n")
+        timing.write_text(json.dumps({"seconds": seconds, "instances": n}) + "\n")
     return path, json.loads(report.read_text()), json.loads(timing.read_text())
 
 
-def shortlists(retriever_predictions: Path, n: int, args: argparse.Namespace) -> tuple:
-    """The packaged model, and the prompt and sasrec's top 20 of the first ``n`` test instances."""
+def shortlists(
+    retriever_predictions: Path, n: int, args: argparse.Namespace
+) -> tuple[Any, list[tuple[str, list[str]]], dict]:
+    """The packaged model loaded, the (prompt, sasrec's top 20 as lines) of the first ``n`` test
+    instances, and the config's defaults."""
     from mmbench.baselines import zeroshot as zs
     from mmbench.baselines.data import Benchmark
     from mmbench.baselines.runner import instance_inputs, model_config
@@ -102,7 +105,7 @@ def shortlists(retriever_predictions: Path, n: int, args: argparse.Namespace) ->
     return zs.LocalModel("", "auto"), cases, config
 
 
-SCORERS = {
+VARIANTS = {
     "likelihood": {"scorer": "likelihood"},
     "verbalizer": {"scorer": "verbalizer", "bootstrap": 1},
     "verbalizer, bootstrap 3": {"scorer": "verbalizer", "bootstrap": 3},
@@ -119,7 +122,7 @@ def position_bias(retriever_predictions: Path, args: argparse.Namespace) -> list
         model, cases, config = shortlists(retriever_predictions, args.bias, args)
         result = {
             name: [zs.position_bias(model, prompt, lines, {**config, **settings}) for prompt, lines in cases]
-            for name, settings in SCORERS.items()
+            for name, settings in VARIANTS.items()
         }  # fmt: skip
         path.write_text(json.dumps(result) + "\n")
     result = json.loads(path.read_text())
@@ -140,7 +143,7 @@ def throughput(retriever_predictions: Path, args: argparse.Namespace) -> list[st
     if not path.exists():
         model, cases, config = shortlists(retriever_predictions, args.speed, args)
         result = {}
-        for name, settings in SCORERS.items():
+        for name, settings in VARIANTS.items():
             scorer, rates = zs.SCORER_FUNCTIONS[settings["scorer"]], []
             for _ in range(args.repeats):
                 start = time.perf_counter()
@@ -148,11 +151,11 @@ def throughput(retriever_predictions: Path, args: argparse.Namespace) -> list[st
                     scorer(model, prompt, lines, {**config, **settings}, np.random.default_rng(0))
                 rates.append(sum(len(lines) for _, lines in cases) / (time.perf_counter() - start))
             result[name] = rates
-        path.write_text(json.dumps(result) + "\n")
-    result = json.loads(path.read_text())
+        path.write_text(json.dumps({"instances": len(cases), "rates": result}) + "\n")
+    saved = json.loads(path.read_text())
     return [
-        f"| {name} | {statistics.median(r):.1f} | {min(r):.1f}-{max(r):.1f} | {len(r)} |"
-        for name, r in result.items()
+        f"| {name} | {statistics.median(r):.1f} | {min(r):.1f}-{max(r):.1f} | {len(r)} × {saved['instances']} |"
+        for name, r in saved["rates"].items()
     ]
 
 
@@ -200,7 +203,7 @@ def main() -> None:
     print("\n| scorer | Kendall tau, mean | median | instances |\n|---|---|---|---|")
     for line in position_bias(sasrec_path, args):
         print(line)
-    print(f"\n| scorer | candidates/s, median | range | passes over {args.speed} instances |")
+    print("\n| scorer | candidates/s, median | range | passes × instances |")
     print("|---|---|---|---|")
     for line in throughput(sasrec_path, args):
         print(line)

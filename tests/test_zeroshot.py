@@ -1,6 +1,7 @@
 """The zero-shot LLM rankers: prompts from the tracks config, each scorer against an independent
 computation with the packaged model, rankings through the CLI on the sample, bad settings, and
-the http backend against a real `transformers serve` server."""
+the http backend against a real `transformers serve` server and on answers recorded from a real
+llama.cpp server."""
 
 import json
 import os
@@ -92,17 +93,21 @@ def test_the_verbalizer_reads_the_letters_next_token_logprobs(local_model):
 
 def test_a_written_ranking_is_parsed_in_order_once_each():
     five = ["a - 1", "b - 2", "c - 3", "d - 4", "e - 5"]
-    assert zeroshot.parse_ranking("3, 1, 3, 7, 2 and 0", five) == [2, 0, 1]
-    assert zeroshot.parse_ranking("no numbers", five) == []
+    assert zeroshot.parse_ranking("3, 1, 3, 7, 2, 0", five) == [2, 0, 1]
+    assert zeroshot.parse_ranking("Ranking: 4 > 5\n1) 3\n2) 1", five) == [3, 4, 2, 0]
+    # Numbers in prose or in a made-up title are not candidate numbers.
+    assert zeroshot.parse_ranking("Here are the 5 candidates ranked:\n2. U2 - One", five) == []
     # A numbered list of the tracks' texts: the texts count, not the list's numbering; a line
     # naming no candidate (a track the model made up) is skipped.
     answer = "1. C - D\n2. a  -  b\n3. Made - Up\n4. E - F\n5."
     assert zeroshot.parse_ranking(answer, ["A - B", "C - D", "E - F"]) == [1, 0, 2]
-    # A candidate whose text is inside another's is named only where it stands alone.
-    lines = ["Ber - Cold", "Ber - Cold Torro", "X - Y"]
-    assert zeroshot.parse_ranking("1. Ber - Cold Torro", lines) == [1]
+    # Whole words only; a text inside a longer candidate's text is not that candidate.
+    lines = ["Ber - Cold", "Ber - Cold Torro", "X - Y", "Beck - Loser"]
+    assert zeroshot.parse_ranking("1. Ber - Cold Torro\n2. Xbeck - Losers", lines) == [1]
     assert zeroshot.parse_ranking("Ber - Cold Torro, X - Y, Ber - Cold", lines) == [1, 2, 0]
-    assert zeroshot.parse_ranking("1) 3\n2) 1", lines) == [2, 0]
+    # Two candidates with the same text are named in turn; the MGPHot genes need not be written.
+    lines = ["A - B [loud]", "C - D [calm]", "A - B [sad]"]
+    assert zeroshot.parse_ranking("1. A - B\n2. c - d\n3. A - B", lines) == [0, 1, 2]
 
 
 def test_next_track_reranks_the_retrievers_shortlist(sample_build, pop_folder, tmp_path):
@@ -225,8 +230,8 @@ def test_vllm_logprob_answers_are_read():
     }}]}  # fmt: skip
     assert zeroshot.echoed_logprob(echoed, len(prompt), len(prompt) + 6) == pytest.approx(-0.5)
     # A token generated after the candidate (the request asks for one) is not counted.
-    echoed["choices"][0]["logprobs"]["text_offset"].append(18)
-    echoed["choices"][0]["logprobs"]["token_logprobs"].append(-9.0)
+    for field, value in (("tokens", "C"), ("text_offset", 18), ("token_logprobs", -9.0)):
+        echoed["choices"][0]["logprobs"][field].append(value)
     assert zeroshot.echoed_logprob(echoed, len(prompt), len(prompt) + 6) == pytest.approx(-0.5)
     top = {"choices": [{"logprobs": {"top_logprobs": [{" A": -0.1, " C": -3.0}]}}]}
     assert zeroshot.next_token_logprobs(top, [" A", " B", " C"]) == [-0.1, -4.0, -3.0]
@@ -263,9 +268,10 @@ def test_verbalizer_over_llamacpp_matches_the_local_model(local_model, tmp_path)
     too, its answers replace the recording.
 
     Tolerance: llama.cpp runs the Q4_1 weights with its own quantized kernels, transformers the
-    same weights dequantized to fp32; on these answers the scores differ by at most 0.074 nats
-    and rank the candidates alike (with one order instead of two: 0.087, and two close
-    candidates swap), so the test allows 0.15 nats and a Kendall tau of at least 0.6. (The ``likelihood`` is not tested this way:
+    same weights dequantized to fp32. On these answers (two orders) the scores differ by at most
+    0.074 nats and rank the candidates alike; with the given order alone, 0.087 nats and two
+    close candidates swap. So the test allows 0.15 nats and a Kendall tau of at least 0.6.
+    (The ``likelihood`` is not tested this way:
     llama-cpp-python's echoed prompt log-probabilities are shifted by one token, see
     docs/baselines.md.)"""
     import shutil
@@ -274,6 +280,8 @@ def test_verbalizer_over_llamacpp_matches_the_local_model(local_model, tmp_path)
 
     url = os.environ.get("MMBENCH_LLAMACPP_URL", "http://127.0.0.1:9/v1")
     if os.environ.get("MMBENCH_LLAMACPP_RECORD"):
+        if "MMBENCH_LLAMACPP_URL" not in os.environ:
+            pytest.fail("MMBENCH_LLAMACPP_RECORD=1 records from MMBENCH_LLAMACPP_URL, which is not set")
         shutil.rmtree(LLAMACPP_ANSWERS, ignore_errors=True)
         cache = LLAMACPP_ANSWERS
     elif "MMBENCH_LLAMACPP_URL" in os.environ:
