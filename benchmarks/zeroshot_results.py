@@ -92,10 +92,8 @@ def shortlists(
     from mmbench.baselines.runner import instance_inputs, model_config
 
     data = Benchmark(args.dataset)
-    base = {
-        json.loads(x)["instance_id"]: json.loads(x)["predictions"]
-        for x in retriever_predictions.read_text().splitlines()
-    }
+    rows = map(json.loads, retriever_predictions.read_text().splitlines())
+    base = {row["instance_id"]: row["predictions"] for row in rows}
     texts = zs.TrackTexts(data, mgphot=False)
     config = model_config("zeroshot")
     cases = [
