@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mmbench.baselines.data import Benchmark
+from mmbench.builders.identify import normalize_name
 from mmbench.errors import MmbenchError
 from mmbench.progress import progress_bar
 from mmbench.schema import MAX_PREDICTIONS, mgphot_gene_list
@@ -329,13 +330,11 @@ def parse_ranking(text: str, lines: list[str]) -> list[int]:
     ``[...]``, the MGPHot genes, not needed; a text inside a longer candidate's not counted),
     those candidates in the order written, candidates with the same text in turn. A line made
     only of numbers and separators, after at most a two-word label (``Ranking: 3, 1``), names
-    the candidates of those numbers (1..n). Other lines
-    (prose, tracks the model made up) name none. So ``3, 1, 7`` and a list that writes the
-    tracks out (``1. Artist - Title``) both parse, and the list's own numbering is never taken
-    for candidates: small models answer with a numbered list of titles.
+    the candidates of those numbers (1..n). Other lines (prose, tracks the model made up) name
+    none. So ``3, 1, 7`` and a list that writes the tracks out (``1. Artist - Title``) both
+    parse, and the list's own numbering is never taken for candidates: small models answer with
+    a numbered list of titles.
     """
-    from mmbench.builders.identify import normalize_name
-
     same_text: dict[str, list[int]] = {}
     for i, line in enumerate(lines):
         same_text.setdefault(normalize_name(re.sub(r"\s*\[[^\]]*\]\s*$", "", line)), []).append(i)

@@ -92,13 +92,13 @@ def shortlists(
     from mmbench.baselines.runner import instance_inputs, model_config
 
     data = Benchmark(args.dataset)
-    rows = map(json.loads, retriever_predictions.read_text().splitlines())
-    base = {row["instance_id"]: row["predictions"] for row in rows}
     texts = zs.TrackTexts(data, mgphot=False)
-    config = model_config("zeroshot")
+    config = {**model_config("zeroshot"), "retriever": str(retriever_predictions)}
+    rows = instance_inputs(data, "next-track", "test")[:n]
+    base = zs.retriever_rankings(config, data, "next-track", "test", [r["instance_id"] for r in rows], None)
     cases = [
         (zs.history_prompt(r, texts, config), [texts.line(t) for t in base[r["instance_id"]][:20]])
-        for r in instance_inputs(data, "next-track", "test")[:n]
+        for r in rows
     ]
     return zs.LocalModel("", "auto"), cases, config
 

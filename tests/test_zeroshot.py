@@ -271,9 +271,8 @@ def test_verbalizer_over_llamacpp_matches_the_local_model(local_model, tmp_path)
     same weights dequantized to fp32. On these answers (two orders) the scores differ by at most
     0.074 nats and rank the candidates alike; with the given order alone, 0.087 nats and two
     close candidates swap. So the test allows 0.15 nats and a Kendall tau of at least 0.6.
-    (The ``likelihood`` is not tested this way:
-    llama-cpp-python's echoed prompt log-probabilities are shifted by one token, see
-    docs/baselines.md.)"""
+    (The ``likelihood`` is not tested this way: llama-cpp-python's echoed prompt
+    log-probabilities are shifted by one token, see docs/baselines.md.)"""
     import shutil
 
     from scipy.stats import kendalltau
