@@ -11,12 +11,13 @@ import polars as pl
 THRESHOLDS = {"min_user_plays": "user", "min_track_plays": "track", "min_user_sessions": "user"}
 
 
-def _keep(name: str, value: Any) -> pl.Expr:
-    """The expression that is true for the plays the filter ``name`` keeps."""
-    if name == "min_user_plays":
-        return pl.len().over("user") >= value
-    if name == "min_track_plays":
-        return pl.len().over("track") >= value
+def _keep(name: str, value: Any, count_before: float | None = None) -> pl.Expr:
+    """The expression that is true for the plays the filter ``name`` keeps; with
+    ``count_before``, a threshold filter counts only the plays (sessions) before that time."""
+    counted = pl.col("timestamp") < count_before if count_before is not None else None
+    if name in ("min_user_plays", "min_track_plays"):
+        unit = THRESHOLDS[name]
+        return (pl.len() if counted is None else counted.sum()).over(unit) >= value
     if name == "dedupe_session_repeats":
         key = pl.col("session").cast(pl.UInt64) * (1 << 32) + pl.col("track").cast(pl.UInt64)
         return key.is_first_distinct()
@@ -25,7 +26,8 @@ def _keep(name: str, value: Any) -> pl.Expr:
     if name == "max_session_length":
         return pl.int_range(pl.len()).over("session") < value
     if name == "min_user_sessions":
-        return pl.col("session").n_unique().over("user") >= value
+        sessions = pl.col("session") if counted is None else pl.col("session").filter(counted)
+        return sessions.n_unique().over("user") >= value
     raise ValueError(f"unknown filter {name!r}")
 
 
@@ -34,8 +36,12 @@ def apply_filters(
     filters: dict[str, Any],
     names: list[str],
     reached: dict[str, pl.DataFrame] | None = None,
+    count_before: float | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Apply the filters ``names`` (in that order) with their values from ``filters``.
+
+    With ``count_before`` (a time), the threshold filters count only the plays, and the sessions
+    that start, before it: users and tracks are selected on what was known then.
 
     A value of 0 or false skips a filter. Session filters need the ``session`` column and rely
     on plays being in session order. The report gives the plays each filter removed and, after
@@ -51,7 +57,7 @@ def apply_filters(
         if reached is not None and name in THRESHOLDS:
             reached[name] = threshold_reached(plays, name, value)
         before = plays.height
-        plays = plays.filter(_keep(name, value))
+        plays = plays.filter(_keep(name, value, count_before))
         report["removed"][name] = before - plays.height
         counts = {
             "plays": plays.height,
@@ -115,3 +121,25 @@ def later_plays_report(
     train = plays.join(sessions.filter(pl.col("split") == "train").select("session"), on="session")
     report["tracks_without_training_play"] = kept["track"].len() - train["track"].n_unique()
     return report
+
+
+def describe_filters(recipe: dict[str, Any]) -> list[str]:
+    """One sentence per filter of ``recipe`` that is on, in the order the build applies them,
+    saying what it does to the plays and sessions (the card and docs/protocol.md print them)."""
+    values = recipe["filters"]
+    before = recipe["sessionize"]["after_filters"]
+    gap = recipe["sessionize"]["gap_seconds"]
+    what = {
+        "min_user_plays": "keeps the users with at least {v:,} plays (counted over the whole period)",
+        "min_track_plays": "keeps the tracks with at least {v:,} plays (counted over the whole period)",
+        "dedupe_session_repeats": "removes every repeat of a track within a session, keeping its first "
+        "play (so no track occurs twice in a session)",
+        "min_session_length": "drops the sessions with fewer than {v} plays left",
+        "max_session_length": "cuts every longer session to its first {v} plays (the rest of the "
+        "session is removed; the session is kept)",
+        "min_user_sessions": "keeps the users with at least {v:,} sessions left",
+    }
+    steps = [f"`{n}` {what[n].format(v=values[n])}" for n in before if values[n]]
+    steps.append(f"sessions are cut where the gap between two plays of a user exceeds {gap:,} s")
+    steps += [f"`{n}` {what[n].format(v=values[n])}" for n in values if n not in before and values[n]]
+    return steps

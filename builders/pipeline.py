@@ -59,10 +59,12 @@ def _filter_names(recipe: dict, before_sessionize: bool) -> list[str]:
 REACHED = "reached-"  # a filter stage's artefact: when each unit reached a threshold
 
 
-def _filtered(plays: pl.DataFrame, recipe: dict, before_sessionize: bool) -> tuple[Frames, dict]:
+def _filtered(
+    plays: pl.DataFrame, recipe: dict, before_sessionize: bool, count_before: float | None = None
+) -> tuple[Frames, dict]:
     reached: dict[str, pl.DataFrame] = {}
     names = _filter_names(recipe, before_sessionize)
-    kept, report = filters.apply_filters(plays, recipe["filters"], names, reached)
+    kept, report = filters.apply_filters(plays, recipe["filters"], names, reached, count_before)
     return {"plays": kept, **{REACHED + name: frame for name, frame in reached.items()}}, report
 
 
@@ -87,7 +89,17 @@ def _completion(ctx: Context) -> tuple[Frames, dict]:
 
 
 def _filter(ctx: Context) -> tuple[Frames, dict]:
-    frames, report = _filtered(ctx.frame("completion", "plays"), ctx.recipe, before_sessionize=False)
+    plays = ctx.frame("completion", "plays")
+    frames, report = _filtered(plays, ctx.recipe, before_sessionize=False)
+    cut = ctx.recipe["split"]
+    if cut["select_before_test_cutoff"] and frames["plays"].height:
+        # The cutoffs of the whole-period selection, then the selection redone on the plays
+        # before its test cutoff; the split keeps these cutoffs (docs/protocol.md).
+        validation, test = split.temporal_cutoffs(
+            frames["plays"]["timestamp"].to_numpy(), cut["test_quantile"], cut["validation_quantile"]
+        )
+        frames, report = _filtered(plays, ctx.recipe, before_sessionize=False, count_before=test)
+        report["cutoffs"] = {"validation": validation, "test": test}
     if frames["plays"].height == 0:
         raise MmbenchError(
             "the recipe's filters removed every play; relax them (e.g. --set filters.min_user_plays=...)"
@@ -97,8 +109,12 @@ def _filter(ctx: Context) -> tuple[Frames, dict]:
 
 def _split(ctx: Context) -> tuple[Frames, dict]:
     cut = ctx.recipe["split"]
+    fixed = ctx.reports["filter"].get("cutoffs")
     sessions, report = split.temporal_split(
-        ctx.frame("filter", "plays"), cut["test_quantile"], cut["validation_quantile"]
+        ctx.frame("filter", "plays"),
+        cut["test_quantile"],
+        cut["validation_quantile"],
+        (fixed["validation"], fixed["test"]) if fixed else None,
     )
     user_ids = ctx.frame("ingest", "users")["user_id"]
     sessions = sessions.with_columns(
@@ -129,6 +145,7 @@ def _instances(ctx: Context) -> tuple[Frames, dict]:
         ctx.frame("ingest", "users")["user_id"],
         ctx.recipe["instances"]["paper_sampled_negatives"],
         ctx.recipe["instances"]["seed"],
+        instances.target_can_repeat_prefix(ctx.recipe["filters"]),
     )
 
 
@@ -149,10 +166,10 @@ def core_stages(recipe: dict[str, Any]) -> list[Stage]:
     return stages + [
         Stage("sessionize", _sessionize, sessionize.__name__, ("sessionize.gap_seconds",), played),
         Stage("completion", _completion, completion.__name__, (), ("sessionize", "identify"), ("durations", "audio")),
-        Stage("filter", _filter, filters.__name__, tuple(f"filters.{f}" for f in after), ("completion",)),
+        Stage("filter", _filter, filters.__name__, (*(f"filters.{f}" for f in after), "split"), ("completion",)),
         Stage("split", _split, split.__name__, ("split",), ("filter", "ingest")),
         Stage("selection_audit", _selection_audit, filters.__name__, ("filters",), (*prefiltered, "filter", "split")),
-        Stage("instances", _instances, instances.__name__, ("instances",), ("filter", "split", "identify", "ingest")),
+        Stage("instances", _instances, instances.__name__, ("instances", "filters.dedupe_session_repeats"), ("filter", "split", "identify", "ingest")),
     ]  # fmt: skip
 
 

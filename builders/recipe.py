@@ -61,7 +61,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
 # Each table's keys and their types ([filters] is checked by name: its order matters).
 RECIPE_TABLES = {
     "sessionize": {"gap_seconds": int, "after_filters": list},
-    "split": {"test_quantile": float, "validation_quantile": float},
+    "split": {"test_quantile": float, "validation_quantile": float, "select_before_test_cutoff": bool},
     "instances": {"paper_sampled_negatives": int, "seed": int},
     "enrich": {
         "audio_encoder": str,
@@ -104,6 +104,11 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
         )
     if recipe["enrich"]["mgphot_backend"] not in ("local", "http") or recipe["enrich"]["mgphot_limit"] < 0:
         raise MmbenchError(f"{origin}: enrich.mgphot_backend must be local or http, enrich.mgphot_limit >= 0")
+    if recipe["split"]["select_before_test_cutoff"] and recipe["sessionize"]["after_filters"]:
+        raise MmbenchError(
+            f"{origin}: split.select_before_test_cutoff needs every filter to run after sessionizing "
+            "(sessionize.after_filters = [])"
+        )
     if recipe["instances"]["paper_sampled_negatives"] < 1:
         raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
 

@@ -28,15 +28,23 @@ def temporal_cutoffs(
 
 
 def temporal_split(
-    plays: pl.DataFrame, test_quantile: float, validation_quantile: float
+    plays: pl.DataFrame,
+    test_quantile: float,
+    validation_quantile: float,
+    cutoffs: tuple[float, float] | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Assign each session to a split by its start time (its first kept play).
 
+    The (validation, test) ``cutoffs`` are the quantiles of the kept plays' timestamps
+    (:func:`temporal_cutoffs`) unless given (a selection made before the test cutoff keeps the
+    cutoffs it was made at).
+
     start >= test cutoff: test; else start >= validation cutoff: validation; else train.
     Returns one row per session (``session``, ``user``, ``start``, ``n_tracks``, ``split``) and
-    the report with the cutoffs. Fails clearly when a split would be empty.
+    the report with the cutoffs and the plays of training and validation sessions that fall after
+    a later cutoff (sessions that straddle it). Fails clearly when a split would be empty.
     """
-    validation_cutoff, test_cutoff = temporal_cutoffs(
+    validation_cutoff, test_cutoff = cutoffs or temporal_cutoffs(
         plays["timestamp"].to_numpy(), test_quantile, validation_quantile
     )
     sessions = (
@@ -52,6 +60,20 @@ def temporal_split(
         )
     )
     counts = {s: sessions.filter(pl.col("split") == s) for s in SPLITS}
+    # A session belongs to the split of its start, so a session that straddles a cutoff takes
+    # plays from after it into the earlier split: counted, so that the docs can say how many.
+    split_of_play = plays.select("session", "timestamp").join(
+        sessions.select("session", "split"), on="session", how="left"
+    )
+
+    def after(split: str, cutoff: float) -> int:
+        return split_of_play.filter((pl.col("split") == split) & (pl.col("timestamp") >= cutoff)).height
+
+    straddling = {
+        "train_plays_after_validation_cutoff": after("train", validation_cutoff),
+        "train_plays_after_test_cutoff": after("train", test_cutoff),
+        "validation_plays_after_test_cutoff": after("validation", test_cutoff),
+    }
     empty = [s for s in SPLITS if counts[s].height == 0]
     if empty:
         raise MmbenchError(
@@ -73,5 +95,6 @@ def temporal_split(
         "sessions": {s: counts[s].height for s in SPLITS},
         "plays": {s: int(counts[s]["n_tracks"].sum()) for s in SPLITS},
         "users": {s: counts[s]["user"].n_unique() for s in SPLITS},
+        "plays_after_a_later_cutoff": straddling,
     }
     return sessions, report

@@ -177,3 +177,38 @@ def test_threshold_reached_agrees_with_reapplying_each_threshold_before_the_cuto
         plays = plays.filter(_keep(name, values[name]))
     assert {name: set(units) for name, units in found.items()} == expected
     assert any(expected.values())
+
+
+def test_selection_counted_before_a_time_keeps_later_plays_of_the_units_it_selects():
+    # As above, with a later play of a by u2. Counted before 100, u1 has 3 plays and goes; of
+    # u2's plays, track b has 1 before 100 and goes; u2 and a stay, with a's play after 100.
+    rows = [("u1", "a", 10), ("u1", "a", 20), ("u1", "b", 30), ("u1", "b", 150)]
+    rows += [("u2", "a", 11), ("u2", "b", 12), ("u2", "a", 13), ("u2", "a", 14), ("u2", "b", 160)]
+    rows += [("u2", "a", 170)]
+    plays = pl.DataFrame(rows, schema=["user", "track", "timestamp"], orient="row")
+    filters = {"min_user_plays": 4, "min_track_plays": 3}
+    whole, _ = apply_filters(plays, filters, list(filters))
+    assert set(whole["user"]) == {"u1", "u2"} and set(whole["track"]) == {"a", "b"}
+    before, report = apply_filters(plays, filters, list(filters), count_before=100)
+    assert set(before["user"]) == {"u2"} and set(before["track"]) == {"a"}
+    assert before["timestamp"].to_list() == [11, 13, 14, 170]
+    assert report["rows_in"] == report["rows_out"] + sum(report["removed"].values())
+
+
+def test_split_straddling_plays_are_counted():
+    ordered, _ = sessionize(_random_plays(5), 1200)
+    sessions, report = temporal_split(ordered, 0.8, 0.75)
+    split_of = dict(zip(sessions["session"].to_list(), sessions["split"].to_list(), strict=True))
+    rows = ordered.select("session", "timestamp").to_dicts()
+    val, test = report["validation_cutoff"], report["test_cutoff"]
+    expected = {
+        "train_plays_after_validation_cutoff": sum(split_of[r["session"]] == "train" and r["timestamp"] >= val for r in rows),
+        "train_plays_after_test_cutoff": sum(split_of[r["session"]] == "train" and r["timestamp"] >= test for r in rows),
+        "validation_plays_after_test_cutoff": sum(
+            split_of[r["session"]] == "validation" and r["timestamp"] >= test for r in rows
+        ),
+    }  # fmt: skip
+    assert report["plays_after_a_later_cutoff"] == expected
+    # Fixed cutoffs are kept as given.
+    _, fixed = temporal_split(ordered, 0.8, 0.75, (val - 1.0, test + 1.0))
+    assert (fixed["validation_cutoff"], fixed["test_cutoff"]) == (val - 1.0, test + 1.0)

@@ -22,6 +22,7 @@ def test_builtin_recipes_and_their_order():
     assert official["filters"] == paper["filters"] and official["split"] == {
         "test_quantile": 0.9,
         "validation_quantile": 0.9,
+        "select_before_test_cutoff": False,
     }
 
 
@@ -54,8 +55,17 @@ def test_overrides_keep_types_and_order(tmp_path):
         ('sessionize.after_filters=["min_session_length"]', "after_filters"),
         ("filters.min_user_plays=true", "expects a int"),
         ("instances.seed.x=1", "unknown recipe key"),
+        ("split.select_before_test_cutoff=1", "expects a bool"),
     ],
 )
 def test_invalid_values_are_refused(override, message):
     with pytest.raises(MmbenchError, match=message):
         load_recipe("official", [override])
+
+
+def test_selection_before_the_test_cutoff_needs_every_filter_after_sessionizing():
+    assert load_recipe("official", ["split.select_before_test_cutoff=true"])["split"][
+        "select_before_test_cutoff"
+    ]
+    with pytest.raises(MmbenchError, match="select_before_test_cutoff needs every filter"):
+        load_recipe("paper", ["split.select_before_test_cutoff=true"])
