@@ -35,23 +35,28 @@ def sample_negatives(n_catalog: int, excluded: np.ndarray, n: int, seed: int, ke
     return drawn[~np.isin(drawn, excluded)][:n]
 
 
-def _heard_before(table: pl.DataFrame, plays: pl.DataFrame) -> pl.Series:
-    """The ids of the instances whose user played the target before it: in a session that
-    starts earlier, or earlier in the instance's own session (its prefix)."""
+def _earlier_plays_of_target(table: pl.DataFrame, plays: pl.DataFrame) -> pl.DataFrame:
+    """Per instance, its user's plays of its target before it: in a session that starts earlier
+    (``in_prefix`` false) or earlier in the instance's own session (``in_prefix`` true)."""
     pair = pl.col("user").cast(pl.UInt64) * (1 << 32) + pl.col("track").cast(pl.UInt64)
     asked = table.select("instance_id", "session", "start", "position", pair.alias("pair"))
     earlier = plays.select(
         pair.alias("pair"), pl.col("session").alias("play_session"), pl.col("start").alias("play_start"),
         pl.col("position").alias("at"),
     )  # fmt: skip
+    in_prefix = (pl.col("play_session") == pl.col("session")) & (pl.col("at") < pl.col("position"))
     return (
         asked.join(earlier, on="pair")
-        .filter(
-            (pl.col("play_start") < pl.col("start"))
-            | ((pl.col("play_session") == pl.col("session")) & (pl.col("at") < pl.col("position")))
-        )["instance_id"]
-        .unique()
+        .filter((pl.col("play_start") < pl.col("start")) | in_prefix)
+        .select("instance_id", in_prefix.alias("in_prefix"))
     )
+
+
+def target_can_repeat_prefix(filters: dict) -> bool:
+    """Whether a recipe lets a next-track target repeat a track of its session prefix: not when
+    it removes a track's repeats within a session (``dedupe_session_repeats``), whatever the
+    other filters do, since the target and the prefix are plays of one session."""
+    return not filters.get("dedupe_session_repeats", False)
 
 
 def build_instances(
@@ -62,6 +67,7 @@ def build_instances(
     user_ids: pl.Series,
     negatives: int,
     seed: int,
+    can_repeat_prefix: bool = True,
 ) -> tuple[dict[str, pl.DataFrame], dict]:
     """The instances of both tasks for the validation and test splits.
 
@@ -78,7 +84,12 @@ def build_instances(
     Each instance also gets the labels of its target that the evaluation breakdown groups by
     (docs/protocol.md): ``target_heard_before`` (the user played it before: in an earlier
     session or the session prefix), ``target_popularity`` (head, torso or tail of the
-    catalogue's training plays) and ``target_cold`` (no training play).
+    catalogue's training plays), ``target_cold`` (no training play) and ``target_cold_new``
+    (cold and never played by the user before: what neither a history nor an ID can find).
+
+    ``can_repeat_prefix`` is the recipe's rule (:func:`target_can_repeat_prefix`); the report
+    states it with the count of next-track targets found in their prefix, and a build whose
+    rule says "never" but whose data has one fails.
 
     A session's plays are put in session order here (time, then the reverse of file order for
     equal times, as :func:`~mmbench.builders.sessionize.sessionize` orders them), so the targets
@@ -99,7 +110,22 @@ def build_instances(
             report[task][split] = int((tables[-1]["task"] == task).sum())
     # Both splits are labelled at once: one join with the plays instead of one per split.
     n_plays_train = _train_play_counts(plays, catalog)
-    labelled = _labelled(pl.concat(tables), plays, catalog, n_plays_train, track_ids, user_ids)
+    everything = pl.concat(tables)
+    earlier = _earlier_plays_of_target(everything, plays)
+    labelled = _labelled(everything, earlier, catalog, n_plays_train, track_ids, user_ids)
+    in_prefix = everything.filter(
+        (pl.col("task") == "next-track")
+        & pl.col("instance_id").is_in(earlier.filter("in_prefix")["instance_id"].implode())
+    )
+    report["target_can_repeat_prefix"] = can_repeat_prefix
+    report["next_track_targets_in_prefix"] = {
+        split: int((in_prefix["split"] == split).sum()) for split in ("validation", "test")
+    }
+    if not can_repeat_prefix and in_prefix.height:
+        raise MmbenchError(
+            f"{in_prefix.height} next-track targets repeat a track of their session prefix, which the "
+            "recipe's dedupe_session_repeats rules out"
+        )
     out = {
         split: labelled.filter(pl.col("split") == split).select(INSTANCE_COLUMNS).sort("task", "instance_id")
         for split in ("validation", "test")
@@ -207,7 +233,7 @@ def _paper_sampled(
 
 def _labelled(
     table: pl.DataFrame,
-    plays: pl.DataFrame,
+    earlier: pl.DataFrame,
     catalog: np.ndarray,
     n_plays_train: np.ndarray,
     track_ids: pl.Series,
@@ -215,10 +241,11 @@ def _labelled(
 ) -> pl.DataFrame:
     """The instances with their ids and their targets' segment labels, in the published form."""
     n_target = n_plays_train[np.searchsorted(catalog, table["track"].to_numpy())]
+    heard = pl.col("instance_id").is_in(earlier["instance_id"].unique().implode())
     return table.with_columns(
         pl.Series("user_id", user_ids.gather(table["user"])),
         pl.Series("target_track_id", track_ids.gather(table["track"])),
-        pl.col("instance_id").is_in(_heard_before(table, plays).implode()).alias("target_heard_before"),
+        heard.alias("target_heard_before"),
         pl.Series("target_popularity", popularity_group(n_target, popularity_thresholds(n_plays_train))),
         pl.Series("target_cold", n_target == 0),
-    )
+    ).with_columns((pl.col("target_cold") & ~pl.col("target_heard_before")).alias("target_cold_new"))

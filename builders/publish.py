@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from mmbench import layout
 from mmbench.builders.croissant import croissant_text
 from mmbench.builders.datasheet import datasheet_text
+from mmbench.builders.filters import describe_filters
 from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.builders.recipe import recipe_toml
 from mmbench.errors import MmbenchError
@@ -274,6 +275,65 @@ on items chosen with knowledge of their later plays (see `docs/protocol.md`).
 """
 
 
+def protocol_rules(recipe: dict, instances_report: dict) -> dict[str, Any]:
+    """What the recipe lets a next-track target be, stated for every consumer of the build
+    (baselines, the evaluator's warnings, the card, `mmbench info`)."""
+    repeat = instances_report["target_can_repeat_prefix"]
+    length = recipe["filters"].get("max_session_length", 0)
+    if repeat:
+        target = "the last track of the session"
+    elif length and length == recipe["filters"].get("min_session_length", 0):
+        target = f"the {_ordinal(length)} distinct track of the session"
+    else:
+        target = "the last distinct track of the session"
+    return {
+        "target_can_repeat_prefix": repeat,
+        "next_track_target": target,
+        "why": (
+            "sessions keep repeats of a track, so a target may be a track of its prefix"
+            if repeat
+            else "the recipe removes repeats of a track within a session (dedupe_session_repeats), so a "
+            "next-track target is never one of the tracks of its session prefix; the baselines leave the "
+            "prefix out of their rankings and the evaluator warns about rankings that do not"
+        ),
+        "next_track_targets_in_prefix": instances_report["next_track_targets_in_prefix"],
+        "session_construction": describe_filters(recipe),
+    }
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _sessions_section(report: dict) -> str:
+    """The card's account of how a session is built and what a next-track target is."""
+    rules = report["protocol"]
+    steps = "\n".join(f"{i}. {step}." for i, step in enumerate(rules["session_construction"], 1))
+    single = ""
+    filters = report["recipe"]["filters"]
+    if filters.get("max_session_length") and filters.get("max_session_length") == filters.get(
+        "min_session_length"
+    ):
+        single = (
+            f" Every session therefore has exactly {filters['max_session_length']} tracks, which is why "
+            "the session-length plot below is a single bar."
+        )
+    return f"""## Sessions and the next-track target
+
+The build orders each user's valid plays by time and applies, in this order:
+
+{steps}
+
+A `next-track` instance's target is {rules["next_track_target"]}; its input is the tracks before
+it in the session (its prefix) and every play of the user before the session's start.{single}
+**Can a target repeat a prefix track?** {"Yes" if rules["target_can_repeat_prefix"] else "No"}: {rules["why"]}.
+The build counted the targets found in their own prefix: {rules["next_track_targets_in_prefix"]["validation"]:,}
+in validation, {rules["next_track_targets_in_prefix"]["test"]:,} in test. `protocol` in `build_report.json` states the same.
+
+"""
+
+
 def card_text(report: dict, plots: list[str], recipe_text: str) -> str:
     """The dataset card: YAML front matter with every config and split, then the description."""
     content = report.get("content", {})
@@ -304,6 +364,7 @@ Discovery in the Long Tail*, Springer, 2010. The mmbench code is MIT-licensed.
 
 """
         + _statistics_section(report)
+        + _sessions_section(report)
         + "\n".join(f"![{p[:-4].replace('_', ' ')}](plots/{p})" for p in plots)
         + content_section(content, report["statistics"]["tracks"])
         + f"""
@@ -412,7 +473,7 @@ def publish_build(
     catalog = track_catalog(tracks, durations, plays, sessions)
     user_table = user_catalog(users, sessions)
     session_rows = session_table(plays, sessions, tracks["track_id"], users["user_id"])
-    _write_configs(staging / layout.DATA, session_rows, inst, catalog, user_table, enriched)
+    written = _write_configs(staging / layout.DATA, session_rows, inst, catalog, user_table, enriched)
     statistics = {
         "plays": plays.height,
         "sessions": sessions.height,
@@ -428,12 +489,13 @@ def publish_build(
     report: dict[str, Any] = {
         "mmbench_version": versions()["mmbench"],
         "dataset_version": DATASET_VERSION,
-        "fingerprint": compute_fingerprint(inst, catalog["track_id"]),
+        "fingerprint": compute_fingerprint(written, catalog),
         "recipe": recipe,
         "inputs": stages["ingest"]["inputs"],
         "stages": stages,
         "statistics": statistics,
         "later_plays_in_selection": later_plays,
+        "protocol": protocol_rules(recipe, stages["instances"]),
         "content": {config: info for config, (_, info) in enriched.items()},
         "versions": versions(),
     }
@@ -467,8 +529,10 @@ def _write_configs(
     catalog: pl.DataFrame,
     user_table: pl.DataFrame,
     enriched: dict[str, tuple[pl.DataFrame, dict]],
-) -> None:
-    """Every config's parquet files under ``data``; the instances get one label per content config."""
+) -> dict[str, pl.DataFrame]:
+    """Every config's parquet files under ``data``; the instances get one label per content config.
+    Returns the instances as written, per split (what the fingerprint covers)."""
+    written = {}
     for name in ("train", "validation", "test"):
         rows = session_rows.filter(pl.col("split") == name)
         write_parquet_shards(to_arrow(rows, "sessions"), data / "sessions", name)
@@ -477,7 +541,9 @@ def _write_configs(
             pl.col("target_track_id").is_in(frame["track_id"].implode()).alias(content_label(config))
             for config, (frame, _) in sorted(enriched.items())
         )
-        write_parquet_shards(to_arrow(labelled, instances_schema(list(enriched))), data / "instances", name)
+        table = to_arrow(labelled, instances_schema(list(enriched)))
+        write_parquet_shards(table, data / "instances", name)
+        written[name] = pl.from_arrow(table)
     write_parquet_shards(to_arrow(catalog, "tracks"), data / "tracks", "catalog")
     write_parquet_shards(to_arrow(user_table, "users"), data / "users", "catalog")
     for config, (frame, info) in enriched.items():

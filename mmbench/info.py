@@ -184,6 +184,13 @@ def print_statistics(folder: Path) -> None:
         f"{stats['tracks_with_duration']:,} with a duration), {stats['users']:,} users"
     )
     console.print(f"cutoffs: validation {split['validation_cutoff_utc']}, test {split['test_cutoff_utc']}")
+    rules = report.get("protocol")
+    if rules:
+        can = "yes" if rules["target_can_repeat_prefix"] else "no"
+        console.print(
+            f"next-track target: {rules['next_track_target']}; can it repeat a prefix track? {can} "
+            f"({rules['why']})"
+        )
     console.print(f"dataset version: {report.get('dataset_version', 'none (built by an older mmbench)')}")
     console.print(
         f"dataset fingerprint: {report.get('fingerprint', 'none (built by an older mmbench)')}",

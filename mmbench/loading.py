@@ -77,6 +77,36 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
         ) from None
 
 
+def build_report(source: str | os.PathLike | None = None) -> dict:
+    """The build's ``build_report.json`` (recipe, accounting, protocol rules, fingerprint), from a
+    local build or the Hub."""
+    import json
+
+    where = resolve_source(source)
+    if Path(where).is_dir():
+        path = Path(where) / "build_report.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(where, "build_report.json", repo_type="dataset"))
+        except Exception as exc:  # any failure of the download is one message to the user
+            raise MmbenchError(f"{where}: cannot download build_report.json ({type(exc).__name__})") from None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MmbenchError(f"{path}: not a readable build report ({exc})") from None
+
+
+def target_can_repeat_prefix(source: str | os.PathLike | None = None) -> bool:
+    """Whether a next-track target of this build may be a track of its session prefix (the
+    build's ``protocol`` rule, from its recipe; builds older than the rule: from the recipe)."""
+    report = build_report(source)
+    if "protocol" in report:
+        return bool(report["protocol"]["target_can_repeat_prefix"])
+    return not report["recipe"]["filters"].get("dedupe_session_repeats", False)
+
+
 def _cache_dir(folder: Path, config: str) -> str:
     """The ``datasets`` cache folder for one config of a local build.
 

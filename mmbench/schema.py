@@ -40,6 +40,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("target_heard_before", pa.bool_()),
             ("target_popularity", pa.string()),
             ("target_cold", pa.bool_()),
+            ("target_cold_new", pa.bool_()),
         ]
     ),
     "tracks": pa.schema(
