@@ -1,6 +1,6 @@
 """Baselines that write predictions for `mmbench evaluate`; `mmbench baseline list` shows them.
 
-Each model is one module with ``fit(train, config) -> state`` and ``score(inputs, state,
+Each model is one module with ``fit(data, config) -> state`` and ``score(inputs, state,
 config) -> {track_id: score}`` for one instance, or, for the neural models, ``build(n_items,
 config, source) -> nn.Module`` trained by the shared loop of :mod:`mmbench.baselines.training`,
 or, for the rankers that rank a whole split at once (the zero-shot LLMs), ``check`` and
@@ -17,6 +17,8 @@ BASELINES = {
     "pop": "mmbench.baselines.pop",
     "user-repeat": "mmbench.baselines.user_repeat",
     "sknn": "mmbench.baselines.sknn",
+    "history-lookup": "mmbench.baselines.history_lookup",
+    "unseen-first": "mmbench.baselines.unseen_first",
     "sasrec": "mmbench.baselines.sasrec",
     "bert4rec": "mmbench.baselines.bert4rec",
     "gru4rec": "mmbench.baselines.gru4rec",
@@ -24,14 +26,19 @@ BASELINES = {
     "e4srec": "mmbench.baselines.e4srec",
     "zeroshot": "mmbench.baselines.zeroshot",
 }
+# Protocol probes: rules with no model and no content that exploit what the protocol lets any
+# model know; a model's gain is only meaningful above them (docs/protocol.md).
+PROBES = ("history-lookup", "unseen-first")
 
 
 @runtime_checkable
 class MemoryBaseline(Protocol):
-    """A model with nothing to train: state from the training sessions, then a score per
-    candidate track of one instance (its ``history``, ``prefix`` and ``candidates``)."""
+    """A model with nothing to train: state from the build (``data``, a
+    :class:`~mmbench.baselines.data.Benchmark`: the training sessions, or for a protocol probe
+    what is known before each instance), then a score per candidate track of one instance (its
+    ``start``, ``history``, ``prefix`` and ``candidates``)."""
 
-    def fit(self, train: Any, config: dict) -> Any: ...
+    def fit(self, data: Any, config: dict) -> Any: ...
 
     def score(self, inputs: dict, state: Any, config: dict) -> dict[str, float]: ...
 

@@ -37,6 +37,21 @@ class Benchmark:
         """Track ids in catalogue order; a neural model's item number i + 1 is ``track_ids[i]``."""
         return self.tracks["track_id"].to_list()
 
+    @functools.cached_property
+    def build_report(self) -> dict:
+        """The build's ``build_report.json`` (recipe, split cutoffs, protocol rules)."""
+        from mmbench.loading import build_report
+
+        return build_report(self.source)
+
+    @functools.cached_property
+    def excludes_prefix(self) -> bool:
+        """Whether rankings leave out the session prefix: on a build whose next-track target can
+        never repeat a prefix track (its ``protocol`` rule), ranking one wastes a slot."""
+        from mmbench.loading import target_can_repeat_prefix
+
+        return not target_can_repeat_prefix(self.source)
+
     def sessions(self, *splits: str) -> pl.DataFrame:
         """The sessions of the splits given, in that order (:data:`SESSION_COLUMNS`)."""
         return pl.concat([self.frame("sessions", s).select(SESSION_COLUMNS) for s in splits])

@@ -95,7 +95,7 @@ def check_settings(config: dict[str, Any]) -> None:
 def id_encoder_table(config: dict[str, Any], data: Benchmark) -> np.ndarray:
     """The ID encoder's item table [N, D], checked to be a sasrec, bert4rec or gru4rec folder of
     this catalogue."""
-    from mmbench.baselines.runner import dataset_fingerprint
+    from mmbench.baselines.runner import catalogue_digest
 
     source = Path(config["id_encoder"])
     record_path, table_path = source / "config.json", source / "item_embeddings.safetensors"
@@ -113,7 +113,7 @@ def id_encoder_table(config: dict[str, Any], data: Benchmark) -> np.ndarray:
             f"e4srec: id_encoder {source} holds a {model!r} model; expected one of {', '.join(ID_ENCODERS)}"
         )
     with safe_open(table_path, "pt") as f:
-        if (f.metadata() or {}).get("dataset_fingerprint") != dataset_fingerprint(data.track_ids):
+        if (f.metadata() or {}).get("catalogue_digest") != catalogue_digest(data.track_ids):
             raise MmbenchError(
                 f"e4srec: id_encoder {source} was trained on another catalogue than {data.source} "
                 "(its catalogue digest differs); train the ID encoder on this dataset"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def fit(train: Any, config: dict) -> dict:
+def fit(data: Any, config: dict) -> dict:
     """Nothing to learn beyond the popularity order that the runner computes for every model."""
     return {}
 

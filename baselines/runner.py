@@ -1,10 +1,13 @@
 """Training and prediction for every baseline: inputs per instance, ranking, checkpoints.
 
 A trained baseline is a folder with ``config.json``: the model, its hyperparameters, the dataset
-it was trained on and that dataset's fingerprint (SHA-256 of its catalogue's track ids), so that
-predicting on a dataset with other track ids fails clearly. Memory-based models (pop,
-user-repeat, sknn) have no weights: their ``fit`` reruns at prediction time on the training
-sessions, which is cheap. Neural models are trained by :mod:`mmbench.baselines.training`, which
+it was trained on and that dataset's ``catalogue_digest`` (SHA-256 of its catalogue's track ids in
+order; not the dataset fingerprint), so that predicting on a dataset with other track ids fails
+clearly. Memory-based models (pop, user-repeat, sknn, the probes) have no weights: their ``fit``
+reruns at prediction time, which is cheap.
+
+On a build whose next-track target can never repeat a track of its session prefix (the build's
+``protocol`` rule, :attr:`Benchmark.excludes_prefix`), every ranking leaves the prefix out. Neural models are trained by :mod:`mmbench.baselines.training`, which
 adds their weights and item-embedding table to the folder.
 """
 
@@ -52,8 +55,9 @@ def describe_baselines() -> list[str]:
     return lines
 
 
-def dataset_fingerprint(track_ids: list[str]) -> str:
-    """SHA-256 over the catalogue's track ids in order: two datasets with other ids differ."""
+def catalogue_digest(track_ids: list[str]) -> str:
+    """SHA-256 over the catalogue's track ids in order: a trained model fits any build with the
+    same digest (DESIGN.md section 9; not the dataset fingerprint, which covers the instances)."""
     return hashlib.sha256("\n".join(track_ids).encode("utf-8")).hexdigest()
 
 
@@ -63,9 +67,10 @@ def popularity_order(data: Benchmark) -> list[str]:
 
 
 def instance_inputs(data: Benchmark, task: str, split: str) -> list[dict[str, Any]]:
-    """Per instance: its id, the user's plays before the session (time order), the session
-    prefix before the target, each with the plays' completion ratios (``history_completion``,
-    ``prefix_completion``; None where unknown), and the candidates (paper-sampled only)."""
+    """Per instance: its id, the session's ``start`` (every play before it is known), the user's
+    plays before the session (time order), the session prefix before the target, each with the
+    plays' completion ratios (``history_completion``, ``prefix_completion``; None where
+    unknown), and the candidates (paper-sampled only)."""
     instances = data.instances(task, split)
     sessions = data.sessions("train", "validation", "test")
     own = instances.join(
@@ -92,6 +97,7 @@ def instance_inputs(data: Benchmark, task: str, split: str) -> list[dict[str, An
         own.join(history, on="instance_id", how="left")
         .select(
             "instance_id",
+            "start",
             pl.col("history").fill_null(pl.lit([], dtype=pl.List(pl.String))),
             pl.col("history_completion").fill_null(pl.lit([], dtype=pl.List(pl.Float32))),
             pl.col("tracks").list.head(pl.col("position")).alias("prefix"),
@@ -109,17 +115,19 @@ def rank(
     pop_order: list[str],
     candidates: list[str] | None,
     k: int = MAX_PREDICTIONS,
+    excluded: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Best first by score, then by popularity, then by id; only ``candidates`` when given."""
+    """Best first by score, then by popularity, then by id; only ``candidates`` when given;
+    never a track of ``excluded`` (the prefix, on a build whose target cannot repeat it)."""
 
     def key(track: str) -> tuple:
         return (-scores.get(track, 0.0), pop_rank.get(track, len(pop_rank)), track)
 
     if candidates is not None:
         return sorted(candidates, key=key)[:k]
-    ranking = sorted((t for t in scores if t in pop_rank), key=key)[:k]
+    ranking = sorted((t for t in scores if t in pop_rank and t not in excluded), key=key)[:k]
     if len(ranking) < k:
-        seen = set(ranking)
+        seen = set(ranking) | excluded
         ranking += [t for t in pop_order[: k + len(seen)] if t not in seen][: k - len(ranking)]
     return ranking
 
@@ -140,7 +148,7 @@ def train(
         "model": name,
         "config": config,
         "dataset": str(Path(data.source).resolve()) if Path(data.source).is_dir() else data.source,
-        "dataset_fingerprint": dataset_fingerprint(data.track_ids),
+        "catalogue_digest": catalogue_digest(data.track_ids),
         "mmbench_version": mmbench.__version__,
     }
     if not isinstance(module, (NeuralBaseline, MemoryBaseline, Ranker)):
@@ -153,7 +161,7 @@ def train(
         write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
         return out
     if isinstance(module, MemoryBaseline):
-        module.fit(data.sessions("train"), config)  # fails early on a config the model cannot use
+        module.fit(data, config)  # fails early on a config the model cannot use
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
         return out
@@ -178,8 +186,12 @@ def predict(
     source: str | os.PathLike | None = None,
     progress: bool = True,
     device: str | None = None,
+    keep_prefix: bool = False,
 ) -> int:
-    """Write the ranking of every instance of ``task``/``split``; return how many."""
+    """Write the ranking of every instance of ``task``/``split``; return how many.
+
+    ``keep_prefix`` is an ablation: the session prefix stays rankable even where the build's
+    target cannot repeat it (the rule's effect, measured on one trained model)."""
     path = model_dir / "config.json"
     if not path.is_file():
         raise MmbenchError(
@@ -188,7 +200,11 @@ def predict(
     record = json.loads(path.read_text(encoding="utf-8"))
     name, config = record["model"], record["config"]
     data = Benchmark(source if source is not None else record["dataset"])
-    if dataset_fingerprint(data.track_ids) != record["dataset_fingerprint"]:
+    if keep_prefix:
+        data.excludes_prefix = False
+    if "catalogue_digest" not in record:
+        raise MmbenchError(f"{model_dir}: written by an older mmbench (no catalogue_digest); retrain it")
+    if catalogue_digest(data.track_ids) != record["catalogue_digest"]:
         raise MmbenchError(
             f"{model_dir}: trained on a dataset with other track ids than {data.source}; retrain it on this dataset"
         )
@@ -202,19 +218,29 @@ def predict(
         )
         training.load_weights(model, model_dir)
         channels = module.channels(config) if hasattr(module, "channels") else ("code",)
-        ids, seqs, candidates = training.instance_sequences(data, task, split, config["max_len"], channels)
-        ranked = training.rankings(model, seqs, data.track_ids, candidates, progress=progress, desc=desc)
+        ids, seqs, candidates, excluded = training.instance_sequences(
+            data, task, split, config["max_len"], channels
+        )
+        ranked = training.rankings(
+            model, seqs, data.track_ids, candidates, excluded, progress=progress, desc=desc
+        )
     elif isinstance(module, Ranker):
         config = {**config, "device": device or config["device"]}
         ids, ranked = module.rank_instances(data, task, split, config, model_dir, progress=progress)
     else:
-        state = module.fit(data.sessions("train"), config)
+        state = module.fit(data, config)
         pop_order = popularity_order(data)
         pop_rank = {t: i for i, t in enumerate(pop_order)}
         inputs = instance_inputs(data, task, split)
         ids = [row["instance_id"] for row in inputs]
         ranked = [
-            rank(module.score(row, state, config), pop_rank, pop_order, row["candidates"])
+            rank(
+                module.score(row, state, config),
+                pop_rank,
+                pop_order,
+                row["candidates"],
+                excluded=frozenset(row["prefix"]) if data.excludes_prefix else frozenset(),
+            )
             for row in progress_bar(inputs, desc=desc, disable=not progress)
         ]
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:

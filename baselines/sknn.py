@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 
-import polars as pl
+from mmbench.baselines.data import Benchmark
 
 
-def fit(train: pl.DataFrame, config: dict) -> dict:
+def fit(data: Benchmark, config: dict) -> dict:
     """Index the training sessions: their track sets, newest first, and an inverted index."""
-    ordered = train.sort("start_time", "session_id", descending=[True, False])
+    ordered = data.sessions("train").sort("start_time", "session_id", descending=[True, False])
     sessions = [frozenset(tracks) for tracks in ordered["track_ids"].to_list()]
     index: dict[str, list[int]] = {}
     for position, tracks in enumerate(sessions):

@@ -148,10 +148,12 @@ def cut_windows(sequences: list[list[int]], max_len: int) -> np.ndarray:
 
 def instance_sequences(
     data: Benchmark, task: str, split: str, max_len: int, channels: tuple[str, ...] = ("code",)
-) -> tuple[list[str], np.ndarray, list[list[str]] | None]:
+) -> tuple[list[str], np.ndarray, list[list[str]] | None, np.ndarray | None]:
     """Per instance (sorted by id): the last ``max_len`` items the user played before the target
     (every earlier session, then the session prefix), left-padded ([instances, max_len], or
-    [instances, channels, max_len]); and the candidates, if any.
+    [instances, channels, max_len]); the candidates, if any; and the items a ranking must leave
+    out ([instances, longest prefix], 0 = none): the session prefix, on a build whose target
+    cannot repeat it (:attr:`Benchmark.excludes_prefix`), else None.
 
     A user's sessions never overlap in time, so the plays before a session's start are exactly
     the plays of the user's earlier sessions.
@@ -174,7 +176,15 @@ def instance_sequences(
     per_channel = [np.where(valid, plays[c].to_numpy()[np.clip(index, 0, None)], 0) for c in channels]
     seqs = per_channel[0] if len(channels) == 1 else np.stack(per_channel, axis=1)
     candidates = instances["candidates"].to_list() if task == "paper-sampled" else None
-    return instances["instance_id"].to_list(), seqs, candidates
+    excluded = None
+    if candidates is None and data.excludes_prefix:
+        position = located["position"].to_numpy().astype(np.int64)
+        steps = np.arange(max(1, int(position.max(initial=0))))
+        inside = steps[None, :] < position[:, None]
+        start = (located["offset"].to_numpy().astype(np.int64))[:, None] + steps[None, :]
+        codes = plays["code"].to_numpy()
+        excluded = np.where(inside, codes[np.clip(start, 0, len(codes) - 1)], 0)
+    return instances["instance_id"].to_list(), seqs, candidates, excluded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,11 +252,18 @@ def sampled_softmax_loss(
 
 
 @torch.no_grad()
-def top_items(model: torch.nn.Module, seqs: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k`` best item numbers (1..N) per sequence; padding and mask are never returned."""
+def top_items(
+    model: torch.nn.Module, seqs: torch.Tensor, k: int, excluded: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The ``k`` best item numbers (1..N) per sequence; padding and mask are never returned, nor
+    the items of ``excluded`` ([B, P] item numbers, 0 = none)."""
     query, table = model(seqs)
-    scores = query.to(table.dtype) @ table[1:].T  # a bf16 backbone's query, an fp32 head
-    return scores.float().topk(min(k, scores.shape[1]), dim=1).indices + 1
+    scores = (query.to(table.dtype) @ table[1:].T).float()  # a bf16 backbone's query, an fp32 head
+    if excluded is not None:
+        # Column 0 of the padded scores stands for item number 0 (no item): masking it is harmless.
+        padded = torch.cat([scores.new_zeros(len(scores), 1), scores], dim=1)
+        scores = padded.scatter(1, excluded, float("-inf"))[:, 1:]
+    return scores.topk(min(k, scores.shape[1]), dim=1).indices + 1
 
 
 @torch.no_grad()
@@ -262,11 +279,13 @@ def rankings(
     seqs: np.ndarray,
     track_ids: list[str],
     candidates: list[list[str]] | None = None,
+    excluded: np.ndarray | None = None,
     batch_size: int = 256,
     progress: bool = False,
     desc: str = "ranking",
 ) -> list[list[str]]:
-    """Ranked track ids per sequence: the whole catalogue, or only each sequence's candidates."""
+    """Ranked track ids per sequence: the whole catalogue (less each sequence's ``excluded``
+    item numbers, [sequences, P], 0 = none), or only each sequence's candidates."""
     model.eval()
     device = next(model.parameters()).device
     code = {t: i + 1 for i, t in enumerate(track_ids)}
@@ -274,7 +293,10 @@ def rankings(
     for start in progress_bar(range(0, len(seqs), batch_size), desc=desc, disable=not progress, leave=False):
         batch = torch.as_tensor(seqs[start : start + batch_size], device=device)
         if candidates is None:
-            best = top_items(model, batch, MAX_PREDICTIONS)
+            leave_out = None
+            if excluded is not None:
+                leave_out = torch.as_tensor(excluded[start : start + batch_size], device=device)
+            best = top_items(model, batch, MAX_PREDICTIONS, leave_out)
         else:
             chosen = torch.as_tensor(
                 [[code[t] for t in c] for c in candidates[start : start + batch_size]], device=device
@@ -438,10 +460,10 @@ def validation_scorer(
     from mmbench.evaluator import Evaluator
 
     evaluator = Evaluator("next-track", "validation", data.source)
-    ids, seqs, _ = instance_sequences(data, "next-track", "validation", max_len, channels)
+    ids, seqs, _, excluded = instance_sequences(data, "next-track", "validation", max_len, channels)
 
     def score(model: torch.nn.Module) -> float:
-        ranked = rankings(model, seqs, data.track_ids)
+        ranked = rankings(model, seqs, data.track_ids, excluded=excluded)
         report = evaluator.eval(dict(zip(ids, ranked, strict=True)), n_bootstrap=0, segments=False)
         return report.metrics["ndcg@10"]["value"]
 
@@ -465,8 +487,8 @@ def trainable_state(model: torch.nn.Module, clone: bool = False) -> dict[str, to
 
 def save_checkpoint(model: torch.nn.Module, out: Path, record: dict[str, Any], track_ids: list[str]) -> None:
     """``model.safetensors`` (the weights that were trained, and the model's saved buffers),
-    ``item_embeddings.safetensors`` (``embedding`` [N, D] in catalogue order, the track ids in
-    its metadata) and ``config.json``, each written atomically."""
+    ``item_embeddings.safetensors`` (``embedding`` [N, D] in catalogue order, the track ids and
+    the ``catalogue_digest`` in its metadata) and ``config.json``, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     model.eval()  # the exported table must not carry a training-time dropout draw
     weights = {k: v.detach().cpu().contiguous() for k, v in trainable_state(model).items()}
@@ -476,7 +498,7 @@ def save_checkpoint(model: torch.nn.Module, out: Path, record: dict[str, Any], t
         table = model.item_table()[1 : len(track_ids) + 1].detach().float().cpu().contiguous()
     metadata = {
         "model": record["model"],
-        "dataset_fingerprint": record["dataset_fingerprint"],
+        "catalogue_digest": record["catalogue_digest"],
         "track_ids": json.dumps(track_ids),
     }
     with atomic_path(out / "item_embeddings.safetensors") as tmp:

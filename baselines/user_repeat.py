@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 
-def fit(train: Any, config: dict) -> dict:
+def fit(data: Any, config: dict) -> dict:
     """Nothing to learn: the scores come from the instance's own history."""
     return {}
 

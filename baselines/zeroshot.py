@@ -428,7 +428,7 @@ def _retriever_source(retriever: str, data: Benchmark) -> Path:
     """A retriever folder (checked to come from this dataset) or a predictions file."""
     path = Path(retriever)
     if path.is_dir():
-        from mmbench.baselines.runner import dataset_fingerprint
+        from mmbench.baselines.runner import catalogue_digest
 
         record_path = path / "config.json"
         if not record_path.is_file():
@@ -436,7 +436,7 @@ def _retriever_source(retriever: str, data: Benchmark) -> Path:
                 f"retriever {path}: no config.json; expected a `mmbench baseline train` folder"
             )
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("dataset_fingerprint") != dataset_fingerprint(data.track_ids):
+        if record.get("catalogue_digest") != catalogue_digest(data.track_ids):
             raise MmbenchError(
                 f"retriever {path}: trained on a dataset with other track ids than {data.source}"
             )
@@ -516,6 +516,9 @@ def rank_instances(
     rankings = []
     for row in progress_bar(rows, desc=f"zeroshot {config['scorer']} {task} {split}", disable=not progress):
         order = base[row["instance_id"]]
+        if data.excludes_prefix and row["prefix"]:  # a retriever's file may rank them: never shortlisted
+            prefix = set(row["prefix"])
+            order = [t for t in order if t not in prefix]
         if row["instance_id"] not in chosen:
             rankings.append(order[:MAX_PREDICTIONS])
             continue

@@ -127,7 +127,7 @@ def main() -> None:
         seeds = range(args.seeds) if row in HEADLINE else range(1)
         results[row] = [e4srec(row, s, rate, args) for s in seeds]
     chance = results["pop"][0]["chance"]
-    cold = ("target_cold", "cold")
+    cold = ("target_cold", "true")
     n_cold = results["pop"][0]["segments"][cold[0]][cold[1]]["n"]
     print(f"\n| model | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@10 cold (n={n_cold}) | Recall@100 cold |")
     print("|---|---|---|---|---|---|---|")

@@ -120,6 +120,7 @@ def write_dataset(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
                 "target_heard_before": (tracks[:, :-1] == tracks[:, -1:]).any(axis=1),
                 "target_popularity": popularity_group(target_plays, popularity_thresholds(plays)),
                 "target_cold": target_plays == 0,
+                "target_cold_new": (target_plays == 0) & ~(tracks[:, :-1] == tracks[:, -1:]).any(axis=1),
             }
         ),
     }

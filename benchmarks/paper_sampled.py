@@ -47,7 +47,7 @@ def model_runs(model: str, seeds: list[int | None], dataset: str, out: Path) -> 
 
 def value(reports: list[dict], metric: str, group: str | None = None) -> str:
     def one(r: dict) -> float:
-        entry = r["metrics"] if group is None else r["segments"]["target_history"][group]
+        entry = r["metrics"] if group is None else r["segments"]["target_heard_before"][group]
         return entry[metric]["value"]
 
     values = [one(r) for r in reports]
@@ -71,8 +71,8 @@ def main() -> None:
     }
     for task in TASKS:
         first = results["pop"][task][0]
-        history = first["segments"]["target_history"]
-        n, heard = first["n_instances"], history["heard_before"]["n"]
+        history = first["segments"]["target_heard_before"]
+        n, heard = first["n_instances"], history["true"]["n"]
         print(f"\n{task} (test): {n} instances, {heard} targets heard before ({heard / n:.1%})")
         print("| model | NDCG@10 | Recall@10 | NDCG@10, heard before | NDCG@10, new |")
         print("|---|---|---|---|---|")
@@ -81,7 +81,7 @@ def main() -> None:
         for model, reports in results.items():
             name = model if model != "sasrec" else f"sasrec ({args.seeds} seeds)"
             cells = [value(reports[task], m) for m in ("ndcg@10", "recall@10")]
-            cells += [value(reports[task], "ndcg@10", g) for g in ("heard_before", "new")]
+            cells += [value(reports[task], "ndcg@10", g) for g in ("true", "false")]
             print(f"| `{name}` | " + " | ".join(cells) + " |")
         comparison = args.out / f"compare-{task}.json"
         if not comparison.exists():

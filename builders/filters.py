@@ -95,6 +95,14 @@ def passed_only_with_later_plays(reached: dict[str, pl.DataFrame], cutoff: float
     return {name: frame.filter(pl.col("reached") >= cutoff)["unit"] for name, frame in reached.items()}
 
 
+def kept_only_with_later_plays(found: dict[str, pl.Series], kept: pl.Series, unit: str) -> pl.Series:
+    """The kept units (``user`` or ``track`` codes) that pass some threshold only thanks to
+    plays after the cutoff (``found``: :func:`passed_only_with_later_plays`)."""
+    owing = [found[n] for n in found if THRESHOLDS[n] == unit]
+    union = pl.concat(owing).unique() if owing else pl.Series(unit, [], dtype=kept.dtype)
+    return union.filter(union.is_in(kept.implode())).sort()
+
+
 def later_plays_report(
     found: dict[str, pl.Series], plays: pl.DataFrame, sessions: pl.DataFrame, filters: dict[str, Any]
 ) -> dict:
@@ -114,10 +122,10 @@ def later_plays_report(
         }
     report: dict[str, Any] = {"filters": per_filter}
     for unit in ("user", "track"):
-        owing = [found[n] for n in found if THRESHOLDS[n] == unit]
-        union = pl.concat(owing).unique() if owing else pl.Series(unit, [], dtype=pl.UInt32)
         report[f"{unit}s_kept"] = kept[unit].len()
-        report[f"{unit}s_kept_only_with_later_plays"] = int(union.is_in(kept[unit].implode()).sum())
+        report[f"{unit}s_kept_only_with_later_plays"] = kept_only_with_later_plays(
+            found, kept[unit], unit
+        ).len()
     train = plays.join(sessions.filter(pl.col("split") == "train").select("session"), on="session")
     report["tracks_without_training_play"] = kept["track"].len() - train["track"].n_unique()
     return report

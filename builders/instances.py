@@ -135,6 +135,20 @@ def build_instances(
     return out, report
 
 
+def targets_among(tables: dict[str, pl.DataFrame], tracks: pl.Series, identified: pl.DataFrame) -> dict:
+    """Per split and task, how many instances have a target among ``tracks`` (codes), of how
+    many (``identified`` maps codes to ids)."""
+    ids = identified.filter(pl.col("track").is_in(tracks.implode()))["track_id"]
+    return {
+        split: {
+            task: {"targets": int(rows.filter(pl.col("task") == task)["target_track_id"].is_in(ids.implode()).sum()),
+                   "instances": int((rows["task"] == task).sum())}
+            for task in ("next-track", "paper-sampled")
+        }
+        for split, rows in tables.items()
+    }  # fmt: skip
+
+
 def _split_instances(
     split: str,
     eligible: pl.DataFrame,

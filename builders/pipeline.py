@@ -132,12 +132,14 @@ def _selection_audit(ctx: Context) -> tuple[Frames, dict]:
     }
     found = filters.passed_only_with_later_plays(reached, ctx.reports["split"]["test_cutoff"])
     plays, sessions = ctx.frame("filter", "plays"), ctx.frame("split", "sessions")
-    return {}, filters.later_plays_report(found, plays, sessions, ctx.recipe["filters"])
+    later = filters.kept_only_with_later_plays(found, plays["track"].unique(), "track")
+    report = filters.later_plays_report(found, plays, sessions, ctx.recipe["filters"])
+    return {"tracks_kept_only_with_later_plays": later.to_frame("track")}, report
 
 
 def _instances(ctx: Context) -> tuple[Frames, dict]:
     plays = ctx.frame("filter", "plays")
-    return instances.build_instances(
+    tables, report = instances.build_instances(
         plays,
         ctx.frame("split", "sessions"),
         np.sort(plays["track"].unique().to_numpy()),
@@ -147,6 +149,11 @@ def _instances(ctx: Context) -> tuple[Frames, dict]:
         ctx.recipe["instances"]["seed"],
         instances.target_can_repeat_prefix(ctx.recipe["filters"]),
     )
+    later = ctx.frame("selection_audit", "tracks_kept_only_with_later_plays")["track"]
+    report["targets_kept_only_with_later_plays"] = instances.targets_among(
+        tables, later, ctx.frame("identify", "tracks")
+    )
+    return tables, report
 
 
 def core_stages(recipe: dict[str, Any]) -> list[Stage]:
@@ -169,7 +176,7 @@ def core_stages(recipe: dict[str, Any]) -> list[Stage]:
         Stage("filter", _filter, filters.__name__, (*(f"filters.{f}" for f in after), "split"), ("completion",)),
         Stage("split", _split, split.__name__, ("split",), ("filter", "ingest")),
         Stage("selection_audit", _selection_audit, filters.__name__, ("filters",), (*prefiltered, "filter", "split")),
-        Stage("instances", _instances, instances.__name__, ("instances", "filters.dedupe_session_repeats"), ("filter", "split", "identify", "ingest")),
+        Stage("instances", _instances, instances.__name__, ("instances", "filters.dedupe_session_repeats"), ("filter", "split", "identify", "ingest", "selection_audit")),
     ]  # fmt: skip
 
 

@@ -3,7 +3,7 @@
     python leaderboard/sample_entries.py --dataset demo-out --runs results [--seeds 3]
 
 Run it whenever the evaluator or the sample's dataset fingerprint changes. It trains every
-baseline through `benchmarks/baseline_results.py` (resumable: finished runs are reused; the
+baseline and protocol probe through `benchmarks/baseline_results.py` (resumable: finished runs are reused; the
 neural ones once per seed), writes the paper-sampled predictions of the same trained models,
 removes the old sample entries (those with ``dataset: sample`` and ``baseline: true``), and adds
 each baseline's run folder with `mmbench submit`, so that the site is populated out of the box.
@@ -26,12 +26,15 @@ from mmbench.fingerprint import dataset_fingerprint
 from mmbench.leaderboard.submissions import SUBMISSIONS, read_entries
 
 HERE = Path(__file__).resolve().parent
-MEMORY = ("pop", "user-repeat", "sknn")
+MEMORY = ("pop", "user-repeat", "sknn", "history-lookup", "unseen-first")
+PROBES = ("history-lookup", "unseen-first")
 NEURAL = ("sasrec", "bert4rec", "gru4rec", "sasrec-mm")
 NAMES = {
     "pop": "Popularity",
     "user-repeat": "User repeat",
     "sknn": "Session kNN",
+    "history-lookup": "History lookup (probe)",
+    "unseen-first": "Unseen first (probe)",
     "sasrec": "SASRec",
     "bert4rec": "BERT4Rec",
     "gru4rec": "GRU4Rec",
@@ -100,6 +103,7 @@ def metadata(model: str, task: str, seeds: int, fingerprint: str) -> dict:
         "hardware": f"{platform.machine()} CPU, 2 cores",
         "date": datetime.date.today(),
         "baseline": True,
+        "probe": model in PROBES,
     }
 
 

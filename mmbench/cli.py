@@ -302,7 +302,7 @@ def evaluate(predictions: Path, dataset: str | None, task: str, split: str, ks: 
 @_options(
     _evaluation_options,
     click.option("--permutations", "n_permutations", type=int, default=10_000, show_default=True, help="Randomization test draws."),
-    click.option("--segment", "segments", multiple=True, metavar="SEGMENT=GROUP", help="Compare on one group of the segment breakdown only, e.g. target_cold=cold or target_popularity=tail; given more than once, on the instances in every group named."),
+    click.option("--segment", "segments", multiple=True, metavar="COLUMN=VALUE", help="Compare on the instances whose label column has this value only (the instances config's target_* columns), e.g. target_cold=true, target_heard_before=false or target_popularity=tail; given more than once, on the instances that match every one."),
     click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the comparison as JSON."),
 )  # fmt: skip
 def compare(a: Path, b: Path, dataset: str | None, task: str, split: str, ks: tuple[int, ...], allow_missing: bool,
@@ -365,11 +365,21 @@ def baseline_train(name: str, dataset: str | None, overrides: tuple[str, ...], o
 @_dataset_option(help="Predict on this build instead of the one it was trained on.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Predictions file (JSON Lines).")
 @click.option("--device", default=None, help="Override the device of a neural model (auto, cpu, cuda).")
+@click.option("--keep-prefix", is_flag=True, help="Ablation: rank the session prefix too, on a build whose target can never repeat it (what the baselines did before dataset version 2.0.0).")  # fmt: skip
 @_quiet_option()
 def baseline_predict(model_dir: Path, task: str, split: str, dataset: str | None, out: Path, device: str | None,
-                     quiet: bool) -> None:  # fmt: skip
+                     keep_prefix: bool, quiet: bool) -> None:  # fmt: skip
     """Write the trained baseline's ranking of every instance."""
     from mmbench.baselines.runner import predict
 
-    n = predict(model_dir, task, split, out, source=dataset, progress=not quiet, device=device)
+    n = predict(
+        model_dir,
+        task,
+        split,
+        out,
+        source=dataset,
+        progress=not quiet,
+        device=device,
+        keep_prefix=keep_prefix,
+    )
     click.echo(f"wrote {n:,} {task} {split} predictions to {out}")

@@ -13,7 +13,7 @@ from mmbench.evaluator import Evaluator
 def trained(sample_build, tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines")
     out = {}
-    for name in ("pop", "user-repeat", "sknn"):
+    for name in ("pop", "user-repeat", "sknn", "history-lookup", "unseen-first"):
         result = run_cli("baseline", "train", name, "--dataset", str(sample_build), "--out", str(root / name))
         assert result.returncode == 0, result.stderr
         preds = root / f"{name}.jsonl"
@@ -25,7 +25,8 @@ def trained(sample_build, tmp_path_factory):
 
 def test_list():
     result = run_cli("baseline", "list")
-    assert result.returncode == 0 and all(n in result.stdout for n in ("pop", "user-repeat", "sknn"))
+    names = ("pop", "user-repeat", "sknn", "history-lookup", "unseen-first")
+    assert result.returncode == 0 and all(n in result.stdout for n in names)
 
 
 def test_predictions_are_valid_and_repeat_listening_pays(trained, sample_build):
@@ -76,6 +77,94 @@ def test_rank_backs_off_to_popularity():
     pop_rank = {t: i for i, t in enumerate(order)}
     assert rank({"c": 2.0, "d": 2.0, "zz": 5.0}, pop_rank, order, None, k=3) == ["c", "d", "a"]
     assert rank({"d": 1.0}, pop_rank, order, ["b", "d", "c"], k=2) == ["d", "b"]
+    # The prefix left out: neither scored nor taken from the back-off.
+    assert rank({"c": 2.0, "d": 1.0}, pop_rank, order, None, k=3, excluded=frozenset("ca")) == ["d", "b"]
+
+
+def _sessions(sample_build):
+    import polars as pl
+
+    return pl.concat(
+        pl.read_parquet(sample_build / "data" / "sessions" / f"{s}-00000-of-00001.parquet")
+        for s in ("train", "validation", "test")
+    )
+
+
+def _next_track_instances(sample_build):
+    import polars as pl
+
+    instances = pl.read_parquet(sample_build / "data" / "instances" / "test-00000-of-00001.parquet")
+    return instances.filter(pl.col("task") == "next-track")
+
+
+def test_no_baseline_ranks_the_prefix_where_the_target_cannot_repeat_it(trained, sample_build):
+    report = json.loads((sample_build / "build_report.json").read_text())
+    assert report["protocol"]["target_can_repeat_prefix"] is False
+    assert report["protocol"]["next_track_targets_in_prefix"] == {"validation": 0, "test": 0}
+    assert "10th distinct track" in report["protocol"]["next_track_target"]
+    info = run_cli("info", str(sample_build))
+    assert "can it repeat a prefix track? no" in info.stdout
+    sessions = _sessions(sample_build)
+    tracks = dict(zip(sessions["session_id"], sessions["track_ids"], strict=True))
+    prefix = {
+        row["instance_id"]: set(tracks[row["session_id"]][: row["position"]])
+        for row in _next_track_instances(sample_build).iter_rows(named=True)
+    }
+    evaluator = Evaluator("next-track", "test", sample_build)
+    for name, path in trained.items():
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        assert all(not prefix[r["instance_id"]] & set(r["predictions"]) for r in rows), name
+        assert evaluator.eval_file(path, n_bootstrap=0, segments=False).warnings == []
+    # A ranking that puts the prefix first is warned about: how many rankings, how many slots.
+    first = {
+        r["instance_id"]: r["predictions"] for r in map(json.loads, trained["pop"].read_text().splitlines())
+    }
+    ranked = {i: (sorted(p) + [t for t in first[i] if t not in p])[:100] for i, p in prefix.items()}
+    warnings = evaluator.eval(ranked, n_bootstrap=0, segments=False).warnings
+    n = len(prefix)
+    assert (
+        len(warnings) == 1 and f"{n:,} of {n:,} rankings" in warnings[0] and f"({9 * n:,} of" in warnings[0]
+    )
+
+
+def test_probes_do_what_they_say(trained, sample_build, tmp_path):
+    import polars as pl
+
+    sessions = _sessions(sample_build).explode("track_ids", "timestamps")
+    first_play = dict(
+        sessions.group_by("track_ids").agg(pl.col("timestamps").min()).iter_rows()
+    )  # track -> its first play, any user
+    from datetime import UTC, datetime
+
+    cutoff = json.loads((sample_build / "build_report.json").read_text())["stages"]["split"]["test_cutoff"]
+    period = datetime.fromtimestamp(cutoff, UTC)
+    instances = {r["instance_id"]: r for r in _next_track_instances(sample_build).iter_rows(named=True)}
+    unseen_targets = 0
+    for line in trained["unseen-first"].read_text().splitlines():
+        row = json.loads(line)
+        unseen = [first_play[t] >= period for t in row["predictions"]]
+        # The tracks nobody played before the test period come first, then popularity.
+        assert unseen == sorted(unseen, reverse=True) and unseen[0]
+        unseen_targets += first_play[instances[row["instance_id"]]["target_track_id"]] >= period
+    assert unseen_targets > 0  # the catalogue gives some targets away
+    # history-lookup on paper-sampled: every heard target is the only heard candidate: rank 1.
+    out = tmp_path / "h.jsonl"
+    result = run_cli(
+        "baseline", "predict", str(trained["history-lookup"].with_suffix("")), "--task", "paper-sampled", "--out", str(out)
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = Evaluator("paper-sampled", "test", sample_build).eval_file(out, n_bootstrap=0)
+    heard = report.segments["target_heard_before"]["true"]
+    assert heard["n"] > 0 and heard["recall@1"]["value"] == 1.0
+
+
+def test_a_build_whose_target_can_repeat_the_prefix_says_so(fixture_raw, tmp_path):
+    out = tmp_path / "keeps-repeats"
+    build = build_fixture(fixture_raw, out)  # every filter off: repeats within a session stay
+    assert build.returncode == 0, build.stderr
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["protocol"]["target_can_repeat_prefix"] is True
+    assert "can it repeat a prefix track? yes" in run_cli("info", str(out)).stdout
 
 
 @pytest.mark.parametrize(
@@ -111,4 +200,4 @@ def test_checkpoint_from_another_dataset(trained, fixture_raw, tmp_path):
     )
     assert result.returncode == 2 and "other track ids" in result.stderr
     config = json.loads((trained["pop"].with_suffix("") / "config.json").read_text())
-    assert config["model"] == "pop" and len(config["dataset_fingerprint"]) == 64
+    assert config["model"] == "pop" and len(config["catalogue_digest"]) == 64

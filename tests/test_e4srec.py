@@ -58,10 +58,10 @@ def test_the_instruction_is_whole_and_the_history_is_cut_from_the_oldest_end(sam
     settings = config(id_encoder=str(id_encoder), max_len=5)
     model = e4srec.build(len(data.track_ids), settings, data).eval()
     calls = capture_inputs(model)
-    ids, seqs, _ = training.instance_sequences(data, "next-track", "test", 5)
+    ids, seqs, _, _ = training.instance_sequences(data, "next-track", "test", 5)
     long = [i for i, row in enumerate(seqs) if (row > 0).all()]  # histories longer than 5 items
     assert long
-    _, full, _ = training.instance_sequences(data, "next-track", "test", 40)
+    _, full, _, _ = training.instance_sequences(data, "next-track", "test", 40)
     assert (seqs[long] == full[long][:, -5:]).all()  # the last 5 items, the oldest dropped
     with torch.no_grad():
         model(torch.as_tensor(seqs[long]))
@@ -256,7 +256,7 @@ def test_an_id_encoder_from_another_catalogue_is_refused(sample_build, id_encode
     other = tmp_path / "other"
     shutil.copytree(id_encoder, other)
     table = load_file(other / "item_embeddings.safetensors")
-    save_file(table, other / "item_embeddings.safetensors", metadata={"dataset_fingerprint": "0" * 64})
+    save_file(table, other / "item_embeddings.safetensors", metadata={"catalogue_digest": "0" * 64})
     with pytest.raises(MmbenchError, match="trained on another catalogue"):
         e4srec.id_encoder_table(config(id_encoder=str(other)), Benchmark(sample_build))
 

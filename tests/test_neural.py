@@ -163,13 +163,18 @@ def test_instance_sequences_are_the_tail_of_history_and_prefix(sample_build):
     track_ids = data.track_ids
     code = {t: i + 1 for i, t in enumerate(track_ids)}
     for task in ("next-track", "paper-sampled"):
-        ids, seqs, candidates = training.instance_sequences(data, task, "test", 20)
+        ids, seqs, candidates, excluded = training.instance_sequences(data, task, "test", 20)
         rows = instance_inputs(data, task, "test")
         assert ids == [r["instance_id"] for r in rows]
         for row, seq in zip(rows, seqs, strict=True):
             expected = [code[t] for t in row["history"] + row["prefix"]][-20:]
             assert seq.tolist() == [0] * (20 - len(expected)) + expected
         assert (candidates is None) == (task == "next-track")
+        # The sample's recipe dedupes sessions: next-track rankings leave out the prefix.
+        assert (excluded is not None) == (task == "next-track")
+        if excluded is not None:
+            for row, leave_out in zip(rows, excluded, strict=True):
+                assert sorted(c for c in leave_out.tolist() if c) == sorted(code[t] for t in row["prefix"])
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +211,7 @@ def test_checkpoint_records_training_and_exports_item_embeddings(quick_sasrec, s
         meta = f.metadata()
     assert json.loads(meta["track_ids"]) == Benchmark(sample_build).track_ids
     assert table.shape == (len(Benchmark(sample_build).track_ids), 32)
-    assert meta["dataset_fingerprint"] == record["dataset_fingerprint"]
+    assert meta["catalogue_digest"] == record["catalogue_digest"]
 
 
 def test_damaged_checkpoint_is_a_clear_error(quick_sasrec, tmp_path):
