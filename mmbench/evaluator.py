@@ -27,7 +27,7 @@ from mmbench.errors import MmbenchError
 from mmbench.metrics import KS, METRICS, chance_level, coverage_at_k, metric_by_rank
 from mmbench.predictions import Expected, PredictionsError, Ranks, read_file, read_rows, rows_from_object
 from mmbench.schema import MAX_PREDICTIONS, TASKS
-from mmbench.segments import segment_masks
+from mmbench.segments import LABELS, segment_masks
 
 __all__ = ["Evaluator", "PredictionsError", "Ranks", "Report"]
 
@@ -55,8 +55,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (schema version 1, see docs/evaluation.md)."""
-        return {"schema_version": 1, **self.__dict__}
+        """A JSON-ready dict (schema version 2, see docs/evaluation.md)."""
+        return {"schema_version": 2, **self.__dict__}
 
 
 class Evaluator:
@@ -77,7 +77,7 @@ class Evaluator:
         self.task, self.split = task, split
         self.source = resolve_source(source)
         instances = load_table("instances", split, self.source)
-        missing = {"target_heard_before", "target_popularity", "target_cold"} - set(instances.column_names)
+        missing = set(LABELS) - set(instances.column_names)
         if missing:
             raise MmbenchError(
                 f"{self.source}: the instances config has no segment labels ({', '.join(sorted(missing))}); "
@@ -95,6 +95,7 @@ class Evaluator:
         candidates = self.expected.candidates
         self.n_items = len(candidates[0]) if candidates else self.n_tracks
         self._segments: dict[str, dict[str, np.ndarray]] | None = None
+        self._prefix: np.ndarray | None = None
         self._fingerprint: str | None = None
         self._plays_train: np.ndarray | None = None
         self._content: dict[str, np.ndarray] = {}
@@ -228,21 +229,66 @@ class Evaluator:
             fingerprint=self.fingerprint,
             beyond_accuracy=self.beyond_accuracy(ranks),
             rank_histogram=hist.tolist(),
-            warnings=self._protocol_warnings(),
+            warnings=self._protocol_warnings(ranks),
         )
 
-    def _protocol_warnings(self) -> list[str]:
-        """What the reader of a paper-sampled report must know: how many targets a history
-        lookup finds among the candidates."""
-        if self.task != "paper-sampled":
-            return []
-        heard = self.segments()["target_history"]["heard_before"]
+    def _protocol_warnings(self, ranks: Ranks) -> list[str]:
+        """What the reader of the report must know. next-track, on a build whose target cannot
+        repeat a prefix track: how many rankings waste top-10 slots on the prefix. paper-sampled:
+        how many targets a history lookup finds among the candidates."""
+        if self.task == "next-track":
+            return self._prefix_warnings(ranks)
+        heard = self.segments()["target_heard_before"]["true"]
         return [
             f"paper-sampled: {int(heard.sum()):,} of {heard.size:,} targets ({heard.mean():.1%}) were heard "
             "by the user before; the negatives exclude every track of the input, so such a target is the "
             "only heard candidate and a history lookup ranks it first. Scores on this protocol reward that "
             "lookup; make claims on next-track, which ranks the whole catalogue."
         ]
+
+    def _prefix_warnings(self, ranks: Ranks) -> list[str]:
+        from mmbench.loading import target_can_repeat_prefix
+
+        if target_can_repeat_prefix(self.source):
+            return []
+        prefix = self.prefix_codes()
+        top = ranks.top
+        hits = ((top[:, :, None] == prefix[:, None, :]) & (prefix[:, None, :] >= 0)).any(axis=2)
+        slots, rankings = int(hits.sum()), int(hits.any(axis=1).sum())
+        if slots == 0:
+            return []
+        k = top.shape[1]
+        return [
+            f"next-track: {rankings:,} of {self.n_instances:,} rankings put tracks of the session prefix in their "
+            f"top {k} ({slots:,} of {k * self.n_instances:,} slots), but on this build a target is never a "
+            "prefix track (its recipe removes repeats within a session; `protocol` in build_report.json): "
+            "those slots cannot score. Leave the prefix out, as every mmbench baseline does."
+        ]
+
+    def prefix_codes(self) -> np.ndarray:
+        """Each instance's session prefix as catalogue codes ([instances, longest prefix], -1 =
+        none), in the evaluator's instance order."""
+        from mmbench.loading import load_table
+
+        if self._prefix is None:
+            import polars as pl
+
+            sessions = pl.from_arrow(
+                load_table("sessions", self.split, self.source, ["session_id", "track_ids"])
+            )
+            instances = pl.from_arrow(self.instances.select(["session_id", "position"]))
+            prefixes = instances.join(sessions, on="session_id", how="left", maintain_order="left").select(
+                pl.col("track_ids").list.head(pl.col("position"))
+            )["track_ids"]
+            width = max(1, int(prefixes.list.len().max() or 0))
+            flat = self.expected.track_table.positions(prefixes.explode().drop_nulls().to_arrow())
+            codes = np.full((len(prefixes), width), -1, dtype=np.int64)
+            lengths = prefixes.list.len().to_numpy().astype(np.int64)
+            rows = np.repeat(np.arange(len(prefixes)), lengths)
+            cols = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            codes[rows, cols] = flat
+            self._prefix = codes
+        return self._prefix
 
     def beyond_accuracy(self, ranks: Ranks) -> dict[str, float]:
         """Novelty, popularity bias and (per audio and lyrics config of the build) intra-list

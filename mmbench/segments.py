@@ -1,8 +1,8 @@
 """Segments of the evaluation breakdown: groups of instances by their target.
 
 The build publishes each instance's labels as columns of the ``instances`` config
-(``target_heard_before``, ``target_popularity``, ``target_cold`` and one ``target_has_<config>``
-per content config), so any tool can slice results with them; the evaluator reads the same
+(``target_heard_before``, ``target_popularity``, ``target_cold``, ``target_cold_new`` and one
+``target_has_<config>`` per content config), so any tool can slice results with them; the evaluator reads the same
 columns. docs/protocol.md defines each label.
 """
 
@@ -42,21 +42,28 @@ def popularity_group(n_plays_train: np.ndarray, thresholds: tuple[int, int]) -> 
     return np.select([n_plays_train >= head, n_plays_train >= torso], ["head", "torso"], "tail")
 
 
+LABELS = ("target_heard_before", "target_popularity", "target_cold", "target_cold_new")
+
+
+def label_columns(instances: pa.Table) -> list[str]:
+    """The label columns of an ``instances`` table: the contract's labels, then one
+    ``target_has_<config>`` per content config, in the table's order."""
+    return [c for c in instances.column_names if c in LABELS or c.startswith(_CONTENT_PREFIX)]
+
+
 def segment_masks(instances: pa.Table) -> dict[str, dict[str, np.ndarray]]:
-    """Boolean masks over the rows of ``instances`` for each segment and group, from its labels."""
+    """Boolean masks over the rows of ``instances`` for each segment and group, from its labels.
 
-    def flag(column: str) -> np.ndarray:
-        return instances[column].to_numpy(zero_copy_only=False).astype(bool)
-
-    heard, cold = flag("target_heard_before"), flag("target_cold")
-    popularity = instances["target_popularity"].to_numpy(zero_copy_only=False)
-    out = {
-        "target_history": {"new": ~heard, "heard_before": heard},
-        "target_popularity": {group: popularity == group for group in POPULARITY_GROUPS},
-        "target_cold": {"cold": cold, "warm": ~cold},
-    }
-    for column in instances.column_names:
-        if column.startswith(_CONTENT_PREFIX):
-            has = flag(column)
-            out[f"target_{column.removeprefix(_CONTENT_PREFIX)}"] = {"with": has, "without": ~has}
+    A segment is named by its label column and a group by the column's value, as written on the
+    command line (``--segment target_heard_before=true``): ``true`` and ``false`` for a boolean
+    label, ``head``, ``torso`` and ``tail`` for ``target_popularity``.
+    """
+    out = {}
+    for column in label_columns(instances):
+        values = instances[column].to_numpy(zero_copy_only=False)
+        if column == "target_popularity":
+            out[column] = {group: values == group for group in POPULARITY_GROUPS}
+        else:
+            flag = values.astype(bool)
+            out[column] = {"true": flag, "false": ~flag}
     return out

@@ -136,22 +136,31 @@ def test_cli_compare(sample_build, tmp_path):
     head_ndcg = next(r for r in head["metrics"] if r["metric"] == "ndcg@10")["b"]
     assert head_ndcg == pytest.approx(report.segments["target_popularity"]["head"]["ndcg@10"]["value"])
     unknown = run_cli("compare", str(rand), str(pop), "--dataset", str(sample_build), "--segment", "cold")
-    assert unknown.returncode == 2 and "target_cold=cold" in unknown.stderr
+    assert unknown.returncode == 2 and "target_cold=true" in unknown.stderr
+    # The names on the command line are the instances' label columns and their values.
+    heard = run_cli(
+        "compare", str(rand), str(pop), "--dataset", str(sample_build), "--segment", "target_heard_before=true",
+        "--json", str(tmp_path / "h.json"), "--permutations", "200",
+    )  # fmt: skip
+    assert heard.returncode == 0, heard.stderr
+    assert json.loads((tmp_path / "h.json").read_text())["n_instances"] == int(
+        evaluator.segments()["target_heard_before"]["true"].sum()
+    )
     # Several groups: their intersection (a cold target is always tail, never head).
     both = run_cli(
         "compare", str(rand), str(pop), "--dataset", str(sample_build), "--segment", "target_popularity=tail",
-        "--segment", "target_cold=warm", "--json", str(tmp_path / "tw.json"), "--permutations", "200",
+        "--segment", "target_cold=false", "--json", str(tmp_path / "tw.json"), "--permutations", "200",
     )  # fmt: skip
     assert both.returncode == 0, both.stderr
     segments = evaluator.segments()
-    tail_warm = segments["target_popularity"]["tail"] & segments["target_cold"]["warm"]
+    tail_warm = segments["target_popularity"]["tail"] & segments["target_cold"]["false"]
     data_tw = json.loads((tmp_path / "tw.json").read_text())
     assert data_tw["n_instances"] == int(tail_warm.sum()) > 0
-    assert data_tw["segment"] == "target_popularity=tail & target_cold=warm"
-    assert segments["target_cold"]["cold"].any()
+    assert data_tw["segment"] == "target_popularity=tail & target_cold=false"
+    assert segments["target_cold"]["true"].any()
     never = run_cli(
         "compare", str(rand), str(pop), "--dataset", str(sample_build),
-        "--segment", "target_cold=cold", "--segment", "target_popularity=head",
+        "--segment", "target_cold=true", "--segment", "target_popularity=head",
     )  # fmt: skip
     assert never.returncode == 2 and "no instance is in all of these groups" in never.stderr
     # A folder of runs: two copies of pop score as pop, the mean of random and pop in between.

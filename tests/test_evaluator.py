@@ -48,8 +48,13 @@ def test_cli_report_and_json(sample_build, pop_file, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "NDCG@10" in result.stdout and "segments" in result.stdout and "chance" in result.stdout
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["schema_version"] == 1 and report["n_predicted"] == report["n_instances"]
-    assert set(report["segments"]) >= {"target_history", "target_popularity", "target_cold"}
+    assert report["schema_version"] == 2 and report["n_predicted"] == report["n_instances"]
+    assert set(report["segments"]) >= {
+        "target_heard_before",
+        "target_popularity",
+        "target_cold",
+        "target_cold_new",
+    }
     assert (
         report["metrics"]["ndcg@10"]["ci_low"]
         <= report["metrics"]["ndcg@10"]["value"]
@@ -476,12 +481,16 @@ def test_segments_match_a_direct_computation(evaluator, sample_build):
         )
         expected.append(earlier or inst["target_track_id"] in session["track_ids"][: inst["position"]])
     segments = evaluator.segments()
-    assert segments["target_history"]["heard_before"].tolist() == expected
+    assert segments["target_heard_before"]["true"].tolist() == expected
     assert 0 < sum(expected) < len(expected)
     plays = pl.read_parquet(next((sample_build / "data" / "tracks").glob("*.parquet")))
     n_train = dict(zip(plays["track_id"], plays["n_plays_train"], strict=True))
     cold = [n_train[t] == 0 for t in instances.filter(pl.col("task") == "next-track")["target_track_id"]]
-    assert segments["target_cold"]["cold"].tolist() == cold
+    assert segments["target_cold"]["true"].tolist() == cold
+    # Cold and new to the user: no training play and no earlier play by the user.
+    cold_new = [c and not h for c, h in zip(cold, expected, strict=True)]
+    assert segments["target_cold_new"]["true"].tolist() == cold_new
+    assert 0 < sum(cold_new) < sum(cold)  # on the sample, some cold targets were heard in later periods
     popularity = segments["target_popularity"]
     assert (popularity["head"].astype(int) + popularity["torso"] + popularity["tail"] == 1).all()
     # Thirds of the training plays, written out: the head ends at the track where the

@@ -77,6 +77,10 @@ class Metadata(BaseModel):
     hardware: str = Field(min_length=1)
     date: datetime.date
     baseline: bool = Field(default=False, description="One of mmbench's own baselines.")
+    probe: bool = Field(
+        default=False,
+        description="A protocol probe (a baseline with no model and no content that exploits the protocol).",
+    )
     remote_predictions: list[RemotePredictions] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -85,6 +89,8 @@ class Metadata(BaseModel):
             raise ValueError(f"seeds lists {len(self.seeds)} seed(s) but runs is {self.runs}")
         if len(set(self.modalities)) != len(self.modalities):
             raise ValueError("modalities lists a modality twice")
+        if self.probe and not self.baseline:
+            raise ValueError("probe: only mmbench's own baselines are marked as protocol probes")
         return self
 
 

@@ -31,10 +31,11 @@ HEADLINE = "ndcg@10"
 SHOWN = ("ndcg@10", "recall@10", "mrr@10")  # the headline first; the order of the table's columns
 SEGMENT_VIEWS = (
     ("overall", None, None, "all instances"),
-    ("cold", "target_cold", "cold", "target never played in training"),
+    ("cold", "target_cold", "true", "target never played in training"),
+    ("coldnew", "target_cold_new", "true", "target never played in training nor by the user"),
     ("tail", "target_popularity", "tail", "target in the popularity tail"),
-    ("heard", "target_history", "heard_before", "target heard by the user before"),
-    ("new", "target_history", "new", "target new to the user"),
+    ("heard", "target_heard_before", "true", "target heard by the user before"),
+    ("new", "target_heard_before", "false", "target new to the user"),
 )
 README_START, README_END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 DATASET_NAMES = {"lastfm1k-mm": "LastFM-1K-MM", "sample": "synthetic sample (not real data)"}
@@ -92,8 +93,9 @@ def group_tables(entries: list[Entry]) -> list[Table]:
 
 def paired_comparisons(table: Table, evaluator: Evaluator, n_permutations: int = 10_000) -> None:
     """Fill ``table.comparisons``: each entry against the table's best baseline on NDCG@10
-    (paired over instances, runs averaged), p-values Holm-corrected over the entries."""
-    baselines = [e for e in table.entries if e.metadata.baseline]
+    (paired over instances, runs averaged), p-values Holm-corrected over the entries. The
+    protocol probes are not baselines to beat here: they are shown beside the models."""
+    baselines = [e for e in table.entries if e.metadata.baseline and not e.metadata.probe]
     if not baselines:
         return
     best = baselines[0]  # rows are sorted by NDCG@10
@@ -176,7 +178,9 @@ def _row(table: Table, entry: Entry) -> str:
     beyond = results["mean"]["beyond_accuracy"]
     diversity = [v for k, v in sorted(beyond.items()) if k.startswith("diversity@10/")]
     comparison, comparison_key = _comparison(table, entry)
-    name = e(meta.model) + (' <span class="tag">baseline</span>' if meta.baseline else "")
+    tag = "probe" if meta.probe else "baseline" if meta.baseline else ""
+    row_class = ' class="probe"' if meta.probe else ""
+    name = e(meta.model) + (f' <span class="tag">{tag}</span>' if tag else "")
     code = (
         f"code: {e(meta.code.removeprefix('mmbench:'))} in mmbench"
         if meta.code.startswith("mmbench:")
@@ -189,7 +193,7 @@ def _row(table: Table, entry: Entry) -> str:
         for view, seg, grp, _ in SEGMENT_VIEWS
     )
     return (
-        f'<tr data-modalities="{e(" ".join(meta.modalities))}" data-backbone="{e(meta.backbone or "none")}">'
+        f'<tr{row_class} data-modalities="{e(" ".join(meta.modalities))}" data-backbone="{e(meta.backbone or "none")}">'
         f'<td data-value="{e(meta.model.lower())}">{name}<br><small>{e(entry.slug)} · {links}</small></td>'
         f"{views}"
         + "".join(
@@ -317,7 +321,8 @@ th{cursor:pointer;background:#f4f4f4;user-select:none}th.sorted-asc::after{conte
 td.num,th.num{text-align:right}.tag{background:#e8eefc;border-radius:3px;font-size:.75rem;padding:0 .3rem}
 .chance-row td{color:#777;font-style:italic}.controls label{margin-right:1rem}
 .view{display:none}.board[data-view=overall] .view-overall,.board[data-view=cold] .view-cold,
-.board[data-view=tail] .view-tail,.board[data-view=heard] .view-heard,.board[data-view=new] .view-new{display:table-cell}
+.board[data-view=tail] .view-tail,.board[data-view=heard] .view-heard,.board[data-view=new] .view-new,
+.board[data-view=coldnew] .view-coldnew{display:table-cell}tr.probe td{background:#fbf7ee}
 svg .ci{stroke:#444;stroke-width:2}svg .point{fill:#1f77b4}svg .baseline{fill:#ff7f0e}
 svg .chance{stroke:#c00;stroke-dasharray:4 3}svg text{font-size:11px}.significant{font-weight:600}
 .banner{background:#fff4e0;border:1px solid #f0c36d;padding:.5rem 1rem}
@@ -377,7 +382,11 @@ def page_html(tables: list[Table]) -> str:
 <p>Every number is recomputed from the submitted predictions by the official evaluator
 (<code>mmbench leaderboard validate --recompute</code>). Intervals are 95% percentile bootstraps over
 instances (for several runs, of the mean over runs). The comparison column is the paired randomization test
-of each entry against the best baseline of its table on NDCG@10, Holm-corrected over the entries.</p>
+of each entry against the best baseline of its table on NDCG@10, Holm-corrected over the entries.
+Rows tagged <em>probe</em> are protocol probes: rules with no model and no content that exploit what the
+protocol lets anyone know (<code>history-lookup</code>: the user's heard tracks by recency;
+<code>unseen-first</code>: the catalogue tracks nobody has played yet, certain to be played later). A
+model's gain, on any segment, means something only above them; the segment view shows both.</p>
 {banner}{body}
 <script>{SCRIPT}</script></body></html>
 """
