@@ -28,7 +28,8 @@ def _mean_over_lists(per_track: np.ndarray, top: np.ndarray, k: int) -> float:
 
 def self_information(n_plays_train: np.ndarray) -> np.ndarray:
     """-log2 p(t) per track, with p(t) = (n_t + 1) / (sum_u n_u + |I|): the training play share,
-    add-one smoothed so that a track never played in training has a finite value."""
+    add-one smoothed so that a track never played in training has a finite value (the item
+    novelty of Vargas and Castells, RecSys 2011; see :func:`novelty_at_k`)."""
     counts = np.asarray(n_plays_train, dtype=np.float64)
     return -np.log2((counts + 1.0) / (counts.sum() + counts.size))
 
@@ -37,8 +38,12 @@ def novelty_at_k(top: np.ndarray, n_plays_train: np.ndarray, k: int = K) -> floa
     """Novelty@K = mean over rankings of the mean self-information -log2 p(t) of their top K
     tracks (:func:`self_information`); higher = less popular recommendations.
 
-    Reference: Zhou et al., "Solving the apparent diversity-accuracy dilemma of recommender
-    systems", PNAS 107(10), 2010 (mean self-information of the recommended items).
+    Reference: Vargas and Castells, "Rank and relevance in novelty and diversity metrics for
+    recommender systems", RecSys 2011: the item novelty -log2 p(i | seen) of their expected free
+    discovery (EFD), p(i | seen) the item's share of all interactions (here of the training
+    plays, add-one smoothed), averaged without their rank discount or relevance weighting. Not
+    the user-count form of Zhou et al., PNAS 107(10), 2010, log2(|U| / k_t) with k_t the number
+    of users who have the item, which ignores repeated plays.
     """
     return _mean_over_lists(self_information(n_plays_train), top, k)
 
@@ -66,21 +71,52 @@ def popularity_percentile_at_k(top: np.ndarray, n_plays_train: np.ndarray, k: in
     return _mean_over_lists(popularity_percentile(n_plays_train), top, k)
 
 
+def standardise(embeddings: np.ndarray) -> np.ndarray:
+    """The rows of ``embeddings`` with each dimension centred and scaled by its mean and standard
+    deviation (ddof 0) over the rows that have a vector (no NaN); NaN rows stay NaN.
+
+    A dimension with zero spread is only centred, so it is 0 for every track: its spread counts
+    as zero when below 1e-12 of the dimension's largest magnitude, which float rounding of a
+    constant column cannot exceed and float32 data that varies at all cannot fall below.
+    """
+    emb = np.array(embeddings, dtype=np.float64)
+    has = ~np.isnan(emb).any(axis=1)
+    if not has.any():
+        return emb
+    rows = emb[has]
+    mean = rows.mean(axis=0)
+    std = rows.std(axis=0)
+    varies = std > 1e-12 * np.abs(rows).max(axis=0)
+    emb -= mean
+    emb /= np.where(varies, std, 1.0)
+    emb[np.ix_(has, ~varies)] = 0.0
+    return emb
+
+
 def intra_list_diversity_at_k(
     top: np.ndarray, embeddings: np.ndarray, k: int = K, chunk: int = 65_536
 ) -> float:
-    """ILD@K = mean over rankings of the mean pairwise cosine distance 1 - cos(e_s, e_t) over
+    """ILD@K = mean over rankings of the mean pairwise cosine distance 1 - cos(z_s, z_t) over
     the pairs of their top K tracks that have an embedding (rows of ``embeddings`` that are NaN
     have none); rankings with fewer than two such tracks are left out.
+
+    ``z`` is the standardised embedding (:func:`standardise`): each dimension centred and scaled
+    by its mean and standard deviation over the tracks of ``embeddings`` that have a vector (the
+    catalogue, when the evaluator passes its catalogue-indexed matrix). Published content vectors
+    are not centred (MFCC statistics share a large common offset), so raw cosines sit near 1 and
+    the distances in a sliver near 0 whose width depends on the config's offsets and units;
+    standardised, they spread over [0, 2] and no longer move with a common offset or with a
+    dimension's unit. A track exactly at the mean has no direction and counts as one without an
+    embedding.
 
     Reference: Ziegler, McNee, Konstan and Lausen, "Improving recommendation lists through topic
     diversification", WWW 2005 (intra-list similarity; here its distance form).
     """
-    emb = np.asarray(embeddings, dtype=np.float64)
+    emb = standardise(embeddings)
     has = ~np.isnan(emb).any(axis=1)
     norms = np.linalg.norm(np.where(has[:, None], emb, 0.0), axis=1)
-    unit = np.where((has & (norms > 0))[:, None], emb / np.where(norms > 0, norms, 1.0)[:, None], 0.0)
     usable = has & (norms > 0)
+    unit = np.where(usable[:, None], emb / np.where(usable, norms, 1.0)[:, None], 0.0)
     total, lists = 0.0, 0
     for start in range(0, top.shape[0], chunk):
         codes = top[start : start + chunk, :k]

@@ -17,6 +17,7 @@ from mmbench.beyond_accuracy import (
     popularity_percentile,
     popularity_percentile_at_k,
     self_information,
+    standardise,
 )
 from mmbench.evaluator import Evaluator
 
@@ -35,11 +36,45 @@ def test_hand_computed_values():
     # percentiles of [0, 1, 3]: 0, 0.5, 1 -> ((0 + 1) / 2 + 0.5) / 2
     assert popularity_percentile_at_k(top, counts, k=3) == pytest.approx(0.5)
     emb = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [np.nan, np.nan]])
-    # Pairs of (0, 1, 2): distances 1, 1 - 1/sqrt 2, 1 - 1/sqrt 2; track 3 has no embedding, and
-    # the second ranking has only one embedded track, so it is left out.
+    # Standardised over the three tracks with a vector: dimension 0 (1, 0, 1) has mean 2/3 and
+    # std sqrt(2)/3, dimension 1 (0, 2, 1) mean 1 and std sqrt(2/3), so z = (1/sqrt 2, -sqrt 1.5),
+    # (-sqrt 2, sqrt 1.5), (1/sqrt 2, 0) with norms sqrt 2, sqrt 3.5, 1/sqrt 2. Cosines: (-1 - 1.5)
+    # / sqrt 7, 0.5 / 1, -1 / sqrt 1.75. Track 3 has no embedding, and the second ranking has only
+    # one embedded track, so it is left out.
     lists = np.array([[0, 1, 2, 3], [3, 2, -1, -1]])
-    assert intra_list_diversity_at_k(lists, emb, k=4) == pytest.approx((1 + 2 * (1 - 1 / math.sqrt(2))) / 3)
+    expected = ((1 + 2.5 / math.sqrt(7)) + 0.5 + (1 + 2 / math.sqrt(7))) / 3
+    assert intra_list_diversity_at_k(lists, emb, k=4) == pytest.approx(expected)
     assert intra_list_diversity_at_k(np.array([[3, 2, -1, -1]]), emb, k=4) == 0.0
+    # The raw cosines would give (1 + 2 (1 - 1/sqrt 2)) / 3 = 0.529; standardised, 1.400.
+    assert expected == pytest.approx(1.40028, abs=1e-5)
+
+
+def test_diversity_is_standardised_over_the_catalogue():
+    # Centred vectors of unequal spreads; standardised, the mean distance is near 1.
+    rng = np.random.default_rng(5)
+    emb = rng.normal(size=(30, 6)) * np.array([1.0, 2.0, 0.5, 3.0, 1.0, 1.0])
+    emb[[4, 17]] = np.nan
+    top = rng.permuted(np.tile(np.arange(30), (20, 1)), axis=1)[:, :10]
+    value = intra_list_diversity_at_k(top, emb)
+    assert 0.5 < value < 1.5
+    # Neither a constant offset added to every vector nor a dimension's unit changes the value.
+    assert intra_list_diversity_at_k(top, emb + 1000.0) == pytest.approx(value, rel=1e-9)
+    shifted = emb + np.array([50.0, -3.0, 7.0, 0.0, 900.0, 2.0])
+    assert intra_list_diversity_at_k(top, shifted * np.array([1, 10, 0.1, 1, 1, 3])) == pytest.approx(value)
+    # The mean and std are over the tracks with a vector only, not over the ones recommended: a
+    # track outside every ranking still moves the centre.
+    moved = emb.copy()
+    moved[29] += 50.0
+    unused = top[~np.isin(top, 29).any(axis=1)]
+    assert len(unused) > 0
+    assert intra_list_diversity_at_k(unused, moved) != pytest.approx(intra_list_diversity_at_k(unused, emb))
+    # A dimension with zero spread is only centred (0 everywhere), whatever its constant.
+    constant = np.hstack([emb, np.full((30, 1), 0.3, dtype=np.float32)])
+    constant[[4, 17]] = np.nan
+    assert intra_list_diversity_at_k(top, constant) == pytest.approx(value, rel=1e-12)
+    assert np.all(standardise(constant)[~np.isnan(constant).any(axis=1), -1] == 0.0)
+    # A float32 catalogue matrix (as the evaluator passes it) gives the float64 value.
+    assert intra_list_diversity_at_k(top, emb.astype(np.float32)) == pytest.approx(value, rel=1e-5)
 
 
 def test_diversity_against_brute_force():
@@ -48,9 +83,12 @@ def test_diversity_against_brute_force():
     emb[rng.random(50) < 0.2] = np.nan
     top = rng.permuted(np.tile(np.arange(50), (40, 1)), axis=1)[:, :12].astype(np.int32)
     top[rng.random((40, 12)) < 0.1] = -1
+    emb += 4.0  # an offset that standardising removes
+    has = ~np.isnan(emb).any(axis=1)
+    z = (emb - emb[has].mean(axis=0)) / emb[has].std(axis=0)
     per_list = []
     for row in top:
-        vectors = [emb[c] for c in row[:10] if c >= 0 and not np.isnan(emb[c]).any()]
+        vectors = [z[c] for c in row[:10] if c >= 0 and has[c]]
         pairs = [
             1 - np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
             for i, a in enumerate(vectors)
@@ -76,9 +114,14 @@ def test_evaluator_report_recomputed_from_the_file(sample_build, tmp_path):
     percentile = np.mean([np.mean([(ranks[t] - 1) / (size - 1) for t in r]) for r in rankings])
     assert report.beyond_accuracy["popularity_percentile@10"] == pytest.approx(percentile)
     audio = mmbench.load("audio-mfcc", "catalog", source=sample_build).to_pandas().set_index("track_id")
+    assert audio.index.isin(tracks.index).all()
+    raw = np.stack(audio["embedding"].to_numpy()).astype(np.float64)
+    spread = raw.std(axis=0)
+    z = (raw - raw.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    position = {t: i for i, t in enumerate(audio.index)}
     per_list = []
     for r in rankings:
-        vectors = [np.asarray(audio.loc[t, "embedding"]) for t in r if t in audio.index]
+        vectors = [z[position[t]] for t in r if t in position]
         d = [
             1 - a @ b / np.linalg.norm(a) / np.linalg.norm(b)
             for i, a in enumerate(vectors)
