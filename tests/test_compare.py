@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from conftest import pop_predictions, run_cli
-from mmbench.compare import compare_ranks, holm, sign_flip_p
+from mmbench.compare import compare_ranks, holm, permutations_needed, sign_flip_p
 
 
 def test_holm_hand_computed():
@@ -26,8 +27,96 @@ def test_sign_flip_matches_exact_enumeration():
     exact = np.mean([abs(f) >= abs(observed) - 1e-9 for f in flips])
     values, counts = np.unique(np.abs(diffs), return_counts=True)
     rng = np.random.default_rng(0)
-    estimate = sign_flip_p(values, counts, observed, 200_000, rng)
+    # The values are multiples of 0.25, so the test is exact; forced to Monte Carlo, it estimates.
+    assert sign_flip_p(values, counts, observed, 10, rng) == pytest.approx(exact, rel=1e-12)
+    estimate = sign_flip_p(values, counts, observed, 200_000, rng, exact_budget=0)
     assert estimate == pytest.approx(exact, abs=0.005)
+
+
+def test_exact_sign_flip_is_the_binomial_test():
+    # Recall with one run each: every nonzero difference is +-1, so the randomization test is
+    # the two-sided sign test, and its exact p has no 1 / (1 + R) floor.
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 30, 400)
+    b = np.where(rng.random(400) < 0.15, 1, a)
+    row = next(
+        r for r in compare_ranks(a, b, ks=[10], n_permutations=100)["metrics"] if r["metric"] == "recall@10"
+    )
+    hit_a, hit_b = (a >= 1) & (a <= 10), (b >= 1) & (b <= 10)
+    wins, losses = int(np.sum(hit_b & ~hit_a)), int(np.sum(hit_a & ~hit_b))
+    assert row["p_randomization"] == pytest.approx(stats.binomtest(wins, wins + losses).pvalue, rel=1e-9)
+    assert row["p_randomization"] < 1e-6
+    # Several runs put recall's differences on a grid of 1/6: exact against enumeration.
+    a, b = rng.integers(0, 4, (3, 11)), rng.integers(0, 3, (2, 11))
+    diffs = ((b >= 1) & (b <= 2)).mean(axis=0) - ((a >= 1) & (a <= 2)).mean(axis=0)
+    flips = np.array(list(itertools.product((1, -1), repeat=11))) @ diffs
+    exact = np.mean(np.abs(flips) >= abs(diffs.sum()) - 1e-9)
+    row = next(
+        r for r in compare_ranks(a, b, ks=[2], n_permutations=10)["metrics"] if r["metric"] == "recall@2"
+    )
+    assert row["p_randomization"] == pytest.approx(exact, rel=1e-9)
+    # MRR@4 with one run each: differences 1/r - 1/s on the grid of 1/12, several of them.
+    a, b = rng.integers(0, 6, 13), rng.integers(0, 3, 13)
+    value = np.array([0, 1, 1 / 2, 1 / 3, 1 / 4, 0])
+    diffs = value[b] - value[a]
+    flips = np.array(list(itertools.product((1, -1), repeat=13))) @ diffs
+    exact = np.mean(np.abs(flips) >= abs(diffs.sum()) - 1e-9)
+    assert len(np.unique(np.abs(diffs[diffs != 0]).round(12))) >= 3
+    row = next(r for r in compare_ranks(a, b, ks=[4], n_permutations=10)["metrics"] if r["metric"] == "mrr@4")
+    assert row["p_randomization"] == pytest.approx(exact, rel=1e-9)
+
+
+def test_holm_over_distinct_statistics():
+    rng = np.random.default_rng(5)
+    # No target below rank 20: @20, @50 and @100 of each metric are the same statistic, and
+    # recall@1 = ndcg@1 = mrr@1 always, so the 18 metrics are 18 - 3 * 2 - 2 = 10 statistics.
+    a = np.where(rng.random(800) < 0.4, 0, rng.integers(1, 21, 800))
+    b = np.where(rng.random(800) < 0.1, rng.integers(1, 6, 800), a)
+    result = compare_ranks(a, b, n_permutations=500)
+    rows = {r["metric"]: r for r in result["metrics"]}
+    assert result["holm_family"] == 10 and len(rows) == 18
+    same = [("recall@1", "ndcg@1", "mrr@1")] + [
+        (f"{m}@20", f"{m}@50", f"{m}@100") for m in ("recall", "ndcg", "mrr")
+    ]
+    for group in same:
+        for key in ("p_randomization", "p_randomization_holm", "p_t_test_holm", "difference"):
+            assert len({rows[name][key] for name in group}) == 1, (group, key)
+    # Holm over the 10 distinct p-values, each metric given its statistic's adjusted value.
+    distinct = {}
+    for name, row in rows.items():
+        distinct.setdefault(round(row["difference"], 12), []).append(name)
+    assert len(distinct) == 10
+    names = [group[0] for group in distinct.values()]
+    adjusted = dict(zip(names, holm([rows[n]["p_randomization"] for n in names]), strict=True))
+    for group in distinct.values():
+        for name in group:
+            assert rows[name]["p_randomization_holm"] == pytest.approx(adjusted[group[0]])
+    # The same comparison with all 18 counted would be more conservative.
+    assert max(holm([r["p_randomization"] for r in rows.values()])) >= max(adjusted.values())
+
+
+def test_permutations_raised_so_the_floor_never_decides():
+    # 3 metrics x 12 cut-offs on ranks 0..12: 34 distinct statistics, B wins clearly on all.
+    rng = np.random.default_rng(6)
+    a = rng.integers(0, 13, 2000)
+    b = np.where(rng.random(2000) < 0.5, 1, a)
+    alpha = 0.05
+    result = compare_ranks(a, b, ks=list(range(1, 13)), n_bootstrap=0, n_permutations=100, alpha=alpha)
+    m, draws = result["holm_family"], result["n_permutations"]
+    assert m == 34 and result["n_permutations_requested"] == 100
+    assert draws == permutations_needed(m, alpha, 100) >= 20 * m / alpha
+    # 100 draws would have left the smallest Holm-adjusted p at 34 / 101, above alpha.
+    assert m / (1 + draws) < alpha / 10 < alpha < m / 101
+    rows = {r["metric"]: r for r in result["metrics"]}
+    # NDCG's differences have no common step: Monte Carlo, every draw less extreme than the data.
+    floor = [rows[f"ndcg@{k}"] for k in range(2, 13)]
+    assert all(r["p_randomization"] == 1 / (1 + draws) for r in floor)
+    assert all(r["p_randomization_holm"] < alpha / 10 and r["significant"] for r in floor)
+    # Recall's are all 1 (MRR@3's multiples of 1/6): exact, far below any floor.
+    assert rows["recall@5"]["p_randomization"] < 1e-12 and rows["mrr@3"]["p_randomization"] < 1e-12
+    assert permutations_needed(10, 0.05) == 10_000 and permutations_needed(18, 0.01) == 36_000
+    with pytest.raises(ValueError, match="alpha"):
+        compare_ranks(a, b, alpha=0.0)
 
 
 def test_identical_systems_and_a_clear_winner():
