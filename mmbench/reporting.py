@@ -91,21 +91,28 @@ def print_comparison(result: dict[str, Any], console: Console | None = None) -> 
         )
     console.print(table)
     significant = [r for r in result["metrics"] if r["significant"]]
+    n_metrics = len(result["metrics"])
+    family = result.get("holm_family", n_metrics)
+    over = (
+        f"{n_metrics} metrics"
+        if family == n_metrics
+        else f"the {family} distinct statistics of {n_metrics} metrics"
+    )
     if not significant:
         console.print(
             f"No difference is significant at {result['alpha']} (paired randomization test, Holm correction "
-            f"over {len(result['metrics'])} metrics)."
+            f"over {over})."
         )
         return
     better = [r["metric"] for r in significant if r["difference"] > 0]
     worse = [r["metric"] for r in significant if r["difference"] < 0]
     if better:
         console.print(
-            f"B is significantly better than A at {result['alpha']} (Holm over {len(result['metrics'])} metrics) on: {', '.join(better)}."
+            f"B is significantly better than A at {result['alpha']} (Holm over {over}) on: {', '.join(better)}."
         )
     if worse:
         console.print(
-            f"B is significantly worse than A at {result['alpha']} (Holm over {len(result['metrics'])} metrics) on: {', '.join(worse)}."
+            f"B is significantly worse than A at {result['alpha']} (Holm over {over}) on: {', '.join(worse)}."
         )
     headline = [r for r in result["metrics"] if r["metric"] in HEADLINE and not r["significant"]]
     for r in headline:
