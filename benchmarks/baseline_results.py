@@ -41,7 +41,6 @@ SEGMENTS = (
     ("target_popularity", "tail", "tail"),
 )
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "baselines.md"
-START, END = "<!-- baseline-results:start -->", "<!-- baseline-results:end -->"
 
 
 def sh(*args: str) -> None:
@@ -218,12 +217,14 @@ def section(results: dict, kept: dict, args: argparse.Namespace, fingerprint: st
     return "\n".join(lines) + "\n"
 
 
-def write_docs(text: str) -> None:
-    docs = DOCS.read_text(encoding="utf-8")
-    if START not in docs or END not in docs:
-        raise SystemExit(f"{DOCS}: no {START} ... {END} block to write")
-    block = f"{START}\n{text}{END}"
-    DOCS.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, docs, flags=re.S))
+def write_block(path: Path, name: str, text: str) -> None:
+    """Replace the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` of ``path``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    docs = path.read_text(encoding="utf-8")
+    if start not in docs or end not in docs:
+        raise SystemExit(f"{path}: no {start} ... {end} block to write")
+    block = f"{start}\n{text}{end}"
+    path.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, docs, flags=re.S))
 
 
 def main() -> None:
@@ -249,7 +250,7 @@ def main() -> None:
     text = section(results, kept, args, dataset_fingerprint(args.dataset), DATASET_VERSION)
     print(text)
     if args.docs:
-        write_docs(text)
+        write_block(DOCS, "baseline-results", text)
         print(f"written to {DOCS}")
 
 

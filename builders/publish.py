@@ -236,6 +236,15 @@ def _front_matter(content: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _later_targets(report: dict) -> str:
+    """How many test next-track targets are tracks in the catalogue only thanks to later plays."""
+    test = report["stages"]["instances"]["targets_kept_only_with_later_plays"]["test"]["next-track"]
+    return (
+        f"{test['targets']:,} of the {test['instances']:,} test next-track targets are tracks that pass the "
+        "thresholds only thanks to plays after the test cutoff"
+    )
+
+
 def _statistics_section(report: dict) -> str:
     """The card's statistics: sessions, plays, users and instances per split, the catalogue, the
     rejected lines, the cutoffs, and how many users and tracks are there thanks to later plays."""
@@ -268,9 +277,11 @@ checks it, every evaluation report and leaderboard entry records it): `{report["
 test cutoff, so some users and tracks are in the benchmark only because of later plays. Counted
 on the plays before the test cutoff, a threshold would drop
 {later["users_kept_only_with_later_plays"]:,} of the {later["users_kept"]:,} users and {later["tracks_kept_only_with_later_plays"]:,} of the {later["tracks_kept"]:,} tracks;
-{later["tracks_without_training_play"]:,} catalogue tracks have no training play. `later_plays_in_selection` in
+{later["tracks_without_training_play"]:,} catalogue tracks have no training play, and {_later_targets(report)}. `later_plays_in_selection` in
 `build_report.json` gives the count per filter. A cold-start result on such tracks is measured
-on items chosen with knowledge of their later plays (see `docs/protocol.md`).
+on items chosen with knowledge of their later plays: a rule with no model ranks first the
+catalogue tracks nobody played before the test period (the `unseen-first` protocol probe), and
+a cold-start claim means something only above it (see `docs/protocol.md`).
 
 """
 
@@ -316,17 +327,18 @@ def _sessions_section(report: dict) -> str:
         "min_session_length"
     ):
         single = (
-            f" Every session therefore has exactly {filters['max_session_length']} tracks, which is why "
-            "the session-length plot below is a single bar."
+            f"\nSince the minimum and the maximum session length are both {filters['max_session_length']}, "
+            "every session has exactly that many distinct tracks, which is why the session-length plot "
+            "below is a single bar.\n"
         )
     return f"""## Sessions and the next-track target
 
 The build orders each user's valid plays by time and applies, in this order:
 
 {steps}
-
+{single}
 A `next-track` instance's target is {rules["next_track_target"]}; its input is the tracks before
-it in the session (its prefix) and every play of the user before the session's start.{single}
+it in the session (its prefix) and every play of the user before the session's start.
 **Can a target repeat a prefix track?** {"Yes" if rules["target_can_repeat_prefix"] else "No"}: {rules["why"]}.
 The build counted the targets found in their own prefix: {rules["next_track_targets_in_prefix"]["validation"]:,}
 in validation, {rules["next_track_targets_in_prefix"]["test"]:,} in test. `protocol` in `build_report.json` states the same.
@@ -549,3 +561,4 @@ def _write_configs(
     for config, (frame, info) in enriched.items():
         schema = mgphot_schema() if config == "mgphot" else embedding_schema(info["dim"])
         write_parquet_shards(to_arrow(frame, schema), data / config, "catalog")
+    return written

@@ -9,7 +9,7 @@ import pyarrow as pa
 HUB_ID = "mmbench/lastfm1k-mm"
 # The dataset's version: a new one, with its CHANGELOG.md entry, whenever what evaluation depends
 # on changes (the fingerprint of the sample or of the official build).
-DATASET_VERSION = "1.0.0"
+DATASET_VERSION = "2.0.0"
 TASKS = ("next-track", "paper-sampled")
 MAX_PREDICTIONS = 100
 
