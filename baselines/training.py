@@ -263,6 +263,7 @@ def top_items(
         # Column 0 of the padded scores stands for item number 0 (no item): masking it is harmless.
         padded = torch.cat([scores.new_zeros(len(scores), 1), scores], dim=1)
         scores = padded.scatter(1, excluded, float("-inf"))[:, 1:]
+        k = min(k, scores.shape[1] - excluded.shape[1])  # a masked item is never among the k
     return scores.topk(min(k, scores.shape[1]), dim=1).indices + 1
 
 

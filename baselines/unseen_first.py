@@ -57,5 +57,7 @@ def score(inputs: dict, state: dict, config: dict) -> dict[str, float]:
     start = inputs["start"].timestamp()
     validation, test = state["cutoffs"]
     period = test if start >= test else validation
-    unseen = np.flatnonzero(state["first"] >= period)[: MAX_PREDICTIONS + len(inputs["prefix"])]
+    unseen = np.flatnonzero(state["first"] >= period)
+    if inputs["candidates"] is None:  # only the top of the ranking matters
+        unseen = unseen[: MAX_PREDICTIONS + len(inputs["prefix"])]
     return {state["track_ids"][i]: 1.0 for i in unseen}

@@ -25,6 +25,7 @@ Nothing is trained: ``mmbench baseline train zeroshot`` checks and records the s
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from pathlib import Path
@@ -459,9 +460,10 @@ def retriever_rankings(
 
         # Named by the retriever's folder and record: another or a retrained retriever is asked anew.
         identity = text_digest(str(source.resolve()) + (source / "config.json").read_text(encoding="utf-8"))
-        kept = (folder or Path(".")) / f"retriever-{task}-{split}-{identity}.jsonl"
+        rule = "" if data.excludes_prefix else "-keep-prefix"  # the --keep-prefix ablation reaches it
+        kept = (folder or Path(".")) / f"retriever-{task}-{split}-{identity}{rule}.jsonl"
         if not kept.exists():
-            predict(source, task, split, kept, source=data.source, progress=False)
+            predict(source, task, split, kept, source=data.source, progress=False, keep_prefix=bool(rule))
         source = kept
     rankings = {}
     for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
@@ -513,12 +515,18 @@ def rank_instances(
     texts = TrackTexts(data, config["mgphot"])
     model = make_model(config)
     scorer = SCORER_FUNCTIONS[config["scorer"]]
+    popularity = popularity_order(data)
     rankings = []
     for row in progress_bar(rows, desc=f"zeroshot {config['scorer']} {task} {split}", disable=not progress):
         order = base[row["instance_id"]]
         if data.excludes_prefix and row["prefix"]:  # a retriever's file may rank them: never shortlisted
             prefix = set(row["prefix"])
             order = [t for t in order if t not in prefix]
+            if len(order) < MAX_PREDICTIONS:  # filled from popularity, as every ranking is
+                seen = prefix | set(order)
+                order += list(
+                    itertools.islice((t for t in popularity if t not in seen), MAX_PREDICTIONS - len(order))
+                )
         if row["instance_id"] not in chosen:
             rankings.append(order[:MAX_PREDICTIONS])
             continue

@@ -29,8 +29,9 @@ import statistics
 import subprocess
 from pathlib import Path
 
+from mmbench.baselines import PROBES
+
 MEMORY = ("pop", "user-repeat", "sknn")
-PROBES = ("history-lookup", "unseen-first")
 NEURAL = ("sasrec", "bert4rec", "gru4rec", "sasrec-mm")
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
 SEGMENTS = (
@@ -237,6 +238,16 @@ def main() -> None:
     parser.add_argument("--docs", action="store_true", help="Write the section into docs/baselines.md.")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    from mmbench.fingerprint import dataset_fingerprint
+    from mmbench.schema import DATASET_VERSION
+
+    fingerprint = dataset_fingerprint(args.dataset)
+    stamp = args.out / "dataset_fingerprint.txt"  # reports and comparisons are reused: of this build only
+    if stamp.exists() and stamp.read_text().strip() != fingerprint:
+        raise SystemExit(
+            f"{args.out} holds results of another build ({stamp.read_text().strip()}); use a new --out"
+        )
+    stamp.write_text(fingerprint + "\n")
     results = {m: [run(m, None, args.dataset, args.out)] for m in (*MEMORY, *PROBES)}
     kept = {
         m: [run(m, None, args.dataset, args.out, keep_prefix=True)] for m in ("pop", "user-repeat", "sknn")
@@ -244,10 +255,7 @@ def main() -> None:
     for model in NEURAL:
         results[model] = [run(model, s, args.dataset, args.out) for s in range(args.seeds)]
         kept[model] = [run(model, s, args.dataset, args.out, keep_prefix=True) for s in range(args.seeds)]
-    from mmbench.fingerprint import dataset_fingerprint
-    from mmbench.schema import DATASET_VERSION
-
-    text = section(results, kept, args, dataset_fingerprint(args.dataset), DATASET_VERSION)
+    text = section(results, kept, args, fingerprint, DATASET_VERSION)
     print(text)
     if args.docs:
         write_block(DOCS, "baseline-results", text)

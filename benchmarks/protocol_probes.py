@@ -42,9 +42,13 @@ SEGMENTS = (
 
 
 def catalogue_figures(data: Benchmark, split: str) -> dict:
-    """Catalogue tracks with no play before the split's period and the targets among them."""
-    before = ("train",) if split == "validation" else ("train", "validation")
-    played = set(data.sessions(*before)["track_ids"].explode().unique().to_list())
+    """Catalogue tracks with no play before the split's cutoff (as `unseen-first` reads them:
+    by play time) and the targets among them."""
+    cut = data.build_report["stages"]["split"][f"{split}_cutoff"]
+    plays = pl.concat(
+        data.frame("sessions", s).select("track_ids", "timestamps") for s in ("train", "validation", "test")
+    ).explode("track_ids", "timestamps")
+    played = set(plays.filter(pl.col("timestamps").dt.epoch("s") < cut)["track_ids"].unique().to_list())
     unplayed = set(data.track_ids) - played
     targets = data.instances("next-track", split)["target_track_id"]
     return {

@@ -20,6 +20,19 @@ LICENCE = (
 )
 
 
+def _selection_limitation(report: dict) -> str:
+    """What the recipe's selection of users and tracks knows of the future."""
+    if report["recipe"]["split"].get("select_before_test_cutoff"):
+        return (
+            "The thresholds of the recipe count only the plays before the test cutoff, so no user or "
+            "track is present because of later plays."
+        )
+    return (
+        "The thresholds of the recipe count plays of the whole period, so some users and tracks are "
+        "present only because of later plays (build_report.json, later_plays_in_selection)."
+    )
+
+
 def _content_coverage(report: dict) -> str:
     content = report.get("content", {})
     if not content:
@@ -124,9 +137,9 @@ def responsible_ai(report: dict) -> dict[str, str]:
         ),
         "dataLimitations": (
             "Listening times are inferred from the time to the next play, so the last play of a "
-            "session has none, and completion ratios need a known track duration. The thresholds of "
-            "the recipe count plays of the whole period, so some users and tracks are present only "
-            "because of later plays (build_report.json, later_plays_in_selection). The MGPHot values "
+            "session has none, and completion ratios need a known track duration. "
+            + _selection_limitation(report)
+            + " The MGPHot values "
             "are a model's guesses. A result on these users says little about today's streaming "
             "services."
         ),

@@ -137,15 +137,20 @@ def describe_filters(recipe: dict[str, Any]) -> list[str]:
     values = recipe["filters"]
     before = recipe["sessionize"]["after_filters"]
     gap = recipe["sessionize"]["gap_seconds"]
+    counted = (
+        "counted on the plays before the test cutoff"
+        if recipe["split"].get("select_before_test_cutoff")
+        else "counted over the whole period"
+    )
     what = {
-        "min_user_plays": "keeps the users with at least {v:,} plays (counted over the whole period)",
-        "min_track_plays": "keeps the tracks with at least {v:,} plays (counted over the whole period)",
+        "min_user_plays": f"keeps the users with at least {{v:,}} plays ({counted})",
+        "min_track_plays": f"keeps the tracks with at least {{v:,}} plays ({counted})",
         "dedupe_session_repeats": "removes every repeat of a track within a session, keeping its first "
         "play (so no track occurs twice in a session)",
         "min_session_length": "drops the sessions with fewer than {v} plays left",
         "max_session_length": "cuts every longer session to its first {v} plays (the rest of the "
         "session is removed; the session is kept)",
-        "min_user_sessions": "keeps the users with at least {v:,} sessions left",
+        "min_user_sessions": f"keeps the users with at least {{v:,}} sessions left ({counted.replace('plays', 'sessions')})",
     }
     steps = [f"`{n}` {what[n].format(v=values[n])}" for n in before if values[n]]
     steps.append(f"sessions are cut where the gap between two plays of a user exceeds {gap:,} s")

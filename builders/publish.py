@@ -236,6 +236,18 @@ def _front_matter(content: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _selection_heading(report: dict) -> str:
+    if report["recipe"]["split"].get("select_before_test_cutoff"):
+        return (
+            "**Selection before the test cutoff.** The recipe's thresholds count only the plays before "
+            "the test cutoff of the whole-period selection (`split.select_before_test_cutoff`)."
+        )
+    return (
+        "**Selection uses the whole period.** The recipe's thresholds count plays before and after the "
+        "test cutoff, so some users and tracks are in the benchmark only because of later plays."
+    )
+
+
 def _later_targets(report: dict) -> str:
     """How many test next-track targets are tracks in the catalogue only thanks to later plays."""
     test = report["stages"]["instances"]["targets_kept_only_with_later_plays"]["test"]["next-track"]
@@ -273,8 +285,7 @@ checks it, every evaluation report and leaderboard entry records it): `{report["
 `constraints.txt` pins every Python package of the environment that built this folder
 (`pip install -c constraints.txt ...` reproduces it).
 
-**Selection uses the whole period.** The recipe's thresholds count plays before and after the
-test cutoff, so some users and tracks are in the benchmark only because of later plays. Counted
+{_selection_heading(report)} Counted
 on the plays before the test cutoff, a threshold would drop
 {later["users_kept_only_with_later_plays"]:,} of the {later["users_kept"]:,} users and {later["tracks_kept_only_with_later_plays"]:,} of the {later["tracks_kept"]:,} tracks;
 {later["tracks_without_training_play"]:,} catalogue tracks have no training play, and {_later_targets(report)}. `later_plays_in_selection` in

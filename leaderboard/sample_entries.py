@@ -22,19 +22,19 @@ from pathlib import Path
 
 import yaml
 
+from mmbench.baselines import PROBES
 from mmbench.fingerprint import dataset_fingerprint
 from mmbench.leaderboard.submissions import SUBMISSIONS, read_entries
 
 HERE = Path(__file__).resolve().parent
-MEMORY = ("pop", "user-repeat", "sknn", "history-lookup", "unseen-first")
-PROBES = ("history-lookup", "unseen-first")
+MEMORY = ("pop", "user-repeat", "sknn", *PROBES)
 NEURAL = ("sasrec", "bert4rec", "gru4rec", "sasrec-mm")
 NAMES = {
     "pop": "Popularity",
     "user-repeat": "User repeat",
     "sknn": "Session kNN",
-    "history-lookup": "History lookup (probe)",
-    "unseen-first": "Unseen first (probe)",
+    "history-lookup": "History lookup",
+    "unseen-first": "Unseen first",
     "sasrec": "SASRec",
     "bert4rec": "BERT4Rec",
     "gru4rec": "GRU4Rec",

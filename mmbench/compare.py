@@ -112,6 +112,8 @@ def _lattice(
         step = smallest / q
         units = values / step
         weights = np.round(units)
+        if weights.max() > 1e9:  # a relative tolerance on such a grid would admit any values
+            break
         if np.all(np.abs(units - weights) <= 1e-9 * weights):
             return weights.astype(np.int64), step
     denominators = set()

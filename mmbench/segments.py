@@ -45,7 +45,7 @@ def popularity_group(n_plays_train: np.ndarray, thresholds: tuple[int, int]) -> 
 LABELS = ("target_heard_before", "target_popularity", "target_cold", "target_cold_new")
 
 
-def label_columns(instances: pa.Table) -> list[str]:
+def segment_columns(instances: pa.Table) -> list[str]:
     """The label columns of an ``instances`` table: the contract's labels, then one
     ``target_has_<config>`` per content config, in the table's order."""
     return [c for c in instances.column_names if c in LABELS or c.startswith(_CONTENT_PREFIX)]
@@ -59,7 +59,7 @@ def segment_masks(instances: pa.Table) -> dict[str, dict[str, np.ndarray]]:
     label, ``head``, ``torso`` and ``tail`` for ``target_popularity``.
     """
     out = {}
-    for column in label_columns(instances):
+    for column in segment_columns(instances):
         values = instances[column].to_numpy(zero_copy_only=False)
         if column == "target_popularity":
             out[column] = {group: values == group for group in POPULARITY_GROUPS}

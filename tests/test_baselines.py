@@ -201,3 +201,22 @@ def test_checkpoint_from_another_dataset(trained, fixture_raw, tmp_path):
     assert result.returncode == 2 and "other track ids" in result.stderr
     config = json.loads((trained["pop"].with_suffix("") / "config.json").read_text())
     assert config["model"] == "pop" and len(config["catalogue_digest"]) == 64
+
+
+def test_a_build_selecting_before_the_test_cutoff_keeps_the_cutoffs_and_says_so(fixture_raw, tmp_path):
+    whole, before = tmp_path / "whole", tmp_path / "before"
+    assert build_fixture(fixture_raw, whole).returncode == 0
+    build = build_fixture(fixture_raw, before, "split.select_before_test_cutoff=true")
+    assert build.returncode == 0, build.stderr
+    reports = [json.loads((f / "build_report.json").read_text()) for f in (whole, before)]
+    # The second pass selects at the first pass's cutoffs and the split keeps them.
+    cutoffs = reports[1]["stages"]["filter"]["cutoffs"]
+    assert (
+        cutoffs["test"]
+        == reports[1]["stages"]["split"]["test_cutoff"]
+        == reports[0]["stages"]["split"]["test_cutoff"]
+    )
+    assert cutoffs["validation"] == reports[1]["stages"]["split"]["validation_cutoff"]
+    card = (before / "README.md").read_text()
+    assert "Selection before the test cutoff" in card and "Selection uses the whole period" not in card
+    assert "Selection uses the whole period" in (whole / "README.md").read_text()

@@ -268,6 +268,7 @@ def test_metadata_errors_name_the_field(tmp_path):
         (metadata("a" * 64, training_data="train+test"), "training_data: Input should be 'train'"),
         (metadata("a" * 64, modalities=["ids", "smell"]), "modalities.1: Input should be"),
         (metadata("abc"), "dataset_fingerprint: String should match pattern"),
+        (metadata("a" * 64, probe=True), "only mmbench's own baselines are marked as protocol probes"),
     ]
     for data, message in cases:
         path = write_meta(tmp_path / "m.yaml", data)

@@ -201,6 +201,26 @@ def test_same_seed_same_weights_and_predictions(quick_sasrec):
     assert pa.read_bytes() == pb.read_bytes()
 
 
+def test_neural_rankings_leave_the_prefix_out_and_keep_prefix_puts_it_back(
+    quick_sasrec, sample_build, tmp_path
+):
+    folder, preds = quick_sasrec[0]
+    data = Benchmark(sample_build)
+    inputs = {r["instance_id"]: set(r["prefix"]) for r in instance_inputs(data, "next-track", "test")}
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert all(not inputs[r["instance_id"]] & set(r["predictions"]) for r in rows)
+    kept = tmp_path / "kept.jsonl"
+    result = run_cli("baseline", "predict", str(folder), "--out", str(kept), "--keep-prefix", "--quiet")
+    assert result.returncode == 0, result.stderr
+    again = [json.loads(line) for line in kept.read_text().splitlines()]
+    # The ablation ranks the prefix again (a model trained on sessions ranks it high), and
+    # otherwise keeps the same order: removing the prefix from it gives the rule's ranking.
+    assert any(inputs[r["instance_id"]] & set(r["predictions"][:10]) for r in again)
+    for rule, ablation in zip(rows, again, strict=True):
+        without = [t for t in ablation["predictions"] if t not in inputs[rule["instance_id"]]]
+        assert rule["predictions"][: len(without)] == without
+
+
 def test_checkpoint_records_training_and_exports_item_embeddings(quick_sasrec, sample_build):
     folder, _ = quick_sasrec[0]
     record = json.loads((folder / "config.json").read_text())

@@ -171,6 +171,10 @@ def _comparison(table: Table, entry: Entry) -> tuple[str, str]:
     return f'<span class="{verdict.replace(" ", "-")}">{text} ({verdict})</span>', f"{c['difference']:.6f}"
 
 
+def _point_class(entry: Entry) -> str:
+    return "probe" if entry.metadata.probe else "baseline" if entry.metadata.baseline else "point"
+
+
 def _row(table: Table, entry: Entry) -> str:
     meta, results = entry.metadata, entry.results
     metrics = results["mean"]["metrics"]
@@ -243,7 +247,7 @@ def error_bars_svg(table: Table) -> str:
         parts.append(
             f'<g class="bar" data-slug="{e(entry.slug)}"><text x="{label_w - 8}" y="{y + 4}" text-anchor="end">{e(entry.metadata.model[:40])}</text>'
             f'<line x1="{x(cell["ci_low"]):.1f}" x2="{x(cell["ci_high"]):.1f}" y1="{y}" y2="{y}" class="ci"/>'
-            f'<circle cx="{x(cell["value"]):.1f}" cy="{y}" r="4" class="{"baseline" if entry.metadata.baseline else "point"}"/>'
+            f'<circle cx="{x(cell["value"]):.1f}" cy="{y}" r="4" class="{_point_class(entry)}"/>'
             f"<title>{e(entry.metadata.model)}: {cell['value']:.4f} [{cell['ci_low']:.4f}, {cell['ci_high']:.4f}]</title></g>"
         )
     axis_y = height - 14
@@ -323,7 +327,7 @@ td.num,th.num{text-align:right}.tag{background:#e8eefc;border-radius:3px;font-si
 .view{display:none}.board[data-view=overall] .view-overall,.board[data-view=cold] .view-cold,
 .board[data-view=tail] .view-tail,.board[data-view=heard] .view-heard,.board[data-view=new] .view-new,
 .board[data-view=coldnew] .view-coldnew{display:table-cell}tr.probe td{background:#fbf7ee}
-svg .ci{stroke:#444;stroke-width:2}svg .point{fill:#1f77b4}svg .baseline{fill:#ff7f0e}
+svg .ci{stroke:#444;stroke-width:2}svg .point{fill:#1f77b4}svg .baseline{fill:#ff7f0e}svg .probe{fill:#999}
 svg .chance{stroke:#c00;stroke-dasharray:4 3}svg text{font-size:11px}.significant{font-weight:600}
 .banner{background:#fff4e0;border:1px solid #f0c36d;padding:.5rem 1rem}
 """
@@ -414,8 +418,9 @@ def markdown_tables(tables: list[Table]) -> str:
             versus = f"{c['difference']:+.4f} (p<sub>Holm</sub> {c['p_holm']:.3g})" if c else ""
             if any(other["against"] == entry.slug for other in table.comparisons.values()):
                 versus = "best baseline"
+            probe = " *(probe)*" if entry.metadata.probe else ""
             parts.append(
-                f"| {_md(entry.metadata.model)} | {metrics[HEADLINE]['value']:.4f} [{metrics[HEADLINE]['ci_low']:.4f}, "
+                f"| {_md(entry.metadata.model)}{probe} | {metrics[HEADLINE]['value']:.4f} [{metrics[HEADLINE]['ci_low']:.4f}, "
                 f"{metrics[HEADLINE]['ci_high']:.4f}] | {metrics['recall@10']['value']:.4f} | {metrics['mrr@10']['value']:.4f} "
                 f"| {_md(', '.join(entry.metadata.modalities))} | {entry.metadata.runs} | {versus} |"
             )
