@@ -82,7 +82,10 @@ def test_metrics_equal_an_independent_computation(evaluator, pop_file, sample_bu
         hits = np.mean([target[r["instance_id"]] in r["predictions"][:k] for r in rows])
         assert abs(report.metrics[f"ndcg@{k}"]["value"] - ndcg) < 1e-9
         assert abs(report.metrics[f"recall@{k}"]["value"] - hits) < 1e-9
-    assert report.coverage["coverage@10"] == pytest.approx(10 / report.n_catalog)
+    # pop leaves each session's prefix out, so its top 10 differ a little between instances.
+    distinct = {t for r in rows for t in r["predictions"][:10]}
+    assert report.coverage["coverage@10"] == pytest.approx(len(distinct) / report.n_catalog)
+    assert len(distinct) > 10
 
 
 def test_every_input_form_gives_the_same_scores(evaluator, pop_file, tmp_path):
@@ -510,4 +513,4 @@ def test_segments_match_a_direct_computation(evaluator, sample_build):
     assert len(set(group)) == 3
     for config in ("audio-mfcc", "lyrics-minilm", "mgphot"):
         covered = set(pl.read_parquet(next((sample_build / "data" / config).glob("*.parquet")))["track_id"])
-        assert segments[f"target_{config}"]["with"].tolist() == [t in covered for t in targets]
+        assert segments[f"target_has_{config}"]["true"].tolist() == [t in covered for t in targets]

@@ -198,7 +198,7 @@ def test_an_edited_number_is_caught(board, sample_build, tmp_path):
     )
     assert result.returncode == 1
     assert (
-        "FAIL repeat: results.json field mean.metrics.ndcg@10.value: recorded 0.5, recomputed 0.07"
+        "FAIL repeat: results.json field mean.metrics.ndcg@10.value: recorded 0.5, recomputed 0.0950"
         in result.stderr
     )
 
