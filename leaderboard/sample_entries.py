@@ -128,6 +128,10 @@ def main() -> None:
             shutil.rmtree(entry.folder)
     for task in ("next-track", "paper-sampled"):
         for model in (*MEMORY, *NEURAL):
+            if task == "paper-sampled" and model == "user-repeat":
+                # On paper-sampled the negatives exclude the user's plays, so the only candidate the
+                # user heard is the target: user-repeat writes the history-lookup probe's very file.
+                continue
             folder = run_folders(model, args.seeds, args.runs, args.dataset, task)
             meta = args.runs / "leaderboard-meta" / f"{model}-{task}.yaml"
             meta.parent.mkdir(parents=True, exist_ok=True)
