@@ -1,7 +1,7 @@
 """What the catalogue gives away: the protocol's catalogue figures and the `unseen-first` probe
 per segment, on any build (the sample, or the full-size synthetic build of build_full.py).
 
-    python benchmarks/protocol_probes.py --dataset DIR [--out probes] [--split test]
+    python benchmarks/protocol_probes.py --dataset DIR [--out probes] [--split test] [--docs LABEL]
 
 The catalogue is every track that passed the recipe's thresholds over the whole period, so a
 catalogue track with no play before an instance's session is certain to be played later.
@@ -15,12 +15,16 @@ Prints, from the build alone:
   ``score`` and ``rank``, with each instance's session start and prefix read columnar, so it
   runs at 383,670 tracks and tens of thousands of instances), NDCG@10 and Recall@100 overall
   and per segment, by the official evaluator.
+
+With ``--docs LABEL`` (test split), the build's row of the catalogue table in docs/protocol.md
+is written (or replaced) under that label, with the dataset version and the command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -31,6 +35,16 @@ from mmbench.baselines.data import Benchmark
 from mmbench.baselines.runner import popularity_order, rank
 from mmbench.evaluator import Evaluator
 from mmbench.progress import progress_bar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline_results import write_block  # noqa: E402  (the sibling script)
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+HEADER = (
+    "| build | catalogue | tracks with no play before the test period | test next-track targets among them "
+    "| tracks kept only thanks to test-period plays | test targets among those "
+    "| `unseen-first` Recall@100, cold / cold and new |\n|---|---:|---:|---:|---:|---:|---|\n"
+)
 
 SEGMENTS = (
     ("target_heard_before", "true"),
@@ -90,6 +104,7 @@ def main() -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--out", type=Path, default=Path("probes"))
     parser.add_argument("--split", default="test", choices=("validation", "test"))
+    parser.add_argument("--docs", metavar="LABEL", help="Write this build's row of docs/protocol.md's table.")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     data = Benchmark(args.dataset)
@@ -115,7 +130,7 @@ def main() -> None:
     header = " | ".join(f"{c}={g}" for c, g in SEGMENTS)
     print(f"| rule | all | {header} |")
     print("|---|---|" + "---|" * len(SEGMENTS))
-    ns = None
+    ns, unseen = None, {}
     for name, module in (("pop", pop_module), ("unseen-first", unseen_first)):
         path = args.out / f"{name}-{args.split}.jsonl"
         if not path.exists():
@@ -135,7 +150,29 @@ def main() -> None:
         ns = [result.segments[c][g]["n"] for c, g in SEGMENTS]
         cells = [cell(result.segments[c][g]) for c, g in SEGMENTS]
         print(f"| `{name}` | {cell(result.metrics)} | " + " | ".join(cells) + " |")
+        unseen = {c: result.segments[c]["true"] for c in ("target_cold", "target_cold_new")}
     print(f"(NDCG@10 / Recall@100; n per segment: {', '.join(f'{n:,}' for n in ns or [])})")
+    if args.docs:
+        n = figures["targets"]
+        row = (
+            f"| {args.docs}, dataset {report['dataset_version']} | {figures['catalogue']:,} | "
+            f"{figures['no_play_before_the_split']:,} | {figures['targets_among_them']:,} of {n:,} "
+            f"({figures['targets_among_them'] / n:.1%}) | {later['tracks_kept_only_with_later_plays']:,} | "
+            f"{targets_later['targets']:,} of {n:,} ({targets_later['targets'] / n:.1%}) | "
+            + " / ".join(f"{g['recall@100']['value']:.4f} (n={g['n']:,})" for g in unseen.values())
+            + " |"
+        )
+        write_docs_row(args.docs, row)
+
+
+def write_docs_row(label: str, row: str) -> None:
+    """Replace (or add) the row of ``label`` in docs/protocol.md's catalogue table."""
+    text = DOCS.read_text(encoding="utf-8")
+    block = text.split("<!-- catalogue:start -->\n", 1)[1].split("<!-- catalogue:end -->", 1)[0]
+    rows = [r for r in block.splitlines()[2:] if r.startswith("| ") and not r.startswith(f"| {label},")]
+    rows.append(row)
+    command = "Rows written by `python benchmarks/protocol_probes.py --dataset DIR --docs LABEL`."
+    write_block(DOCS, "catalogue", HEADER + "\n".join(sorted(rows)) + "\n\n" + command + "\n")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ class Evaluator:
         self.n_items = len(candidates[0]) if candidates else self.n_tracks
         self._segments: dict[str, dict[str, np.ndarray]] | None = None
         self._prefix: np.ndarray | None = None
+        self._can_repeat_prefix: bool | None = None
         self._fingerprint: str | None = None
         self._plays_train: np.ndarray | None = None
         self._content: dict[str, np.ndarray] = {}
@@ -249,7 +250,9 @@ class Evaluator:
     def _prefix_warnings(self, ranks: Ranks) -> list[str]:
         from mmbench.loading import target_can_repeat_prefix
 
-        if target_can_repeat_prefix(self.source):
+        if self._can_repeat_prefix is None:  # read once: a leaderboard scores many files
+            self._can_repeat_prefix = target_can_repeat_prefix(self.source)
+        if self._can_repeat_prefix:
             return []
         prefix = self.prefix_codes()
         top = ranks.top

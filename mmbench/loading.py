@@ -100,15 +100,12 @@ def build_report(source: str | os.PathLike | None = None) -> dict:
 
 def target_can_repeat_prefix(source: str | os.PathLike | None = None) -> bool:
     """Whether a next-track target of this build may be a track of its session prefix (the
-    build's ``protocol`` rule, from its recipe; builds older than the rule: from the recipe). A
-    local folder without a build report states no rule: a target may repeat the prefix."""
+    build's ``protocol`` rule). A folder without a build report, or a report without the rule,
+    states none: a target may repeat the prefix."""
     where = resolve_source(source)
     if Path(where).is_dir() and not (Path(where) / "build_report.json").is_file():
         return True
-    report = build_report(where)
-    if "protocol" in report:
-        return bool(report["protocol"]["target_can_repeat_prefix"])
-    return not report["recipe"]["filters"].get("dedupe_session_repeats", False)
+    return bool(build_report(where).get("protocol", {}).get("target_can_repeat_prefix", True))
 
 
 def _cache_dir(folder: Path, config: str) -> str:

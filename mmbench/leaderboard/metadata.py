@@ -7,7 +7,7 @@ paper: https://arxiv.org/abs/...   # optional
 code: https://github.com/...       # required
 mmbench_version: 0.1.0
 dataset: lastfm1k-mm               # or sample: the synthetic sample
-dataset_fingerprint: 43cafb...     # `mmbench info DIR` prints it
+dataset_fingerprint: 9999c3...     # `mmbench info DIR` prints it
 task: next-track
 split: test
 runs: 3
