@@ -1,19 +1,26 @@
 """Regenerate the leaderboard's entries for mmbench's baselines on the synthetic sample.
 
-    python leaderboard/sample_entries.py --dataset demo-out --runs results [--seeds 3]
+    python leaderboard/sample_entries.py --dataset demo-out --runs results [--seeds 3] \
+        [--e4srec e4srec-results] [--zeroshot]
 
 Run it whenever the evaluator or the sample's dataset fingerprint changes. It trains every
-baseline and protocol probe through `benchmarks/baseline_results.py` (resumable: finished runs are reused; the
-neural ones once per seed), writes the paper-sampled predictions of the same trained models,
-removes the old sample entries (those with ``dataset: sample`` and ``baseline: true``), and adds
-each baseline's run folder with `mmbench submit`, so that the site is populated out of the box.
-The entries are marked ``dataset: sample``: the site and README say they are synthetic.
+classic baseline and protocol probe through `benchmarks/baseline_results.py` (resumable:
+finished runs are reused; the neural ones once per seed); with ``--e4srec``, it takes the
+E4SRec runs of `benchmarks/e4srec_results.py`'s folder (ID-only and with content, every seed);
+with ``--zeroshot``, it runs the zero-shot likelihood ranker over SASRec seed 0's top 20. It
+writes the paper-sampled predictions of the same trained models, removes the old sample entries,
+adds each model's run folder with `mmbench submit` and writes their lines of
+`leaderboard/baselines.yaml` (the entries that are mmbench's baselines, and the reference of
+each task), keeping the lines of other entries. An entry's name, modalities and backbone are
+read from the trained model's own settings, never typed here. The entries are marked
+``dataset: sample``: the site and README say they are synthetic.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import shutil
 import subprocess
@@ -24,11 +31,13 @@ import yaml
 
 from mmbench.baselines import PROBES
 from mmbench.fingerprint import dataset_fingerprint
+from mmbench.leaderboard.rules import RULES, read_rules
 from mmbench.leaderboard.submissions import SUBMISSIONS, read_entries
 
 HERE = Path(__file__).resolve().parent
 MEMORY = ("pop", "user-repeat", "sknn", *PROBES)
 NEURAL = ("sasrec", "bert4rec", "gru4rec", "sasrec-mm")
+E4SREC = ("e4srec-id", "e4srec-content")  # rows of benchmarks/e4srec_results.py
 NAMES = {
     "pop": "Popularity",
     "user-repeat": "User repeat",
@@ -38,9 +47,12 @@ NAMES = {
     "sasrec": "SASRec",
     "bert4rec": "BERT4Rec",
     "gru4rec": "GRU4Rec",
-    "sasrec-mm": "SASRec-MM (audio + lyrics + MGPHot)",
+    "sasrec-mm": "SASRec-MM",
+    "e4srec": "E4SRec",
+    "zeroshot": "Zero-shot likelihood",
 }
-MODALITIES = {"sasrec-mm": ["ids", "audio", "lyrics", "mgphot"]}
+REFERENCE = {"next-track": "sasrec", "paper-sampled": "sasrec"}
+BACKBONES = {"smollm2-135m": "SmolLM2-135M", "": "SmolLM2-135M"}  # "": the packaged default
 
 
 def mmbench(*args: str) -> None:
@@ -49,62 +61,126 @@ def mmbench(*args: str) -> None:
     )
 
 
-def run_folders(model: str, seeds: int, runs: Path, dataset: str, task: str) -> Path:
-    """The folder of the model's predictions for ``task``, one file per run: next-track's come
-    from the results script; paper-sampled's are predicted here from the same trained models."""
-    trained = (
-        {model: runs / model}
-        if model in MEMORY
-        else {f"seed{s}": runs / f"{model}-seed{s}" for s in range(seeds)}
+def described(baseline: str, model_dir: Path) -> dict:
+    """The display name, modalities and backbone of a trained model, from its config.json."""
+    config = json.loads((model_dir / "config.json").read_text())["config"]
+    content = list(config.get("content", []))
+    modalities = ["ids"] + sorted(
+        {c.split("-")[0] for c in content}, key=["audio", "lyrics", "mgphot", "text"].index
     )
-    folder = runs / f"leaderboard-{task}" / model
+    extra = list(content)
+    backbone = None
+    if baseline == "sasrec-mm":  # it always fuses the track's mean training completion ratio
+        modalities.append("completion")
+        extra.append("mean completion")
+    if baseline == "e4srec":
+        backbone = BACKBONES.get(config["backbone"], config["backbone"])
+        if config["completion"] != "none":
+            modalities.append("completion")
+            extra.append(f"completion {config['completion']}")
+        extra = [backbone, "IDs" if not content else ", ".join(content)]
+    if baseline == "zeroshot":
+        backbone = BACKBONES.get(config["model"], config["model"])
+        modalities = ["ids", "text"]  # the retriever's IDs, the tracks' names
+        modalities += ["mgphot"] * bool(config["mgphot"]) + ["completion"] * bool(config["completion"])
+        extra = [backbone, f"over SASRec's top {config['shortlist']}"]
+    name = NAMES[baseline] + (
+        f" ({'; '.join(extra) if baseline == 'e4srec' else ', '.join(extra)})" if extra else ""
+    )
+    return {"model": name, "modalities": modalities, "backbone": backbone}
+
+
+def run_folder(
+    row: str, trained: dict[int, Path], next_track: dict[int, Path], runs: Path, dataset: str, task: str
+) -> Path:
+    """The folder of a model's predictions for ``task``, ``seed<N>.jsonl`` per run: next-track's
+    are the results scripts' files; paper-sampled's are predicted here from the same models."""
+    folder = runs / f"leaderboard-{task}" / row
     folder.mkdir(parents=True, exist_ok=True)
-    for name, model_dir in trained.items():
-        out = folder / f"{name}.jsonl"
+    wanted = {f"seed{seed}.jsonl" for seed in trained}
+    for stale in folder.iterdir():  # a run of another seed count would be submitted with these
+        if stale.name not in wanted:
+            stale.unlink()
+    for seed, model_dir in trained.items():
+        out = folder / f"seed{seed}.jsonl"
         if task == "next-track":
-            source = runs / f"{model}.jsonl" if model in MEMORY else runs / "runs" / model / f"{name}.jsonl"
-            shutil.copyfile(source, out)
+            shutil.copyfile(next_track[seed], out)
         elif not out.exists():
-            mmbench(
-                "baseline",
-                "predict",
-                str(model_dir),
-                "--task",
-                task,
-                "--dataset",
-                dataset,
-                "--out",
-                str(out),
-                "--quiet",
-            )
+            mmbench("baseline", "predict", str(model_dir), "--task", task, "--dataset", dataset, "--out", str(out), "--quiet")  # fmt: skip
     return folder
 
 
-def metadata(model: str, task: str, seeds: int, fingerprint: str) -> dict:
+def metadata(description: dict, baseline: str, task: str, seeds: list[int], fingerprint: str) -> dict:
     from importlib.metadata import version
 
-    n = 1 if model in MEMORY else seeds
     return {
-        "model": NAMES[model],
+        **{k: v for k, v in description.items() if k != "backbone"},
         "authors": ["mmbench maintainers"],
         "contact": "the mmbench issue tracker",
-        "code": f"mmbench:baselines/{model.replace('-', '_')}.py",
+        "code": f"mmbench:baselines/{baseline.replace('-', '_')}.py",
         "mmbench_version": version("mmbench"),
         "dataset": "sample",
         "dataset_fingerprint": fingerprint,
         "task": task,
         "split": "test",
-        "runs": n,
-        "seeds": list(range(n)),
-        "hyperparameter_selection": "validation" if model in NEURAL else "defaults",
-        "modalities": MODALITIES.get(model, ["ids"]),
-        "backbone": None,
+        "runs": len(seeds),
+        "seeds": seeds,
+        "hyperparameter_selection": "validation" if baseline in (*NEURAL, "e4srec") else "defaults",
+        "backbone": description["backbone"],
         "training_data": "train",
         "hardware": f"{platform.machine()} CPU, 2 cores",
         "date": datetime.date.today(),
-        "baseline": True,
-        "probe": model in PROBES,
     }
+
+
+def models(args: argparse.Namespace) -> dict[str, tuple[str, dict[int, Path], dict[int, Path]]]:
+    """Each entry row: (its mmbench baseline, seed -> trained folder, seed -> next-track test file)."""
+    runs = args.runs
+    out: dict[str, tuple[str, dict[int, Path], dict[int, Path]]] = {}
+    for model in MEMORY:
+        out[model] = (model, {0: runs / model}, {0: runs / f"{model}.jsonl"})
+    for model in NEURAL:
+        seeds = range(args.seeds)
+        out[model] = (
+            model,
+            {s: runs / f"{model}-seed{s}" for s in seeds},
+            {s: runs / "runs" / model / f"seed{s}.jsonl" for s in seeds},
+        )
+    if args.e4srec:
+        rate = (args.e4srec / "learning_rate.txt").read_text().strip()
+        for row in E4SREC:
+            seeds = range(args.seeds)
+            out[row] = (
+                "e4srec",
+                {s: args.e4srec / "models" / f"{row}-seed{s}-lr{rate}" for s in seeds},
+                {s: args.e4srec / "runs" / row / f"{row}-seed{s}.jsonl" for s in seeds},
+            )
+    if args.zeroshot:
+        folder, predictions = runs / "zeroshot-likelihood", runs / "zeroshot-likelihood.jsonl"
+        if not (folder / "config.json").exists():
+            mmbench("baseline", "train", "zeroshot", "--dataset", args.dataset, "--out", str(folder), "--quiet",
+                    "--set", f"retriever={runs / 'sasrec-seed0'}")  # fmt: skip
+        if not predictions.exists():
+            mmbench("baseline", "predict", str(folder), "--dataset", args.dataset, "--out", str(predictions), "--quiet")  # fmt: skip
+        out["zeroshot-likelihood"] = ("zeroshot", {0: folder}, {0: predictions})
+    return out
+
+
+def write_rules(leaderboard: Path, baselines: dict[str, str]) -> None:
+    """``baselines.yaml`` with the sample entries' lines replaced and the others kept."""
+    rules = read_rules(leaderboard)
+    kept = {slug: name for slug, name in rules.baselines.items() if not slug.startswith("sample-")}
+    data = {
+        "reference": rules.reference or REFERENCE,
+        "baselines": {**kept, **dict(sorted(baselines.items()))},
+    }
+    header = (
+        "# Maintainer-owned: the entries that are mmbench's baselines (slug: the baseline it is) and\n"
+        "# the baseline each task's tables compare every entry with. An entry cannot declare itself a\n"
+        "# baseline; a change here needs a maintainer's review. The sample- lines are written by\n"
+        "# leaderboard/sample_entries.py.\n"
+    )
+    (leaderboard / RULES).write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def main() -> None:
@@ -114,6 +190,12 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="A build of the sample (mmbench build --sample).")
     parser.add_argument("--runs", type=Path, required=True, help="Folder of the baseline runs (reused).")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--e4srec", type=Path, default=None, help="benchmarks/e4srec_results.py's --out folder."
+    )
+    parser.add_argument(
+        "--zeroshot", action="store_true", help="Add the zero-shot likelihood ranker (next-track)."
+    )
     parser.add_argument("--leaderboard", type=Path, default=HERE)
     args = parser.parse_args()
     subprocess.run(
@@ -123,24 +205,32 @@ def main() -> None:
     )  # fmt: skip
     fingerprint = dataset_fingerprint(args.dataset)
     (args.leaderboard / SUBMISSIONS).mkdir(exist_ok=True)
+    rows = models(args)
     for entry in read_entries(args.leaderboard).entries:
-        if entry.metadata.dataset == "sample" and entry.metadata.baseline:
+        if entry.metadata.dataset == "sample" and entry.slug.startswith("sample-"):
             shutil.rmtree(entry.folder)
+    baselines = {}
     for task in ("next-track", "paper-sampled"):
-        for model in (*MEMORY, *NEURAL):
-            if task == "paper-sampled" and model == "user-repeat":
+        for row, (baseline, trained, next_track) in rows.items():
+            if task == "paper-sampled" and row == "user-repeat":
                 # On paper-sampled the negatives exclude the user's plays, so the only candidate the
                 # user heard is the target: user-repeat writes the history-lookup probe's very file.
                 continue
-            folder = run_folders(model, args.seeds, args.runs, args.dataset, task)
-            meta = args.runs / "leaderboard-meta" / f"{model}-{task}.yaml"
+            if task == "paper-sampled" and baseline == "zeroshot":
+                continue  # scoring all 200 candidates of 596 instances takes hours on this CPU
+            folder = run_folder(row, trained, next_track, args.runs, args.dataset, task)
+            description = described(baseline, trained[0])
+            meta = args.runs / "leaderboard-meta" / f"{row}-{task}.yaml"
             meta.parent.mkdir(parents=True, exist_ok=True)
-            meta.write_text(yaml.safe_dump(metadata(model, task, args.seeds, fingerprint), sort_keys=False))
-            slug = f"sample-{model}-{task}"
+            data = metadata(description, baseline, task, sorted(trained), fingerprint)
+            meta.write_text(yaml.safe_dump(data, sort_keys=False))
+            slug = f"sample-{row}-{task}"
             mmbench("submit", str(folder), "--meta", str(meta), "--dataset", args.dataset,
                     "--leaderboard", str(args.leaderboard), "--slug", slug)  # fmt: skip
+            baselines[slug] = baseline
             print(f"{slug}: submitted")
-    print(f"entries in {args.leaderboard / SUBMISSIONS}")
+    write_rules(args.leaderboard, baselines)
+    print(f"entries in {args.leaderboard / SUBMISSIONS}, baselines in {args.leaderboard / RULES}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ from mmbench.schema import MAX_PREDICTIONS
 
 NOT_SEEN = MAX_PREDICTIONS + 1
 BATCH = 20_000
+# A line holds one instance id and at most a few hundred track ids: a few KiB. The caps bound
+# what a hostile file (a small .gz that inflates to one endless line) can make the reader hold.
+MAX_LINE_BYTES = 1 << 20
+MAX_BYTES_PER_INSTANCE = 64 << 10
 
 
 class PredictionsError(MmbenchError):
@@ -144,7 +148,8 @@ def read_file(expected: Expected, path: str | os.PathLike, allow_missing: bool =
         return read_rows(expected, _parquet_rows(path), allow_missing, name, unit="row")
     tally = _Tally(expected, name, "line")
     line = 1
-    for block in _jsonl_blocks(path, gzipped=head[:2] == b"\x1f\x8b"):
+    cap = max(expected.n_instances, 1) * MAX_BYTES_PER_INSTANCE
+    for block in _jsonl_blocks(path, gzipped=head[:2] == b"\x1f\x8b", max_bytes=cap):
         if expected.candidates is None:
             line = tally.scan(block, line)
         else:
@@ -297,30 +302,46 @@ def _explain_duplicates(preds: list) -> str:
     return "duplicate track ids in the ranking"
 
 
-def _jsonl_blocks(path: Path, gzipped: bool, block_bytes: int = 32 << 20) -> Iterator[memoryview]:
+def _jsonl_blocks(
+    path: Path, gzipped: bool, max_bytes: int, block_bytes: int = 32 << 20
+) -> Iterator[memoryview]:
     """Blocks of whole lines, each ending with a newline (one is added to a last line without).
 
     Each block is a view into one buffer that is read into again for the next block (fresh
     32 MB allocations per block cost more than parsing them), so it is only valid until then.
+    A line longer than :data:`MAX_LINE_BYTES` or a file that decompresses to more than
+    ``max_bytes`` is an error as soon as it is seen: memory stays at one buffer.
     """
     name = str(path)
     opener = gzip.open if gzipped else open
-    buffer, filled, done = bytearray(block_bytes), 0, 0
+    block_bytes = max(block_bytes, MAX_LINE_BYTES + 1)
+    buffer, filled, done, lines = bytearray(block_bytes), 0, 0, 0
     try:
         with opener(path, "rb") as stream:
             while True:
-                if filled == len(buffer):  # a line longer than the buffer: a bigger one
-                    buffer = buffer + bytearray(len(buffer))
                 with memoryview(buffer) as view:
                     got = stream.readinto(view[filled:])
                 if not got:
                     break
+                if done + filled + got > max_bytes:
+                    raise PredictionsError(
+                        f"{name}: more than {max_bytes:,} bytes of JSON Lines ({MAX_BYTES_PER_INSTANCE:,} per "
+                        "instance of the split); a predictions file is one short line per instance"
+                    )
                 filled += got
-                cut = buffer.rfind(b"\n", 0, filled) + 1
+                ends = np.flatnonzero(np.frombuffer(buffer, dtype=np.uint8, count=filled) == 10)
+                starts = np.concatenate([[0], ends + 1])
+                lengths = np.append(ends, filled) - starts  # the last: the unfinished line
+                if lengths.max() > MAX_LINE_BYTES:
+                    raise PredictionsError(
+                        f"{name}: line {lines + int(np.argmax(lengths > MAX_LINE_BYTES)) + 1:,} is longer than "
+                        f"{MAX_LINE_BYTES:,} bytes; expected one instance's ranking per line"
+                    )
+                cut = int(starts[-1])
                 if cut:
                     yield memoryview(buffer)[:cut]
                     buffer[: filled - cut] = buffer[cut:filled]
-                    filled, done = filled - cut, done + cut
+                    filled, done, lines = filled - cut, done + cut, lines + ends.size
     except (OSError, EOFError) as exc:
         raise PredictionsError(f"{name}: cannot read after byte {done + filled:,} ({exc})") from None
     if filled:

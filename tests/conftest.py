@@ -202,3 +202,109 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
             server.kill()
             server.wait()
         log.close()
+
+
+# -- leaderboard fixtures (tests/test_leaderboard*.py) ------------------------------------------
+
+
+def entry_metadata(fingerprint: str, **changes) -> dict:
+    """A submission's metadata.yaml fields, with ``changes`` applied."""
+    base = {
+        "model": "Popularity",
+        "authors": ["Test Author"],
+        "contact": "test@example.org",
+        "code": "https://example.org/code",
+        "mmbench_version": "0.1.0",
+        "dataset": "sample",
+        "dataset_fingerprint": fingerprint,
+        "task": "next-track",
+        "split": "test",
+        "runs": 1,
+        "seeds": [0],
+        "hyperparameter_selection": "defaults",
+        "modalities": ["ids"],
+        "training_data": "train",
+        "hardware": "CPU",
+        "date": "2026-12-01",
+    }
+    return {**base, **changes}
+
+
+def write_meta(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def predictions(sample_build, tmp_path_factory) -> dict[str, Path]:
+    """Real baselines' test predictions on the sample: pop, user-repeat, history-lookup and
+    unseen-first, and a folder of two runs (history-lookup as seed 0, unseen-first gzipped as
+    seed 1)."""
+    import gzip
+    import shutil
+
+    from mmbench.baselines.runner import predict, train
+
+    folder = tmp_path_factory.mktemp("predictions")
+    out = {"pop": pop_predictions(sample_build, folder / "pop.jsonl")}
+    for name in ("user-repeat", "history-lookup", "unseen-first"):
+        model = train(name, sample_build, (), folder / f"{name}.model", progress=False)
+        predict(model, "next-track", "test", folder / f"{name}.jsonl", progress=False)
+        out[name] = folder / f"{name}.jsonl"
+    runs = folder / "two-runs"
+    runs.mkdir()
+    shutil.copyfile(out["history-lookup"], runs / "seed0.jsonl")
+    with gzip.open(runs / "seed1.jsonl.gz", "wb") as f:  # runs may be compressed
+        f.write(out["unseen-first"].read_bytes())
+    out["runs"] = runs
+    return out
+
+
+BOARD_RULES = "reference:\n  next-track: pop\nbaselines:\n  pop: pop\n"
+
+
+@pytest.fixture(scope="session")
+def board(sample_build, predictions, tmp_path_factory) -> Path:
+    """A leaderboard with three entries written by `mmbench submit` (tests copy it to change it)."""
+    from mmbench.fingerprint import dataset_fingerprint
+
+    root = tmp_path_factory.mktemp("board") / "leaderboard"
+    metas = tmp_path_factory.mktemp("meta")
+    fingerprint = dataset_fingerprint(sample_build)
+    root.mkdir()
+    (root / "baselines.yaml").write_text(BOARD_RULES, encoding="utf-8")
+    entries = [
+        ("pop", predictions["pop"], entry_metadata(fingerprint, code="mmbench:baselines/pop.py")),
+        (
+            "repeat",
+            predictions["user-repeat"],
+            entry_metadata(
+                fingerprint, model="<script>alert('x')</script> | repeat", modalities=["ids", "completion"]
+            ),
+        ),
+        (
+            "mixed",
+            predictions["runs"],
+            entry_metadata(fingerprint, model="Mixed runs", runs=2, seeds=[0, 1], backbone="tiny"),
+        ),
+    ]
+    for slug, path, meta in entries:
+        result = run_cli(
+            "submit", str(path), "--meta", str(write_meta(metas / f"{slug}.yaml", meta)),
+            "--dataset", str(sample_build), "--leaderboard", str(root), "--slug", slug,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    (root / "README.md").write_text("# Leaderboard\n\nRules.\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def standin_build(tmp_path_factory) -> Path:
+    """A second build with another fingerprint and the official recipe (so its dataset is
+    lastfm1k-mm): the tiny raw fixture, standing in for the real data that CI does not have."""
+    folder = tmp_path_factory.mktemp("standin")
+    result = build_fixture(write_fixture(folder / "raw"), folder / "lastfm1k-mm")
+    assert result.returncode == 0, result.stderr
+    return folder / "lastfm1k-mm"

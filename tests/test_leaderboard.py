@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import pop_predictions, run_cli
+from conftest import entry_metadata as metadata
+from conftest import run_cli, write_meta
 from mmbench.errors import MmbenchError
 from mmbench.fingerprint import dataset_fingerprint
 from mmbench.leaderboard.metadata import read_metadata
@@ -22,82 +22,6 @@ from mmbench.metrics import ndcg_at_k
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def metadata(fingerprint: str, **changes) -> dict:
-    base = {
-        "model": "Popularity",
-        "authors": ["Test Author"],
-        "contact": "test@example.org",
-        "code": "https://example.org/code",
-        "mmbench_version": "0.1.0",
-        "dataset": "sample",
-        "dataset_fingerprint": fingerprint,
-        "task": "next-track",
-        "split": "test",
-        "runs": 1,
-        "seeds": [0],
-        "hyperparameter_selection": "defaults",
-        "modalities": ["ids"],
-        "training_data": "train",
-        "hardware": "CPU",
-        "date": "2026-12-01",
-    }
-    return {**base, **changes}
-
-
-def write_meta(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def predictions(sample_build, tmp_path_factory) -> dict[str, Path]:
-    from mmbench.baselines.runner import predict, train
-
-    folder = tmp_path_factory.mktemp("predictions")
-    out = {"pop": pop_predictions(sample_build, folder / "pop.jsonl")}
-    model = train("user-repeat", sample_build, (), folder / "user-repeat.model", progress=False)
-    predict(model, "next-track", "test", folder / "user-repeat.jsonl", progress=False)
-    out["user-repeat"] = folder / "user-repeat.jsonl"
-    runs = folder / "two-runs"
-    runs.mkdir()
-    shutil.copyfile(out["pop"], runs / "seed0.jsonl")
-    with gzip.open(runs / "seed1.jsonl.gz", "wb") as f:  # runs may be compressed
-        f.write(out["user-repeat"].read_bytes())
-    out["runs"] = runs
-    return out
-
-
-@pytest.fixture(scope="module")
-def board(sample_build, predictions, tmp_path_factory) -> Path:
-    """A leaderboard with three entries written by `mmbench submit`."""
-    root = tmp_path_factory.mktemp("board") / "leaderboard"
-    metas = tmp_path_factory.mktemp("meta")
-    fingerprint = dataset_fingerprint(sample_build)
-    entries = [
-        ("pop", predictions["pop"], metadata(fingerprint, baseline=True)),
-        (
-            "repeat",
-            predictions["user-repeat"],
-            metadata(
-                fingerprint, model="<script>alert('x')</script> | repeat", modalities=["ids", "completion"]
-            ),
-        ),
-        (
-            "mixed",
-            predictions["runs"],
-            metadata(fingerprint, model="Mixed runs", runs=2, seeds=[0, 1], backbone="tiny"),
-        ),
-    ]
-    for slug, path, meta in entries:
-        result = run_cli(
-            "submit", str(path), "--meta", str(write_meta(metas / f"{slug}.yaml", meta)),
-            "--dataset", str(sample_build), "--leaderboard", str(root), "--slug", slug,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    (root / "README.md").write_text("# Leaderboard\n\nRules.\n", encoding="utf-8")
-    return root
 
 
 def results(board: Path, slug: str) -> dict:
@@ -112,8 +36,8 @@ def copy_board(board: Path, tmp_path: Path) -> Path:
 
 def test_submission_folder_and_numbers(board, sample_build, predictions, tmp_path):
     folder = board / "submissions" / "pop"
-    assert sorted(p.name for p in folder.iterdir()) == ["metadata.yaml", "pop.jsonl.gz", RESULTS]
-    assert gzip.decompress((folder / "pop.jsonl.gz").read_bytes()) == predictions["pop"].read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["metadata.yaml", RESULTS, "seed0.jsonl.gz"]
+    assert gzip.decompress((folder / "seed0.jsonl.gz").read_bytes()) == predictions["pop"].read_bytes()
     pop = results(board, "pop")
     # One run: the evaluator's own report, number for number.
     report = run_cli(
@@ -139,7 +63,7 @@ def test_submission_folder_and_numbers(board, sample_build, predictions, tmp_pat
         if row["task"] == "next-track":
             targets[row["instance_id"]] = row["target_track_id"]
     per_run = []
-    for path in (predictions["pop"], predictions["user-repeat"]):
+    for path in (predictions["history-lookup"], predictions["unseen-first"]):
         ranks = {}
         for line in path.read_text().splitlines():
             obj = json.loads(line)
@@ -163,7 +87,7 @@ def test_same_submission_gives_the_same_bytes(board, sample_build, predictions, 
         "--leaderboard", str(tmp_path / "other"), "--slug", "pop",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for name in ("pop.jsonl.gz", RESULTS, "metadata.yaml"):
+    for name in ("seed0.jsonl.gz", RESULTS, "metadata.yaml"):
         assert (tmp_path / "other" / "submissions" / "pop" / name).read_bytes() == (
             board / "submissions" / "pop" / name
         ).read_bytes()
@@ -205,7 +129,7 @@ def test_an_edited_number_is_caught(board, sample_build, tmp_path):
 
 def test_an_edited_predictions_file_is_caught(board, sample_build, tmp_path):
     copy = copy_board(board, tmp_path)
-    path = copy / "submissions" / "pop" / "pop.jsonl.gz"
+    path = copy / "submissions" / "pop" / "seed0.jsonl.gz"
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     first = json.loads(lines[0])
     first["predictions"] = first["predictions"][::-1]
@@ -216,7 +140,7 @@ def test_an_edited_predictions_file_is_caught(board, sample_build, tmp_path):
     )
     assert result.returncode == 1
     assert (
-        "FAIL pop: pop.jsonl.gz: its SHA-256 differs from results.json field predictions[0].sha256"
+        "FAIL pop: seed0.jsonl.gz: its SHA-256 differs from results.json field predictions[0].sha256"
         in result.stderr
     )
 
@@ -232,7 +156,8 @@ def test_duplicates_and_fingerprints_are_rejected(board, sample_build, predictio
         "submit", str(predictions["pop"]), "--meta", str(meta), "--dataset", str(sample_build),
         "--leaderboard", str(board), "--slug", "pop-again",
     )  # fmt: skip
-    assert twin.returncode == 2 and "the same predictions as the submission pop/" in twin.stderr
+    assert twin.returncode == 2
+    assert "gives the target the same rank as pop/seed0.jsonl.gz on 100.0% of the instances" in twin.stderr
     assert not (board / "submissions" / "pop-again").exists()
     wrong = write_meta(tmp_path / "wrong.yaml", metadata("f" * 64))
     result = run_cli("submit", str(predictions["pop"]), "--meta", str(wrong), "--dataset", str(sample_build), "--leaderboard", str(tmp_path / "lb"))  # fmt: skip
@@ -256,7 +181,8 @@ def test_duplicates_and_fingerprints_are_rejected(board, sample_build, predictio
     result = run_cli("leaderboard", "validate", str(copy), "--dataset", str(sample_build))
     assert result.returncode == 1
     assert (
-        f"FAIL repeat: metadata.yaml: dataset_fingerprint {'e' * 64} but {sample_build} has" in result.stderr
+        f"FAIL repeat: metadata.yaml: dataset_fingerprint {'e' * 64} is not the fingerprint of the sample build given"
+        in result.stderr
     )
 
 
@@ -268,7 +194,14 @@ def test_metadata_errors_name_the_field(tmp_path):
         (metadata("a" * 64, training_data="train+test"), "training_data: Input should be 'train'"),
         (metadata("a" * 64, modalities=["ids", "smell"]), "modalities.1: Input should be"),
         (metadata("abc"), "dataset_fingerprint: String should match pattern"),
-        (metadata("a" * 64, probe=True), "only mmbench's own baselines are marked as protocol probes"),
+        (metadata("a" * 64, probe=True), "probe: not set by an entry; the maintainers list"),
+        (metadata("a" * 64, baseline=True), "baseline: not set by an entry; the maintainers list"),
+        (
+            metadata("a" * 64, code="mmbench:baselines/does_not_exist.py"),
+            "no such module in the mmbench package",
+        ),
+        (metadata("a" * 64, runs=3, seeds=[0, 0, 0]), "repeats a seed"),
+        (metadata("a" * 64, model="Name\n# Heading"), "model: String should match pattern"),
     ]
     for data, message in cases:
         path = write_meta(tmp_path / "m.yaml", data)
@@ -285,12 +218,15 @@ def test_site_in_a_real_browser(board, sample_build, tmp_path):
     from playwright.sync_api import sync_playwright
 
     site = tmp_path / "site"
-    result = run_cli("leaderboard", "build", str(board), "--out", str(site), "--dataset", str(sample_build))
+    result = run_cli("leaderboard", "build", str(board), "--out", str(site), "--dataset", str(sample_build), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert "3 entries recomputed, 0 not shown" in result.stdout
     readme = (board / "README.md").read_text()
     assert (
-        "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; \\| repeat" in readme and "<script>" not in readme
+        r"&lt;script&gt;alert\('x'\)&lt;/script&gt; \| repeat" in readme
+        and "<script>" not in readme
     )
+    assert f"against the build with fingerprint `{dataset_fingerprint(sample_build)}`" in readme
     requests: list[str] = []
     dialogs: list[str] = []
     with sync_playwright() as p:
@@ -303,7 +239,7 @@ def test_site_in_a_real_browser(board, sample_build, tmp_path):
                 "--disable-component-update",
             ],
         )
-        context = browser.new_context()
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
         context.set_offline(True)
         context.route("**/*", lambda route: (requests.append(route.request.url), route.continue_() if route.request.url.startswith("file:") else route.abort()))  # fmt: skip
         page = context.new_page()
@@ -314,37 +250,59 @@ def test_site_in_a_real_browser(board, sample_build, tmp_path):
         def names() -> list[str]:
             return [t.split("\n")[0] for t in board_el.locator("tbody tr td:first-child").all_inner_texts()]
 
+        def column(view: str, metric: str = "ndcg@10") -> list[float]:
+            cells = board_el.locator(f"tbody tr td.view-{view}[data-metric='{metric}']")
+            return [float(v) for v in cells.evaluate_all("els => els.map(e => e.dataset.value)")]
+
+        def bars(view: str) -> list[str]:
+            chart = board_el.locator(f"svg.chart-{view}")
+            assert chart.is_visible()
+            return chart.locator("g.bar").evaluate_all(
+                "els => els.filter(e => e.style.display !== 'none').map(e => e.dataset.slug)"
+            )
+
         # Rows come best NDCG@10 first; the injected name is text, and no script of it ran.
         assert names()[0].startswith("<script>alert('x')</script> | repeat")
         assert dialogs == [] and all(u.startswith("file:") for u in requests)
-        header = board_el.locator("thead th", has_text="NDCG@10").first
+        # Nothing is cut off at 1,400 px: the page does not scroll sideways, nor does the table.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+        assert page.evaluate(
+            "(() => { const w = document.querySelector('.table-wrap'); return w.scrollWidth <= w.clientWidth; })()"
+        )
+        header = board_el.locator("thead th.view-overall", has_text="NDCG@10").first
         header.click()  # descending
-        values = [
-            float(v)
-            for v in board_el.locator("tbody tr td.view-overall").evaluate_all(
-                "els => els.map(e => e.dataset.value)"
-            )
-        ]
-        assert values == sorted(values, reverse=True)
+        assert column("overall") == sorted(column("overall"), reverse=True)
         header.click()  # ascending
-        assert names()[0] == "Popularity baseline"
+        assert names()[0] == "Mixed runs"
+        # The segment view re-sorts the rows by the segment's NDCG@10 and shows its three metrics
+        # and its chart; the overall columns and chart are hidden.
+        assert bars("overall") == ["repeat", "pop", "mixed"]
+        board_el.locator("select.segment-view").select_option("heard")
+        heard = column("heard")
+        assert heard == sorted(heard, reverse=True)
+        for metric in ("ndcg@10", "recall@10", "mrr@10"):
+            assert board_el.locator(f"tbody tr td.view-heard[data-metric='{metric}']").first.is_visible()
+        assert board_el.locator("tbody tr td.view-overall").first.is_hidden()
+        assert board_el.locator("svg.chart-overall").is_hidden()
+        order = [s for s in board_el.locator("tbody tr").evaluate_all("els => els.map(e => e.dataset.slug)")]
+        assert bars("heard") == [s for s in order if s in bars("heard")]
+        board_el.locator("select.segment-view").select_option("overall")
+        # Filters hide a row and its bar in the chart, and the remaining bars close up.
         board_el.locator("select.filter-modality").select_option("completion")
         visible = board_el.locator("tbody tr:not([hidden])")
         assert visible.count() == 1 and "repeat" in visible.first.inner_text()
+        assert bars("overall") == ["repeat"]
+        transform = board_el.locator("svg.chart-overall g.bar[data-slug='repeat']").get_attribute("transform")
+        assert transform == "translate(0,40)"
         board_el.locator("select.filter-modality").select_option("")
         board_el.locator("select.filter-backbone").select_option("tiny")
         assert visible.count() == 1 and "Mixed runs" in visible.first.inner_text()
+        assert bars("overall") == ["mixed"]
         board_el.locator("select.filter-backbone").select_option("")
-        assert board_el.locator("tbody tr td.view-cold").first.is_hidden()
-        board_el.locator("select.segment-view").select_option("cold")
-        assert board_el.locator("tbody tr td.view-cold").first.is_visible()
-        assert board_el.locator("tbody tr td.view-overall").first.is_hidden()
-        # The error bars: one interval and point per entry, and the chance line.
-        svg = board_el.locator("svg.error-bars")
-        assert svg.locator("g.bar").count() == 3 and svg.locator("line.chance").count() == 1
-        assert svg.bounding_box()["height"] > 50
-        assert "best baseline" in board_el.locator("tbody").inner_text()
-        # repeat's +0.04 over pop is significant (p_Holm 0.0001 on the sample), and so marked.
+        assert bars("overall") == ["repeat", "pop", "mixed"]
+        assert board_el.locator("svg.chart-overall line.chance").count() == 1
+        assert board_el.locator("tbody tr", has_text="Popularity").inner_text().count("reference") == 1
+        # repeat's +0.057 over pop is significant (Holm over its three metrics), and so marked.
         assert board_el.locator("tbody span.significant").count() >= 1
         page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
         browser.close()
@@ -360,12 +318,16 @@ def test_repository_leaderboard_recomputes(sample_build):
     assert int(read) >= 14 and recomputed == read and " 0 problem(s)" in result.stdout
 
 
-def test_remote_predictions_are_fetched_only_when_allowed(sample_build, predictions, tmp_path):
-    """A large run may live elsewhere: the metadata gives its URL and digest, the folder omits it."""
-    served = tmp_path / "served" / "user-repeat.jsonl.gz"
-    served.parent.mkdir()
-    served.write_bytes(gzip.compress(predictions["user-repeat"].read_bytes()))
-    remote = {"file": "user-repeat.jsonl.gz", "url": served.as_uri(), "sha256": sha256_bytes(predictions["user-repeat"].read_bytes())}  # fmt: skip
+def test_remote_predictions_are_checked_or_skipped_only_when_asked(sample_build, predictions, tmp_path):
+    """A large run may live elsewhere: the metadata gives its https URL, size and digest, the
+    folder omits it; without the file the entry fails unless --skip-missing, and a download
+    never reaches a private address."""
+    from mmbench.leaderboard.submissions import store_predictions
+
+    stored = tmp_path / "stored.jsonl.gz"
+    store_predictions(predictions["user-repeat"], stored)
+    remote = {"file": "seed0.jsonl.gz", "url": "https://127.0.0.1:9/seed0.jsonl.gz", "size": stored.stat().st_size,
+              "sha256": sha256_bytes(predictions["user-repeat"].read_bytes())}  # fmt: skip
     meta = write_meta(
         tmp_path / "m.yaml", metadata(dataset_fingerprint(sample_build), remote_predictions=[remote])
     )
@@ -374,13 +336,16 @@ def test_remote_predictions_are_fetched_only_when_allowed(sample_build, predicti
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (board / "submissions" / "far").iterdir()) == ["metadata.yaml", RESULTS]
     args = ("leaderboard", "validate", str(board), "--recompute", "--dataset", str(sample_build), "--quiet")
-    skipped = run_cli(*args)
-    assert skipped.returncode == 0 and "note: far: skipped, user-repeat.jsonl.gz is remote" in skipped.stderr
-    fetched = run_cli(*args, "--allow-download")
-    assert fetched.returncode == 0 and "1 recomputed" in fetched.stdout, fetched.stderr
-    served.write_bytes(gzip.compress(predictions["pop"].read_bytes()))  # the file behind the URL changed
-    changed = run_cli(*args, "--allow-download")
+    missing = run_cli(*args)
     assert (
-        changed.returncode == 1
-        and "its SHA-256 differs from results.json field predictions[0].sha256" in changed.stderr
+        missing.returncode == 1
+        and "FAIL far: not checked against data: seed0.jsonl.gz is remote" in missing.stderr
+    )
+    skipped = run_cli(*args, "--skip-missing")
+    assert skipped.returncode == 0 and "note: far: not checked against data" in skipped.stderr
+    fetched = run_cli(*args, "--allow-download")
+    assert fetched.returncode == 1
+    assert (
+        "https://127.0.0.1:9/seed0.jsonl.gz: 127.0.0.1 is 127.0.0.1, not a public address; refused"
+        in fetched.stderr
     )

@@ -41,26 +41,37 @@ def leaderboard() -> None:
 
 @leaderboard.command()
 @click.argument("folder", type=LEADERBOARD, default=Path("leaderboard"))
-@click.option("--dataset", default=None, help="Check the fingerprints of this build's entries (default with --recompute: the local build).")  # fmt: skip
+@click.option("--dataset", "datasets", multiple=True, help="A build whose entries are checked (repeatable: the sample and the real data). Default with --recompute: the local build.")  # fmt: skip
 @click.option(
-    "--recompute", is_flag=True, help="Recompute every result of the dataset's entries from its predictions."
+    "--recompute",
+    is_flag=True,
+    help="Recompute every result of the given builds' entries from their predictions.",
 )
 @click.option(
-    "--allow-download", is_flag=True, help="Fetch remote predictions files (else those entries are skipped)."
+    "--allow-download", is_flag=True, help="Fetch remote predictions files (https only, size-capped)."
 )
+@click.option("--skip-missing", is_flag=True, help="Entries of a dataset with no build given (and remote files not fetched) are notes, not failures; their schema, files and digests are still checked.")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def validate(folder: Path, dataset: str | None, recompute: bool, allow_download: bool, quiet: bool) -> None:
+def validate(
+    folder: Path,
+    datasets: tuple[str, ...],
+    recompute: bool,
+    allow_download: bool,
+    skip_missing: bool,
+    quiet: bool,
+) -> None:
     """Check the submissions of FOLDER (default: leaderboard): metadata, results and their
-    digests, unique slugs, fingerprints, and with --recompute every number."""
-    from mmbench.leaderboard.submissions import validate as check
+    digests, file names, duplicates, the baselines file, fingerprints, and with --recompute
+    every number. An entry whose build is not given fails unless --skip-missing."""
+    from mmbench.leaderboard.submissions import check_leaderboard
 
-    found = check(folder, dataset, recompute, allow_download, progress=not quiet)
+    found = check_leaderboard(folder, datasets, recompute, allow_download, skip_missing, progress=not quiet)
     for note in found.notes:
         click.echo(f"note: {note}", err=True)
     for problem in found.problems:
         click.echo(f"FAIL {problem}", err=True)
     recomputed = f", {found.recomputed} recomputed from their predictions" if recompute else ""
-    click.echo(f"{len(found.entries)} submission(s) read{recomputed}, {len(found.problems)} problem(s)")
+    click.echo(f"{found.read} submission(s) read{recomputed}, {len(found.problems)} problem(s)")
     if found.problems:
         sys.exit(1)
 
@@ -68,11 +79,18 @@ def validate(folder: Path, dataset: str | None, recompute: bool, allow_download:
 @leaderboard.command()
 @click.argument("folder", type=LEADERBOARD, default=Path("leaderboard"))
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Folder for the static site.")  # fmt: skip
-@click.option("--dataset", default=None, help="A build: its tables get the paired comparisons with the best baseline.")  # fmt: skip
-def build(folder: Path, out: Path, dataset: str | None) -> None:
-    """Write the static leaderboard site (OUT/index.html, works offline) and the Markdown table
-    of FOLDER/README.md from the submissions."""
+@click.option("--dataset", "datasets", multiple=True, required=True, help="A build to recompute its entries against (repeatable); entries of builds not given are listed apart.")  # fmt: skip
+@click.option(
+    "--allow-download", is_flag=True, help="Fetch remote predictions files (https only, size-capped)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def build(folder: Path, out: Path, datasets: tuple[str, ...], allow_download: bool, quiet: bool) -> None:
+    """Recompute every entry of FOLDER from its predictions and write the static site
+    (OUT/index.html, works offline) and the Markdown tables of FOLDER/README.md; entries that
+    cannot be recomputed are listed apart, with why."""
     from mmbench.leaderboard.site import build_site
 
-    page = build_site(folder, out, dataset)
-    click.echo(f"wrote {page}")
+    page, found = build_site(folder, out, datasets, allow_download, progress=not quiet)
+    for slug, why in sorted(found.excluded.items()):
+        click.echo(f"not shown: {slug}: {why}", err=True)
+    click.echo(f"wrote {page}: {len(found.scored)} entries recomputed, {len(found.excluded)} not shown")

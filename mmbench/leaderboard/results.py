@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from mmbench.errors import MmbenchError
 from mmbench.evaluator import Evaluator, summarize_counts
+from mmbench.leaderboard.metadata import RUN_FILE, SHA256
 from mmbench.metrics import KS, METRICS, metric_by_rank
 
 SCHEMA_VERSION = 1
@@ -29,6 +32,68 @@ EVALUATION = {"ks": list(KS), "n_bootstrap": 1000, "seed": 0, "level": 0.95}
 RESULTS = "results.json"
 FLOAT_TOLERANCE = 1e-6
 METADATA = "metadata.yaml"
+
+
+class _Strict(BaseModel):  # strict: a number never comes from a string; int is taken for float
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Interval(_Strict):
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+class PredictionsFile(_Strict):
+    file: str = Field(pattern=RUN_FILE)
+    sha256: str = Field(pattern=SHA256)
+
+
+class Run(_Strict):
+    file: str = Field(pattern=RUN_FILE)
+    metrics: dict[str, Interval]
+    coverage: dict[str, float]
+    beyond_accuracy: dict[str, float]
+
+
+class Mean(_Strict):
+    metrics: dict[str, Interval]
+    segments: dict[str, dict[str, dict[str, Interval | StrictInt]]]
+    beyond_accuracy: dict[str, float]
+
+
+class ResultsFile(_Strict):
+    """The schema of ``results.json``: read before any of it is used, so that a value of the
+    wrong type is an error naming the field, never a traceback further on."""
+
+    schema_version: StrictInt = Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)
+    slug: str
+    model: str
+    dataset: str
+    dataset_fingerprint: str = Field(pattern=SHA256)
+    task: str
+    split: str
+    n_instances: StrictInt = Field(ge=1)
+    evaluation: dict[str, object]
+    mmbench_version: str
+    metadata_sha256: str = Field(pattern=SHA256)
+    predictions: list[PredictionsFile] = Field(min_length=1)
+    chance: dict[str, float]
+    runs: list[Run] = Field(min_length=1)
+    mean: Mean
+    results_sha256: str = Field(pattern=SHA256)
+
+
+def check_results(data: object, where: str) -> dict[str, Any]:
+    """``data`` (a parsed results.json) if it follows :class:`ResultsFile`, else an error naming
+    the first field that does not."""
+    try:
+        ResultsFile.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "the file"
+        raise MmbenchError(f"{where}: field {field}: {error['msg']}") from None
+    return data  # type: ignore[return-value]
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -75,9 +140,10 @@ def compute_results(
     metadata: dict[str, Any],
     metadata_bytes: bytes,
     files: dict[str, Path],
-) -> dict[str, Any]:
-    """The results of a submission: ``files`` maps each run's stored name (``*.jsonl.gz``) to
-    where it is, in run order; ``metadata`` is the validated metadata as plain data."""
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The results of a submission and its runs' ranks (``[runs, instances]``, the target's
+    rank, 0 = absent): ``files`` maps each run's stored name (``seed<N>.jsonl.gz``) to where it
+    is, in run order; ``metadata`` is the validated metadata as plain data."""
     ks, n_bootstrap, seed = EVALUATION["ks"], EVALUATION["n_bootstrap"], EVALUATION["seed"]
     runs, all_ranks = [], []
     for name, path in files.items():
@@ -130,7 +196,7 @@ def compute_results(
         },
     }
     results["results_sha256"] = results_digest(results)
-    return results
+    return results, stacked
 
 
 def results_digest(results: dict[str, Any]) -> str:
