@@ -298,7 +298,7 @@ def error_bars_svg(table: Table, view: str, segment: str | None, group: str | No
         cell = metric_cell(row, HEADLINE, segment, group)
         parts.append(
             f'<g class="bar" data-slug="{e(row.entry.slug)}" transform="translate(0,{TOP_Y + 6 + i * ROW_H})">'
-            f'<text x="{LABEL_W - 8}" y="4" text-anchor="end">{e(row.entry.metadata.model[:40])}</text>'
+            f'<text x="{LABEL_W - 8}" y="4" text-anchor="end">{e(_short(row.entry.metadata.model))}</text>'
             f'<line x1="{x(cell["ci_low"]):.1f}" x2="{x(cell["ci_high"]):.1f}" y1="0" y2="0" class="ci"/>'
             f'<circle cx="{x(cell["value"]):.1f}" cy="0" r="4" class="{_kind(table, row)}"/>'
             f"<title>{e(row.entry.metadata.model)}: {cell['value']:.4f} [{cell['ci_low']:.4f}, {cell['ci_high']:.4f}]</title></g>"
@@ -307,6 +307,10 @@ def error_bars_svg(table: Table, view: str, segment: str | None, group: str | No
         f'<line x1="{x(chance):.1f}" x2="{x(chance):.1f}" y1="16" y2="{height - 4}" class="chance"/></svg>'
     )
     return "".join(parts)
+
+
+def _short(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 def _table_html(table: Table, stamp: str) -> str:
