@@ -246,9 +246,12 @@ def push(folder: Path, repo: str, private: bool, dry_run: bool) -> None:
 def export(folder: Path, fmt: str, out: Path) -> None:
     """Write a build folder in another toolkit's format, with the benchmark's split."""
     from mmbench.export import export as write_export
+    from mmbench.export import session_rec_unseen
 
     for path in write_export(folder, fmt, out):
         click.echo(f"wrote {path}")
+    if fmt == "session-rec":
+        click.echo(f"note: {session_rec_unseen(folder)}")
 
 
 @main.command()

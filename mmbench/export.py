@@ -5,10 +5,18 @@ test by session start); none re-splits the data leave-one-out, which would put l
 training. Scores computed by another toolkit's own evaluator are not benchmark results: rank the
 benchmark's instances and score them with ``mmbench evaluate``.
 
-- ``recbole``: RecBole atomic files (https://recbole.io/docs/user_guide/data/atomic_files.html):
-  ``<name>.train.inter``, ``.valid.inter``, ``.test.inter`` (RecBole's ``benchmark_filename``),
-  ``<name>.item`` with the content vectors as ``float_seq`` fields, ``<name>.user``, and
-  ``<name>.yaml`` with the settings that read them as sessions.
+- ``recbole``: RecBole atomic files (https://recbole.io/docs/user_guide/data/atomic_files.html)
+  in the sequence form that RecBole's sequential models read with ``benchmark_filename``: one row
+  per prediction, ``instance_id:token``, ``item_id_list:token_seq`` (the input: every earlier
+  play of the user, then the session prefix, the last :data:`RECBOLE_MAX_LENGTH` of them) and
+  ``item_id:token`` (the target). ``<name>.test.inter`` and ``.valid.inter`` hold exactly the
+  benchmark's ``next-track`` instances of those splits; ``.train.inter`` every play of a training
+  session after its user's first play, with the plays before it as input (RecBole's own
+  augmentation, over the user's sessions in time order). ``<name>.item`` is the whole catalogue
+  (so cold tracks are in RecBole's item space) with the content vectors as ``float_seq`` fields,
+  and ``<name>.yaml`` the settings that read it. RecBole's full-ranking scores on the test file
+  are then the ``next-track`` protocol's, except that the benchmark's baselines leave the prefix
+  out of their rankings and RecBole does not (docs/evaluation.md).
 - ``session-rec``: the tab-separated ``SessionId ItemId Time`` files of session-rec
   (https://github.com/rn5l/session-rec): ``<name>_train_full.txt`` (train and validation),
   ``_train_tr.txt``, ``_train_valid.txt``, ``_test.txt``, with integer ids and the files that
@@ -32,6 +40,8 @@ FORMATS = ("recbole", "session-rec", "csv")
 MARKER = ".mmbench-export"  # an export folder's mark: only such a folder (or an empty one) is replaced
 NAME = "lastfm1k-mm"
 RECBOLE_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
+RECBOLE_MAX_LENGTH = 50  # the input's length, as RecBole's MAX_ITEM_LIST_LENGTH default
+RECBOLE_USER_BATCH = 2_000  # training rows are written this many users at a time (bounded memory)
 SESSION_REC_FILES = {"train_full": ("train", "validation"), "train_tr": ("train",), "train_valid": ("validation",), "test": ("test",)}  # fmt: skip
 
 
@@ -89,24 +99,70 @@ def _write_tsv(frame: pl.DataFrame, path: Path, types: dict[str, str] | None = N
     frame.write_csv(path, separator="\t", null_value="")
 
 
+def user_sequences(folder: Path) -> pl.DataFrame:
+    """Every play of every session (all splits) in each user's time order: ``user_id``,
+    ``session_id``, ``split``, ``position`` in the session and ``index`` in the user's sequence."""
+    return (
+        pl.concat(
+            [plays(folder, split).with_columns(pl.lit(split).alias("split")) for split in RECBOLE_SPLITS]
+        )
+        .join(read_config(folder, "sessions").select("session_id", "start_time"), on="session_id", how="left")
+        .sort("user_id", "start_time", "session_id", "position")
+        .with_columns(pl.int_range(pl.len()).over("user_id").alias("index"))
+        .select("user_id", "session_id", "split", "position", "index", "track_id")
+    )
+
+
+def _input_rows(sequence: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
+    """Rows ``instance_id``, ``item_id_list`` (space-separated: the user's plays before the
+    target's ``index``, the last RECBOLE_MAX_LENGTH) and ``item_id`` for each target row
+    (``instance_id``, ``user_id``, ``index``, ``track_id``)."""
+    lists = sequence.group_by("user_id").agg(pl.col("track_id").sort_by("index").alias("plays"))
+    start = (pl.col("index") - RECBOLE_MAX_LENGTH).clip(lower_bound=0)
+    return (
+        targets.join(lists, on="user_id", how="left")
+        .select(
+            "instance_id",
+            pl.col("plays").list.slice(start, pl.col("index") - start).list.join(" ").alias("item_id_list"),
+            pl.col("track_id").alias("item_id"),
+        )
+        .sort("instance_id")
+    )
+
+
 def export_recbole(folder: Path, out: Path) -> list[Path]:
-    """RecBole atomic files; see the module docstring."""
-    inter_types = {
-        "session_id": "token",
-        "user_id": "token",
-        "item_id": "token",
-        "timestamp": "float",
-        "listen_seconds": "float",
-        "completion_ratio": "float",
-    }
+    """RecBole atomic files in sequence form; see the module docstring."""
+    types = {"instance_id": "token", "item_id_list": "token_seq", "item_id": "token"}
+    sequence = user_sequences(folder)
     written = []
     for split, suffix in RECBOLE_SPLITS.items():
-        frame = plays(folder, split).select(
-            "session_id", "user_id", pl.col("track_id").alias("item_id"), "timestamp", "listen_seconds",
-            "completion_ratio",
-        )  # fmt: skip
-        written.append(out / f"{NAME}.{suffix}.inter")
-        _write_tsv(frame, written[-1], inter_types)
+        path = out / f"{NAME}.{suffix}.inter"
+        written.append(path)
+        if split == "train":
+            targets = sequence.filter((pl.col("split") == "train") & (pl.col("index") > 0)).select(
+                pl.format("{}:{}", "session_id", "position").alias("instance_id"),
+                "user_id",
+                "index",
+                "track_id",
+            )
+            users = targets["user_id"].unique().sort()
+            with path.open("w", encoding="utf-8") as f:
+                f.write("\t".join(f"{c}:{t}" for c, t in types.items()) + "\n")
+                for i in range(0, len(users), RECBOLE_USER_BATCH):
+                    batch = targets.filter(
+                        pl.col("user_id").is_in(users[i : i + RECBOLE_USER_BATCH].implode())
+                    )
+                    rows = _input_rows(
+                        sequence.filter(pl.col("user_id").is_in(batch["user_id"].unique().implode())), batch
+                    )
+                    _check_text(rows, path.name)
+                    rows.write_csv(f, separator="\t", include_header=False)
+            continue
+        instances = read_config(folder, "instances", split).filter(pl.col("task") == "next-track")
+        targets = instances.join(
+            sequence.select("session_id", "position", "index"), on=["session_id", "position"], how="left"
+        ).select("instance_id", "user_id", "index", pl.col("target_track_id").alias("track_id"))
+        _write_tsv(_input_rows(sequence, targets), path, types)
     items = read_config(folder, "tracks", "catalog").select(
         pl.col("track_id").alias("item_id"), "artist_name", "track_name", "duration_seconds"
     )
@@ -127,18 +183,17 @@ def export_recbole(folder: Path, out: Path) -> list[Path]:
         item_types[field] = "float_seq"
     written.append(out / f"{NAME}.item")
     _write_tsv(items, written[-1], item_types)
-    users = read_config(folder, "users", "catalog").select("user_id", "gender", "age", "country")
-    written.append(out / f"{NAME}.user")
-    _write_tsv(
-        users, written[-1], {"user_id": "token", "gender": "token", "age": "float", "country": "token"}
-    )
     written.append(out / f"{NAME}.yaml")
     written[-1].write_text(
-        "# RecBole settings that read this export as sessions, with the benchmark's split.\n"
+        "# RecBole settings that read this export in sequence form with the benchmark's split:\n"
+        "# test rows are the next-track test instances. Pass as config_file_list to run_recbole.\n"
         f"dataset: {NAME}\n"
         "benchmark_filename: [train, valid, test]\n"
-        "USER_ID_FIELD: session_id\nITEM_ID_FIELD: item_id\nTIME_FIELD: timestamp\n"
-        "load_col:\n  inter: [session_id, item_id, timestamp]\n",
+        "USER_ID_FIELD: instance_id\nITEM_ID_FIELD: item_id\nTIME_FIELD: ~\n"
+        f"LIST_SUFFIX: _list\nMAX_ITEM_LIST_LENGTH: {RECBOLE_MAX_LENGTH}\n"
+        "load_col:\n  inter: [instance_id, item_id_list, item_id]\n  item: [item_id]\n"
+        "eval_args:\n  order: TO\n  mode: full\n"
+        "metrics: [Recall, NDCG, MRR]\ntopk: [10]\nvalid_metric: NDCG@10\n",
         encoding="utf-8",
     )
     return written
@@ -178,6 +233,24 @@ def export_session_rec(folder: Path, out: Path) -> list[Path]:
         written.append(out / f"{NAME}_{suffix}.txt")
         _write_tsv(frame, written[-1])
     return written
+
+
+def session_rec_unseen(folder: Path) -> str:
+    """What session-rec's loader drops: it keeps only test plays of tracks in its training file
+    (``train_full``: train and validation), so those test plays, and the next-track targets
+    among them, are never scored there."""
+    known = pl.concat([plays(folder, s).select("track_id") for s in SESSION_REC_FILES["train_full"]]).unique()
+    test = plays(folder, "test")
+    unseen = test.join(known, on="track_id", how="anti").height
+    targets = read_config(folder, "instances", "test").filter(pl.col("task") == "next-track")
+    lost = targets.join(
+        known.rename({"track_id": "target_track_id"}), on="target_track_id", how="anti"
+    ).height
+    return (
+        f"session-rec's loader drops the test plays of tracks absent from {NAME}_train_full.txt: {unseen:,} of "
+        f"{test.height:,} test plays ({unseen / max(test.height, 1):.1%}), and with them {lost} of the "
+        f"{targets.height} next-track test targets; its scores are not the benchmark's"
+    )
 
 
 def export_csv(folder: Path, out: Path) -> list[Path]:

@@ -308,3 +308,23 @@ def standin_build(tmp_path_factory) -> Path:
     result = build_fixture(write_fixture(folder / "raw"), folder / "lastfm1k-mm")
     assert result.returncode == 0, result.stderr
     return folder / "lastfm1k-mm"
+
+
+# -- outside tools in their own environment (make test-tools) -----------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--tools",
+        action="store_true",
+        help="Run the tests that build a second environment (make test-tools).",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--tools"):
+        return
+    skip = pytest.mark.skip(reason="builds a second environment with an outside tool: make test-tools")
+    for item in items:
+        if "tools" in item.keywords:
+            item.add_marker(skip)
