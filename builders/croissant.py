@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from mmbench import layout
 from mmbench.builders.datasheet import LICENCE, responsible_ai
 from mmbench.builders.ingest import LASTFM_PAGE
+from mmbench.loading import SYNTHETIC_NOTE, built_from_lastfm1k
 from mmbench.schema import HUB_ID, mgphot_gene_list
 
 # The standard @context of Croissant 1.1 (arrays are written with the full ``cr:`` names).
@@ -169,11 +170,13 @@ def croissant_metadata(folder: Path, report: dict) -> dict:
     # The property's type is a date: the first and last play; the text stays in the datasheet.
     stats = report["statistics"]
     rai["rai:dataCollectionTimeFrame"] = [stats["first_play_utc"], stats["last_play_utc"]]
+    real = built_from_lastfm1k(report)
     return {
         "@context": CONTEXT,
         "@type": "sc:Dataset",
-        "name": "LastFM-1K-MM",
-        "description": (
+        "name": "LastFM-1K-MM" if real else "LastFM-1K-MM synthetic sample (not LastFM-1K data)",
+        "description": ("" if real else SYNTHETIC_NOTE + " ")
+        + (
             "Session-based music recommendation on the LastFM-1K listening logs: sessions with "
             "per-play listening times and completion ratios, a global temporal split, evaluation "
             "instances of the next-track and paper-sampled tasks, and audio, lyrics and MGPHot "

@@ -9,6 +9,7 @@ in the folder's ``DATASHEET.md`` and, as the Croissant RAI vocabulary's fields
 from __future__ import annotations
 
 from mmbench.builders.ingest import LASTFM_PAGE
+from mmbench.loading import built_from_lastfm1k
 from mmbench.schema import MGPHOT_DIM
 
 LICENCE = (
@@ -167,7 +168,7 @@ def datasheet_text(report: dict) -> str:
     """``DATASHEET.md``: the datasheet questions answered for this build, with its figures."""
     rai = responsible_ai(report)
     stats = report["statistics"]
-    published = all(i.get("matches_published") for i in report["inputs"].values())
+    published = built_from_lastfm1k(report)
     origin = (
         ""
         if published
@@ -177,7 +178,8 @@ def datasheet_text(report: dict) -> str:
     )
     split = report["stages"]["split"]
     inst = stats["instances"]
-    return f"""# Datasheet: LastFM-1K-MM (recipe `{report["recipe"]["name"]}`, dataset version {report["dataset_version"]})
+    title = "LastFM-1K-MM" if published else "LastFM-1K-MM synthetic sample, not LastFM-1K data"
+    return f"""# Datasheet: {title} (recipe `{report["recipe"]["name"]}`, dataset version {report["dataset_version"]})
 
 The questions of *Datasheets for Datasets* (Gebru et al., CACM 64(12), 2021), answered for this
 build. The figures come from its `build_report.json`; the same answers are in `croissant.json`'s

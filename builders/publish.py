@@ -30,6 +30,7 @@ from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, replace_tree, write_atomic
 from mmbench.fingerprint import compute_fingerprint
 from mmbench.info import sha256_file
+from mmbench.loading import SYNTHETIC_NOTE, built_from_lastfm1k
 from mmbench.schema import (
     DATASET_VERSION,
     DEFAULT_CONFIG,
@@ -357,13 +358,26 @@ in validation, {rules["next_track_targets_in_prefix"]["test"]:,} in test. `proto
 """
 
 
+PUBLISHED_TEXTS = ("README.md", "DATASHEET.md", "croissant.json", "constraints.txt", "rejects.jsonl")
+
+
+def _title(report: dict) -> str:
+    """The card's heading; a build of other inputs than LastFM-1K says so before anything else."""
+    if built_from_lastfm1k(report):
+        return f"\n# LastFM-1K-MM ({report['recipe']['name']} recipe)\n"
+    return (
+        f"\n# LastFM-1K-MM synthetic sample, not LastFM-1K data ({report['recipe']['name']} recipe)\n\n"
+        f"**{SYNTHETIC_NOTE}** No Last.fm data is in it, so the LastFM-1K terms below do not bind it;\n"
+        "it may be published ungated, for CI and tutorials, under a repository name that says sample.\n"
+    )
+
+
 def card_text(report: dict, plots: list[str], recipe_text: str) -> str:
     """The dataset card: YAML front matter with every config and split, then the description."""
     content = report.get("content", {})
     body = (
-        f"""
-# LastFM-1K-MM ({report["recipe"]["name"]} recipe)
-
+        _title(report)
+        + f"""
 Session-based music recommendation on the LastFM-1K listening logs: listening sessions with
 per-play listening times and completion ratios, a global temporal split, and the evaluation
 instances of the `next-track` (official, full-catalogue ranking) and `paper-sampled` tasks.
@@ -525,11 +539,16 @@ def publish_build(
     plots = write_plots(staging / "plots", sessions, catalog, plays, stages["split"])
     report["outputs"] = {str(p.relative_to(staging)): sha256_file(p) for p in layout.parquet_files(staging)}
     write_atomic(staging / "README.md", card_text(report, plots, recipe_toml(recipe)))
-    write_atomic(staging / "build_report.json", dumps_report(report))
     write_atomic(staging / "constraints.txt", constraints_text())
     write_atomic(staging / "DATASHEET.md", datasheet_text(report))
     write_atomic(staging / "croissant.json", croissant_text(staging, report))
     shutil.copyfile(rejects_path, staging / "rejects.jsonl")
+    # Every other published file's digest, so that `mmbench info` and `mmbench push` refuse a
+    # card, datasheet or Croissant file edited after the build (a relicensed card, an empty one).
+    report["published"] = {
+        name: sha256_file(staging / name) for name in (*PUBLISHED_TEXTS, *(f"plots/{p}" for p in plots))
+    }
+    write_atomic(staging / "build_report.json", dumps_report(report))
     for entry in (layout.DATA, "plots"):
         replace_tree(staging / entry, out / entry)
     for entry in (

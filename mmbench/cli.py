@@ -231,11 +231,16 @@ def info(folder: Path) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="List the files, their sizes and the card's metadata; upload nothing."
 )
-def push(folder: Path, repo: str, private: bool, dry_run: bool) -> None:
-    """Upload a checked build folder to the Hub, gated by the LastFM-1K terms (resumable)."""
+@click.option("--allow-sample", is_flag=True, help="Push a build not made from the published LastFM-1K files to a repository whose name does not say sample (tests).")  # fmt: skip
+def push(folder: Path, repo: str, private: bool, dry_run: bool, allow_sample: bool) -> None:
+    """Upload a checked build folder to the Hub, gated by the LastFM-1K terms (resumable), and
+    tag its version."""
     from mmbench import push as hub
 
-    for line in hub.dry_run(folder) if dry_run else hub.push(folder, repo, private):
+    lines = (
+        hub.dry_run(folder, repo, allow_sample) if dry_run else hub.push(folder, repo, private, allow_sample)
+    )
+    for line in lines:
         click.echo(line)
 
 

@@ -85,6 +85,14 @@ def _file_problems(folder: Path, report: dict) -> list[str]:
         elif sha256_file(folder / rel) != digest:
             problems.append(f"{rel}: checksum differs from build_report.json")
     problems += [f"{rel}: not listed in build_report.json" for rel in sorted(found - set(report["outputs"]))]
+    published = report.get("published")
+    if published is None:
+        problems.append("build_report.json: no digests of the card and the other published files; rebuild it")
+    for rel, digest in (published or {}).items():
+        if not (folder / rel).is_file():
+            problems.append(f"{rel}: listed in build_report.json but missing")
+        elif sha256_file(folder / rel) != digest:
+            problems.append(f"{rel}: changed since the build (its SHA-256 differs from build_report.json)")
     for config, splits in SPLITS.items():
         for split in splits:
             for path in layout.split_files(folder, config, split):

@@ -77,6 +77,20 @@ def load(config: str = DEFAULT_CONFIG, split: str | None = None, source: str | o
         ) from None
 
 
+def built_from_lastfm1k(report: dict) -> bool:
+    """Whether a build report's raw inputs are the published LastFM-1K files (their MD5s); the
+    embedded sample and any subset are not: their card, datasheet and Croissant say so first."""
+    inputs = report.get("inputs") or {}
+    return bool(inputs) and all(info.get("matches_published") for info in inputs.values())
+
+
+SYNTHETIC_NOTE = (
+    "Not LastFM-1K data: built from raw files that are not the published LastFM-1K archive (the "
+    "embedded synthetic sample, or a subset), so its figures describe those files and no result "
+    "on it says anything about real listening."
+)
+
+
 def build_report(source: str | os.PathLike | None = None) -> dict:
     """The build's ``build_report.json`` (recipe, accounting, protocol rules, fingerprint), from a
     local build or the Hub."""

@@ -1,7 +1,12 @@
 """``mmbench push``: a built folder to a Hugging Face Hub dataset repository, gated by its terms.
 
-The folder is checked first (``mmbench info``'s checks: a damaged build is never published). The
-repository is gated (access on request, manually approved, with the card's prompt, which states
+The folder is checked first (``mmbench info``'s checks, which cover every file it uploads: the
+parquet files, and the card, datasheet, Croissant file and plots by the digests the build
+recorded, so a damaged or edited build is never published). A build whose raw inputs are not
+the published LastFM-1K files (the synthetic sample) goes only to a repository whose name says
+sample, ungated (no Last.fm data is in it). A version already on the Hub is never overwritten by
+a build with another fingerprint, and each pushed version is tagged ``v<dataset version>`` so
+that ``load_dataset(..., revision="v2.0.0")`` pins it. The LastFM-1K repository is gated (access on request, manually approved, with the card's prompt, which states
 the LastFM-1K terms) before any file goes up. The upload is one commit per config and a last one
 for the card and the other small files (which also removes the configs the build no longer has);
 a config whose files are already on the Hub with the same SHA-256 is skipped, so a push that was
@@ -11,12 +16,14 @@ transfer.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from mmbench import layout
 from mmbench.errors import MmbenchError
 from mmbench.info import check_dataset, sha256_file
+from mmbench.loading import built_from_lastfm1k
 
 # What a build folder publishes; models, predictions and caches a user keeps beside it stay local.
 PUBLISHED = (
@@ -40,22 +47,40 @@ def published_files(folder: Path) -> list[Path]:
     )
 
 
-def _checked(folder: Path) -> list[Path]:
+def _checked(folder: Path, repo: str, allow_sample: bool) -> tuple[list[Path], dict]:
+    """The files to upload and the build report, once the folder passes every check."""
     problems = check_dataset(folder)
     if problems:
         raise MmbenchError(f"{folder} fails its checks ({problems[0]}); see `mmbench info {folder}`")
-    return published_files(folder)
+    report = json.loads((folder / "build_report.json").read_text(encoding="utf-8"))
+    if not built_from_lastfm1k(report) and "sample" not in repo.split("/")[-1].lower() and not allow_sample:
+        name, info = next((n, i) for n, i in report["inputs"].items() if not i.get("matches_published"))
+        raise MmbenchError(
+            f"{folder} was not built from the published LastFM-1K files ({name}: MD5 {info['md5']}, published "
+            f"{info['published_md5']}): push it only to a repository whose name says sample, e.g. "
+            f"{repo.split('/')[0]}/lastfm1k-mm-sample"
+        )
+    return published_files(folder), report
 
 
-def dry_run(folder: Path) -> list[str]:
+def dry_run(folder: Path, repo: str, allow_sample: bool = False) -> list[str]:
     """What a push would upload (file, size) and the card's metadata, without the network."""
-    files = _checked(folder)
+    files, report = _checked(folder, repo, allow_sample)
     sizes = [(folder / f).stat().st_size for f in files]
     lines = [f"{size:>14,}  {f}" for f, size in zip(files, sizes, strict=True)]
     lines.append(f"{sum(sizes):>14,}  in {len(files)} files")
     card = (folder / "README.md").read_text(encoding="utf-8")
     front_matter = card.split("---", 2)[1].strip() if card.startswith("---") else ""
-    return [*lines, "", "card metadata (README.md):", front_matter]
+    gate = (
+        "gated (access requests approved by hand)" if built_from_lastfm1k(report) else "ungated (synthetic)"
+    )
+    return [
+        *lines,
+        f"to {repo}, {gate}, tagged v{report['dataset_version']}",
+        "",
+        "card metadata (README.md):",
+        front_matter,
+    ]
 
 
 def _remote_digests(api, repo: str) -> dict[str, str | None]:
@@ -69,9 +94,31 @@ def _remote_digests(api, repo: str) -> dict[str, str | None]:
     }
 
 
-def push(folder: Path, repo: str, private: bool = False) -> list[str]:
-    """Upload ``folder`` to the dataset repository ``repo`` and gate it; lines saying what was done."""
-    files = _checked(folder)
+def _refuse_another_fingerprint(api, repo: str, report: dict) -> None:
+    """Refuse to overwrite the Hub's copy of this dataset version when its fingerprint differs."""
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        path = api.hf_hub_download(repo, "build_report.json", repo_type="dataset")
+    except (EntryNotFoundError, RepositoryNotFoundError):
+        return
+    remote = json.loads(Path(path).read_text(encoding="utf-8"))
+    if (
+        remote.get("dataset_version") == report["dataset_version"]
+        and remote.get("fingerprint") != report["fingerprint"]
+    ):
+        raise MmbenchError(
+            f"{repo} holds dataset version {report['dataset_version']} with fingerprint {remote.get('fingerprint')}; "
+            f"this build has {report['fingerprint']}: a version is never overwritten with other data "
+            "(a change to what evaluation depends on is a new version, CHANGELOG.md)"
+        )
+
+
+def push(folder: Path, repo: str, private: bool = False, allow_sample: bool = False) -> list[str]:
+    """Upload ``folder`` to the dataset repository ``repo``, gate it (LastFM-1K data) and tag
+    the version; lines saying what was done."""
+    files, report = _checked(folder, repo, allow_sample)
+    gated = built_from_lastfm1k(report)
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise MmbenchError("cannot push: HF_HUB_OFFLINE is set; unset it to reach the Hub")
     from huggingface_hub import HfApi, get_token
@@ -82,9 +129,10 @@ def push(folder: Path, repo: str, private: bool = False) -> list[str]:
     api = HfApi(token=token)
     lines = []
     try:
+        _refuse_another_fingerprint(api, repo, report)
         api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-        # Gated before the first file goes up, so that no cut-off push leaves the data open.
-        api.update_repo_settings(repo, gated="manual", repo_type="dataset")
+        if gated:  # before the first file goes up, so that no cut-off push leaves the data open
+            api.update_repo_settings(repo, gated="manual", repo_type="dataset")
         remote = _remote_digests(api, repo)
         for config in layout.configs(folder):
             local = [f for f in files if f.parts[:2] == (layout.DATA, config)]
@@ -108,10 +156,14 @@ def push(folder: Path, repo: str, private: bool = False) -> list[str]:
             commit_message="The card, datasheet, Croissant metadata and build report",
         )  # fmt: skip
         lines += [f"{config}: not in this build, removed from the Hub" for config in gone]
+        tag = f"v{report['dataset_version']}"
+        api.create_tag(repo, tag=tag, repo_type="dataset", exist_ok=True)
+        lines.append(f"tagged {tag}: load_dataset({repo!r}, revision={tag!r}) reads this version")
+    except MmbenchError:
+        raise
     except Exception as exc:  # the Hub or the network: one line, the cause's own words
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise MmbenchError(f"cannot push to {repo}: {type(exc).__name__}: {first}") from None
-    lines.append(
-        f"pushed to https://huggingface.co/datasets/{repo} (gated: access requests are approved by hand)"
-    )
+    access = "gated: access requests are approved by hand" if gated else "ungated: synthetic data"
+    lines.append(f"pushed to https://huggingface.co/datasets/{repo} ({access})")
     return lines

@@ -114,12 +114,50 @@ def _same_plays(read: pl.DataFrame, expected: pl.DataFrame) -> None:
     assert read.equals(expected), "exported plays differ from the parquet"
 
 
-def test_recbole_export_round_trips_with_the_split(sample_build, tmp_path):
+def test_recbole_export_rows_are_the_instances_inputs(sample_build, tmp_path):
+    """Test and validation rows are the next-track instances, with the input the baselines read
+    (mmbench.baselines.runner.instance_inputs: the user's earlier plays, then the prefix) cut to
+    its last 50; training rows are every training play after its user's first."""
+    from mmbench.baselines.data import Benchmark
+    from mmbench.baselines.runner import instance_inputs
+    from mmbench.export import RECBOLE_MAX_LENGTH
+
     result = run_cli("export", str(sample_build), "--format", "recbole", "--out", str(tmp_path / "rb"))
     assert result.returncode == 0, result.stderr
-    for split, suffix in (("train", "train"), ("validation", "valid"), ("test", "test")):
-        read = _read_tsv(tmp_path / "rb" / f"lastfm1k-mm.{suffix}.inter").rename({"item_id": "track_id"})
-        _same_plays(read, _expected_plays(sample_build, split))
+    data = Benchmark(sample_build)
+    for split, suffix in (("validation", "valid"), ("test", "test")):
+        read = _read_tsv(tmp_path / "rb" / f"lastfm1k-mm.{suffix}.inter")
+        targets = {
+            r["instance_id"]: r["target_track_id"] for r in data.instances("next-track", split).to_dicts()
+        }
+        expected = {
+            r["instance_id"]: ((r["history"] + r["prefix"])[-RECBOLE_MAX_LENGTH:], targets[r["instance_id"]])
+            for r in instance_inputs(data, "next-track", split)
+        }
+        got = {r["instance_id"]: (r["item_id_list"].split(" "), r["item_id"]) for r in read.to_dicts()}
+        assert got == expected and len(got) == len(targets)
+    train = _read_tsv(tmp_path / "rb" / "lastfm1k-mm.train.inter")
+    sessions = pl.concat([data.sessions(s).select("user_id", "start_time", "session_id", "track_ids") for s in ("train", "validation", "test")])  # fmt: skip
+    first = sessions.sort("start_time").group_by("user_id").agg(pl.col("session_id").first())["session_id"]
+    train_plays = (
+        data.sessions("train")
+        .select(pl.col("track_ids").list.len().sum() - pl.col("session_id").is_in(first.implode()).sum())
+        .item()
+    )
+    assert train.height == train_plays
+    row = train.filter(pl.col("instance_id").str.ends_with(":3")).row(0, named=True)
+    session_id = row["instance_id"].rsplit(":", 1)[0]
+    own = sessions.filter(pl.col("session_id") == session_id).row(0, named=True)
+    earlier = sessions.filter(
+        (pl.col("user_id") == own["user_id"]) & (pl.col("start_time") < own["start_time"])
+    )
+    before = [t for ids in earlier.sort("start_time")["track_ids"].to_list() for t in ids] + own["track_ids"][
+        :3
+    ]
+    assert (
+        row["item_id_list"].split(" ") == before[-RECBOLE_MAX_LENGTH:]
+        and row["item_id"] == own["track_ids"][3]
+    )
     items = _read_tsv(tmp_path / "rb" / "lastfm1k-mm.item")
     tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
     assert items["item_id"].to_list() == tracks["track_id"].to_list()
@@ -207,22 +245,62 @@ def test_export_refuses_what_it_could_destroy(sample_build, tmp_path):
     assert not (tmp_path / "ex" / "plays.csv").exists()  # replaced whole
 
 
-def test_push_dry_run_lists_files_sizes_and_the_gate(sample_build):
-    result = run_cli("push", str(sample_build), "--repo", "someone/lastfm1k-mm", "--dry-run")
+def test_push_dry_run_lists_files_sizes_and_the_access(sample_build):
+    result = run_cli("push", str(sample_build), "--repo", "someone/lastfm1k-mm-sample", "--dry-run")
     assert result.returncode == 0, result.stderr
     for path in layout.parquet_files(sample_build):
         assert f"{path.stat().st_size:,}  {path.relative_to(sample_build)}" in result.stdout
     for name in ("croissant.json", "DATASHEET.md", "README.md", "plots/popularity.png"):
         assert name in result.stdout
-    assert "extra_gated_prompt" in result.stdout and "non-commercial" in result.stdout
-    assert "models" not in result.stdout
+    assert "to someone/lastfm1k-mm-sample, ungated (synthetic), tagged v2.0.0" in result.stdout
+    assert "non-commercial" in result.stdout and "models" not in result.stdout
+
+
+def test_the_sample_says_it_is_synthetic_first_and_push_keeps_it_out_of_a_real_repository(sample_build):
+    card = (sample_build / "README.md").read_text().split("---", 2)[2].lstrip()
+    assert card.startswith("# LastFM-1K-MM synthetic sample, not LastFM-1K data")
+    assert (
+        (sample_build / "DATASHEET.md")
+        .read_text()
+        .startswith("# Datasheet: LastFM-1K-MM synthetic sample, not LastFM-1K data")
+    )
+    croissant = json.loads((sample_build / "croissant.json").read_text())
+    assert croissant["name"].startswith("LastFM-1K-MM synthetic sample") and croissant[
+        "description"
+    ].startswith("Not LastFM-1K data")
+    refused = run_cli("push", str(sample_build), "--repo", "someone/lastfm1k-mm", "--dry-run")
+    assert refused.returncode == 2 and "was not built from the published LastFM-1K files" in refused.stderr
+    assert "someone/lastfm1k-mm-sample" in refused.stderr
+    allowed = run_cli(
+        "push", str(sample_build), "--repo", "someone/lastfm1k-mm", "--dry-run", "--allow-sample"
+    )
+    assert allowed.returncode == 0, allowed.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("croissant.json", lambda text: "{}"),
+        ("README.md", lambda text: text.replace("license: other", "license: mit", 1)),
+        ("DATASHEET.md", lambda text: text + "\nAll rights waived.\n"),
+    ],
+)
+def test_push_refuses_an_edited_published_file(sample_build, tmp_path, name, change):
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_build, copy, ignore=shutil.ignore_patterns("models", "*.jsonl.report.json"))
+    text = (copy / name).read_text()
+    assert change(text) != text
+    (copy / name).write_text(change(text))
+    result = run_cli("push", str(copy), "--repo", "someone/lastfm1k-mm-sample", "--dry-run")
+    assert result.returncode == 2
+    assert f"{name}: changed since the build (its SHA-256 differs from build_report.json)" in result.stderr
 
 
 def _push(folder: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("mmbench")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     environment = {**clean, "HF_HOME": str(tmp_path / "hf-home"), **env}
-    return subprocess.run([str(exe), "push", str(folder), "--repo", "someone/lastfm1k-mm"],
+    return subprocess.run([str(exe), "push", str(folder), "--repo", "someone/lastfm1k-mm-sample"],
                           capture_output=True, text=True, env=environment, timeout=300)  # fmt: skip
 
 
@@ -233,7 +311,7 @@ def test_push_without_network_or_token_is_one_clear_line(sample_build, tmp_path)
     assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr
     # A token, but a Hub that cannot be reached (nothing listens on port 9 of this machine).
     unreachable = _push(sample_build, tmp_path, HF_TOKEN="hf_x", HF_ENDPOINT="http://127.0.0.1:9")
-    assert unreachable.returncode == 2 and "cannot push to someone/lastfm1k-mm" in unreachable.stderr
+    assert unreachable.returncode == 2 and "cannot push to someone/lastfm1k-mm-sample" in unreachable.stderr
     for result in (offline, no_token, unreachable):
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -243,5 +321,5 @@ def test_push_refuses_a_damaged_build(sample_build, tmp_path):
     shutil.copytree(sample_build, copy, ignore=shutil.ignore_patterns("models", "*.jsonl.report.json"))
     shard = layout.split_files(copy, "users", "catalog")[0]
     shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")
-    result = run_cli("push", str(copy), "--repo", "someone/lastfm1k-mm", "--dry-run")
+    result = run_cli("push", str(copy), "--repo", "someone/lastfm1k-mm-sample", "--dry-run")
     assert result.returncode == 2 and "users/catalog-00000-of-00001.parquet" in result.stderr
