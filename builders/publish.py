@@ -53,6 +53,17 @@ GATE_PROMPT = (
 )
 ROWS_PER_SHARD = 500_000
 ROW_GROUP = 50_000
+# Row groups and shards are also bounded in bytes (of the Arrow data, before compression): the
+# Hub's dataset viewer reads a row group whole, so one of a 1,024-dimension audio config at
+# 50,000 rows (200 MB) would not be shown.
+ROW_GROUP_BYTES = 100 << 20
+SHARD_BYTES = 1 << 30
+
+
+def rows_within(table: pa.Table, rows: int, max_bytes: int) -> int:
+    """At most ``rows`` rows, and at most as many as fit in ``max_bytes`` at the table's mean row size."""
+    per_row = max(table.nbytes / max(table.num_rows, 1), 1.0)
+    return max(1, min(rows, int(max_bytes // per_row)))
 
 
 def to_arrow(frame: pl.DataFrame, config: str | pa.Schema) -> pa.Table:
@@ -67,17 +78,19 @@ def write_parquet_shards(table: pa.Table, folder: Path, split: str) -> list[Path
     if table.num_rows == 0:
         raise MmbenchError(f"{folder.name}/{split} would be empty; an empty split cannot be loaded")
     folder.mkdir(parents=True, exist_ok=True)
-    n = math.ceil(table.num_rows / ROWS_PER_SHARD)
+    per_shard = rows_within(table, ROWS_PER_SHARD, SHARD_BYTES)
+    row_group = rows_within(table, ROW_GROUP, ROW_GROUP_BYTES)
+    n = math.ceil(table.num_rows / per_shard)
     paths = []
     for i in range(n):
         path = folder / layout.shard_name(split, i, n)
         with atomic_path(path) as tmp:
             pq.write_table(
-                table.slice(i * ROWS_PER_SHARD, ROWS_PER_SHARD),
+                table.slice(i * per_shard, per_shard),
                 tmp,
                 compression="zstd",
-                row_group_size=ROW_GROUP,
-                write_page_index=False,
+                row_group_size=row_group,
+                write_page_index=True,
             )
         paths.append(path)
     return paths

@@ -323,3 +323,27 @@ def test_push_refuses_a_damaged_build(sample_build, tmp_path):
     shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")
     result = run_cli("push", str(copy), "--repo", "someone/lastfm1k-mm-sample", "--dry-run")
     assert result.returncode == 2 and "users/catalog-00000-of-00001.parquet" in result.stderr
+
+
+def test_row_groups_are_sized_by_bytes_with_a_page_index(tmp_path):
+    """A 1,024-dimension embedding config: 50,000-row groups would be 200 MB, more than the Hub's
+    viewer reads; groups stay under 100 MB, and every column chunk has its page index."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmbench.builders.publish import ROW_GROUP_BYTES, write_parquet_shards
+
+    rows, dim = 30_000, 1024
+    values = pa.array(np.arange(rows * dim, dtype=np.float32))
+    table = pa.table({"track_id": [f"t{i}" for i in range(rows)], "embedding": pa.FixedSizeListArray.from_arrays(values, dim)})  # fmt: skip
+    (path,) = write_parquet_shards(table, tmp_path / "audio-wide", "catalog")
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 2 and meta.num_rows == rows
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        assert group.total_byte_size <= ROW_GROUP_BYTES * 1.05
+        assert all(
+            group.column(c).has_offset_index and group.column(c).has_column_index
+            for c in range(group.num_columns)
+        )
+    assert pq.read_table(path).equals(table)
