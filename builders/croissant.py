@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 
 from mmbench import layout
 from mmbench.builders.datasheet import LICENCE, responsible_ai
-from mmbench.builders.ingest import LASTFM_PAGE
+from mmbench.builders.ingest import LASTFM_PAGE, PUBLISHED_MD5
 from mmbench.loading import SYNTHETIC_NOTE, built_from_lastfm1k
-from mmbench.schema import CODE_URL, HUB_ID, TITLE, mgphot_gene_list
+from mmbench.schema import CODE_URL, DATASET_DATE, HUB_ID, TITLE, mgphot_gene_list
 
 # The standard @context of Croissant 1.1 (arrays are written with the full ``cr:`` names).
 CONTEXT = {
@@ -59,7 +59,24 @@ CONTEXT = {
     "source": "cr:source",
     "subField": "cr:subField",
     "transform": "cr:transform",
+    "prov": "http://www.w3.org/ns/prov#",
 }
+# Keys of the record sets, and the fields that point at another record set's key.
+KEYS = {
+    "sessions": "session_id",
+    "instances": "instance_id",
+    "tracks": "track_id",
+    "users": "user_id",
+}
+REFERENCES = {
+    "sessions/user_id": "users/user_id",
+    "sessions/track_ids": "tracks/track_id",
+    "instances/user_id": "users/user_id",
+    "instances/session_id": "sessions/session_id",
+    "instances/target_track_id": "tracks/track_id",
+    "instances/candidates": "tracks/track_id",
+}
+SPLIT_NAMES = ("train", "validation", "test", "catalog")
 PARQUET = "application/x-parquet"
 CITATION = (
     f"@misc{{mmbench2026, title = {{{TITLE}}}, author = {{mmbench contributors}}, year = {{2026}}, "
@@ -137,7 +154,9 @@ def _record_set(folder: Path, config: str, report: dict) -> tuple[list[dict], di
         "@id": f"{config}/split",
         "name": "split",
         "description": "The split of the file the row comes from.",
-        "dataType": "sc:Text",
+        # Typed as a split (the values are the `splits` record set's); not a reference, which
+        # mlcroissant would resolve by a join through the file-name transform.
+        "dataType": ["sc:Text", "cr:Split"],
         "source": {
             "fileSet": {"@id": files},
             "extract": {"fileProperty": "fullpath"},
@@ -148,19 +167,40 @@ def _record_set(folder: Path, config: str, report: dict) -> tuple[list[dict], di
     description = CONFIG_DESCRIPTIONS.get(config) or (
         f"One row per track with the content: {content[config]['model']}, {content[config]['dim']} values."
     )
+    fields = [split, *(_field(config, column, files) for column in schema)]
+    for field in fields:
+        if field["@id"] in REFERENCES:
+            field["references"] = {"field": {"@id": REFERENCES[field["@id"]]}}
+        elif config not in KEYS and field["name"] == "track_id":  # a content config's row is a track's
+            field["references"] = {"field": {"@id": "tracks/track_id"}}
     record_set = {
         "@type": "cr:RecordSet",
         "@id": config,
         "name": config,
         "description": description,
-        "field": [split, *(_field(config, column, files) for column in schema)],
+        "key": {"@id": f"{config}/{KEYS.get(config, 'track_id')}"},
+        "field": fields,
     }
     return distribution, record_set
 
 
+def splits_record_set() -> dict:
+    """The splits, typed ``cr:Split``, that every record set's ``split`` field references."""
+    return {
+        "@type": "cr:RecordSet",
+        "@id": "splits",
+        "name": "splits",
+        "description": "The splits of the configs: train, validation and test by session start time; catalog for the catalogues.",
+        "dataType": "cr:Split",
+        "key": {"@id": "splits/name"},
+        "field": [{"@type": "cr:Field", "@id": "splits/name", "name": "name", "dataType": "sc:Text"}],
+        "data": [{"splits/name": name} for name in SPLIT_NAMES],
+    }
+
+
 def croissant_metadata(folder: Path, report: dict) -> dict:
     """The Croissant JSON-LD of a built folder whose parquet files are written."""
-    distribution, record_sets = [], []
+    distribution, record_sets = [], [splits_record_set()]
     for config in layout.configs(folder):
         files, record_set = _record_set(folder, config, report)
         distribution += files
@@ -188,7 +228,20 @@ def croissant_metadata(folder: Path, report: dict) -> dict:
         "usageInfo": LICENCE,
         "url": f"https://huggingface.co/datasets/{HUB_ID}",
         "version": report["dataset_version"],
-        "creator": {"@type": "sc:Organization", "name": "The mmbench contributors"},
+        "creator": {"@type": "sc:Organization", "name": "The mmbench contributors", "url": CODE_URL},
+        "maintainer": {
+            "@type": "sc:Organization",
+            "name": "The mmbench maintainers",
+            "url": f"{CODE_URL}/issues",
+        },
+        "datePublished": DATASET_DATE,
+        "prov:wasDerivedFrom": {
+            "@id": LASTFM_PAGE,
+            "name": "LastFM-1K (O. Celma, 2010)",
+            "description": "The published archive's files, by MD5: "
+            + ", ".join(f"{name} {md5}" for name, md5 in sorted(PUBLISHED_MD5.items()))
+            + ("" if real else "; this build's inputs differ from them (build_report.json)"),
+        },
         "keywords": ["music recommendation", "session-based recommendation", "benchmark", "LastFM-1K"],
         "isBasedOn": LASTFM_PAGE,
         **rai,

@@ -155,6 +155,28 @@ def responsible_ai(report: dict) -> dict[str, str]:
             "Better recommenders can widen what people hear or narrow it; the benchmark reports "
             "beyond-accuracy measures (coverage, popularity, novelty) so that results show which."
         ),
+        "dataCollectionMissingData": _missing_data(report),
+        "dataImputationProtocol": (
+            "None: a value the logs do not give stays null (a play's listening seconds and completion "
+            "ratio, a track's duration and MusicBrainz ids, a profile field); a track without a content "
+            "vector has no row in that content config, and each instance says whether its target has one."
+        ),
+        "dataManipulationProtocol": (
+            "Plays are cut into sessions at gaps over the recipe's threshold, the recipe's filters run in "
+            "their stated order (within-session repeats dropped, short sessions dropped, long ones cut, "
+            "rare users and tracks dropped), and the spellings of a song are merged into one track id; "
+            "no timestamp, name or value of a kept play is altered (build_report.json counts every "
+            "removal per stage)."
+        ),
+        "annotationsPerItem": (
+            "One MGPHot annotation per annotated track: one language model's expected rating of each of "
+            "the 58 genes from one prompt (no second annotator, no aggregation)."
+        ),
+        "dataAnnotationAnalysis": (
+            "None beyond the model's own probabilities: the ratings are not compared with human ones, "
+            "and no agreement between annotators exists to report. Treat the genes as one model's "
+            "reading of artist and title (and lyrics where given), not as musicological ground truth."
+        ),
         "dataReleaseMaintenancePlan": (
             f"Dataset version {report['dataset_version']}; every change that alters the fingerprint "
             "(what evaluation depends on) gets a new version and an entry in the project's "
@@ -162,6 +184,26 @@ def responsible_ai(report: dict) -> dict[str, str]:
             f"are never ranked together. Issues and corrections go to {CODE_URL}/issues."
         ),
     }
+
+
+def _missing_data(report: dict) -> str:
+    """What this build lacks, in its own figures."""
+    stats, completion = report["statistics"], report["stages"]["completion"]
+    profiles = stats["profiles"]
+    content = "; ".join(
+        f"{name} covers {info['coverage']['tracks']:,} of {stats['tracks']:,} tracks"
+        for name, info in sorted(report.get("content", {}).items())
+    )
+    return (
+        f"Of the {completion['rows_in']:,} plays before the filters, "
+        f"{completion['rows_in'] - completion['plays_with_completion_ratio']:,} have no "
+        f"completion ratio (the session's last play, or a track without a known duration); "
+        f"{stats['tracks'] - stats['tracks_with_duration']:,} of {stats['tracks']:,} catalogue tracks have no duration; "
+        f"of {stats['users']:,} users, {profiles['gender'].get('unknown', 0):,} give no gender, "
+        f"{stats['users'] - profiles['age']['known']:,} no age and {profiles['country_unknown']:,} no country"
+        + (f"; {content}" if content else "")
+        + "."
+    )
 
 
 def datasheet_text(report: dict) -> str:

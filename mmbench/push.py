@@ -96,12 +96,7 @@ def _remote_digests(api, repo: str) -> dict[str, str | None]:
 
 def _refuse_another_fingerprint(api, repo: str, report: dict) -> None:
     """Refuse to overwrite the Hub's copy of this dataset version when its fingerprint differs."""
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        path = api.hf_hub_download(repo, "build_report.json", repo_type="dataset")
-    except (EntryNotFoundError, RepositoryNotFoundError):
-        return
+    path = api.hf_hub_download(repo, "build_report.json", repo_type="dataset")
     remote = json.loads(Path(path).read_text(encoding="utf-8"))
     if (
         remote.get("dataset_version") == report["dataset_version"]
@@ -129,11 +124,12 @@ def push(folder: Path, repo: str, private: bool = False, allow_sample: bool = Fa
     api = HfApi(token=token)
     lines = []
     try:
-        _refuse_another_fingerprint(api, repo, report)
         api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        remote = _remote_digests(api, repo)
+        if "build_report.json" in remote:
+            _refuse_another_fingerprint(api, repo, report)
         if gated:  # before the first file goes up, so that no cut-off push leaves the data open
             api.update_repo_settings(repo, gated="manual", repo_type="dataset")
-        remote = _remote_digests(api, repo)
         for config in layout.configs(folder):
             local = [f for f in files if f.parts[:2] == (layout.DATA, config)]
             stored = {p for p in remote if p.startswith(f"{layout.DATA}/{config}/")}

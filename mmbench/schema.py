@@ -14,6 +14,7 @@ TITLE = "LastFM-1K-MM: a benchmark for multimodal session-based music recommenda
 # The dataset's version: a new one, with its CHANGELOG.md entry, whenever what evaluation depends
 # on changes (the fingerprint of the sample or of the official build).
 DATASET_VERSION = "2.0.0"
+DATASET_DATE = "2026-12-02"  # when this version was defined (CHANGELOG.md); Croissant's datePublished
 TASKS = ("next-track", "paper-sampled")
 MAX_PREDICTIONS = 100
 

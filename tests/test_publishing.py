@@ -43,15 +43,38 @@ def _plain(value):
 
 
 @pytest.fixture(scope="module")
-def croissant(sample_build):
-    return mlc.Dataset(jsonld=str(sample_build / "croissant.json"))
+def croissant(sample_build, tmp_path_factory):
+    """croissant.json copied to another folder and read there, pointed at the build's folder."""
+    from etils import epath
+
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "croissant.json"
+    shutil.copyfile(sample_build / "croissant.json", elsewhere)
+    metadata = mlc.Metadata.from_json(
+        ctx=mlc.Context(folder=epath.Path(sample_build)), json_=json.loads(elsewhere.read_text())
+    )
+    return mlc.Dataset.from_metadata(metadata)
 
 
 def test_croissant_is_valid_and_describes_every_config_and_file(sample_build, croissant):
-    metadata = croissant.metadata
-    assert not metadata.ctx.issues.errors, metadata.ctx.issues.report()
+    metadata = mlc.Dataset(jsonld=str(sample_build / "croissant.json")).metadata
+    assert not metadata.ctx.issues.errors and not metadata.ctx.issues.warnings, metadata.ctx.issues.report()
     document = json.loads((sample_build / "croissant.json").read_text())
-    assert {r["@id"] for r in document["recordSet"]} == set(layout.configs(sample_build))
+    assert {r["@id"] for r in document["recordSet"]} == {"splits", *layout.configs(sample_build)}
+    splits = next(r for r in document["recordSet"] if r["@id"] == "splits")
+    assert splits["dataType"] == "cr:Split" and [d["splits/name"] for d in splits["data"]] == ["train", "validation", "test", "catalog"]  # fmt: skip
+    fields = {f["@id"]: f for r in document["recordSet"] for f in r["field"]}
+    assert fields["instances/target_track_id"]["references"] == {"field": {"@id": "tracks/track_id"}}
+    assert fields["sessions/track_ids"]["references"] == {"field": {"@id": "tracks/track_id"}}
+    assert fields["mgphot/track_id"]["references"] == {"field": {"@id": "tracks/track_id"}}
+    assert fields["instances/split"]["dataType"] == ["sc:Text", "cr:Split"]
+    assert next(r for r in document["recordSet"] if r["@id"] == "instances")["key"] == {
+        "@id": "instances/instance_id"
+    }
+    assert document["datePublished"] == "2026-12-02" and document["maintainer"]["url"].endswith("/issues")
+    assert "64747b21563e3d2aa95751e0ddc46b68" in document["prov:wasDerivedFrom"]["description"]
+    for name in ("dataCollectionMissingData", "dataImputationProtocol", "dataManipulationProtocol", "annotationsPerItem", "dataAnnotationAnalysis"):  # fmt: skip
+        assert document[f"rai:{name}"]
+    assert "1,470 catalogue tracks" in document["rai:dataCollectionMissingData"]
     objects = {d["contentUrl"]: d for d in document["distribution"] if d["@type"] == "cr:FileObject"}
     parquet = layout.parquet_files(sample_build)
     assert set(objects) == {str(p.relative_to(sample_build)) for p in parquet}
