@@ -14,7 +14,6 @@ entry's comparison::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -27,7 +26,9 @@ from mmbench.schema import TASKS
 RULES = "baselines.yaml"
 
 
-class _RulesFile(BaseModel):
+class Rules(BaseModel):
+    """Which entries are baselines (slug to baseline name) and each task's reference baseline."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reference: dict[str, str] = {}
@@ -50,14 +51,6 @@ class _RulesFile(BaseModel):
             if name not in BASELINES:
                 raise ValueError(f"{slug}: {name} is not one of mmbench's baselines ({', '.join(BASELINES)})")
         return baselines
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Which entries are baselines (slug to baseline name) and each task's reference baseline."""
-
-    reference: dict[str, str] = field(default_factory=dict)
-    baselines: dict[str, str] = field(default_factory=dict)
 
     def is_baseline(self, slug: str) -> bool:
         return slug in self.baselines
@@ -83,9 +76,8 @@ def read_rules(leaderboard: Path) -> Rules:
         raise MmbenchError(f"{path}: expected a plain file")
     data, _ = load_yaml(path)
     try:
-        parsed = _RulesFile.model_validate(data if data is not None else {})
+        return Rules.model_validate(data if data is not None else {})
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "the file"
         raise MmbenchError(f"{path}: {where}: {error['msg']}") from None
-    return Rules(dict(parsed.reference), dict(parsed.baselines))

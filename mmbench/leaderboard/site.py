@@ -93,34 +93,21 @@ def _order(row: Scored, segment: str | None = None, group: str | None = None) ->
     return (-(cell["value"] if cell else -1.0), meta.date, row.entry.slug)
 
 
+def _table_of(row: Scored) -> tuple[str, str, str, str]:
+    meta = row.entry.metadata
+    return meta.dataset, meta.dataset_fingerprint, meta.task, meta.split
+
+
 def group_tables(scored: list[Scored], rules: Rules) -> list[Table]:
     """Recomputed entries grouped by dataset, fingerprint, task and split; the real dataset
     first, tasks in their official order, test before validation."""
     keys = sorted(
-        {
-            (
-                s.entry.metadata.dataset,
-                s.entry.metadata.dataset_fingerprint,
-                s.entry.metadata.task,
-                s.entry.metadata.split,
-            )
-            for s in scored
-        },
+        {_table_of(s) for s in scored},
         key=lambda k: (k[0] != "lastfm1k-mm", k[0], k[1], TASKS.index(k[2]), k[3] != "test"),
     )
     tables = []
     for dataset, fingerprint, task, split in keys:
-        rows = [
-            s
-            for s in scored
-            if (
-                s.entry.metadata.dataset,
-                s.entry.metadata.dataset_fingerprint,
-                s.entry.metadata.task,
-                s.entry.metadata.split,
-            )
-            == (dataset, fingerprint, task, split)
-        ]
+        rows = [s for s in scored if _table_of(s) == (dataset, fingerprint, task, split)]
         rows.sort(key=_order)
         tables.append(Table(dataset, fingerprint, task, split, rows, rules))
     return tables
