@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-out
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-tools lint clean
+.PHONY: install demo test test-fast test-llm test-tools test-times lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,27 @@ demo: install
 	$(BIN)/mmbench leaderboard validate leaderboard --recompute --dataset $(DEMO_DIR) --quiet
 	$(BIN)/mmbench leaderboard build leaderboard --dataset $(DEMO_DIR) --out $(DEMO_DIR)/leaderboard-site
 
+# The whole suite (CI): every test but the outside tools'. The shared sample build is kept by the
+# code's digest under ~/.cache/mmbench/tests (MMBENCH_TEST_CACHE), so a second run reuses it.
 test: install
 	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 	$(BIN)/mmbench leaderboard validate leaderboard
+
+# The quick loop while working: no language model, no server, no build from scratch.
+test-fast: install
+	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q -m "not slow and not llm and not server and not tools"
+	$(BIN)/ruff check .
+
+# The tests that load or train a language model or start a real server.
+test-llm: install
+	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q -m "llm or server"
+
+# docs/testing.md's table: the suite's time per group, from a run's JUnit report.
+test-times: install
+	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q --junitxml=$(DEMO_DIR)/junit.xml || true
+	$(BIN)/python benchmarks/test_times.py $(DEMO_DIR)/junit.xml --write docs/testing.md
 
 # The exports read by outside tools in their own environment (RecBole needs numpy below 2): a
 # temporary venv from the package index; skipped with the reason when the index is unreachable.

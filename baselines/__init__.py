@@ -58,11 +58,11 @@ class NeuralBaseline(Protocol):
 class Ranker(Protocol):
     """A model with nothing to train that ranks a whole split at once: ``check(config, data)``
     validates the settings when the folder is written (and returns what to record beside them),
-    ``rank_instances(data, task, split, config, folder, progress)`` returns the instance ids and
-    their rankings."""
+    ``rank_instances(data, task, split, config, folder, predict, progress)`` returns the instance
+    ids and their rankings (``predict``: the runner's, for a model that ranks another's output)."""
 
     def check(self, config: dict, data: Any) -> dict: ...
 
     def rank_instances(
-        self, data: Any, task: str, split: str, config: dict, folder: Any, progress: bool = True
+        self, data: Any, task: str, split: str, config: dict, folder: Any, predict: Any, progress: bool = True
     ) -> tuple[list[str], list[list[str]]]: ...

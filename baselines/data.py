@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import polars as pl
 
 import mmbench
+from mmbench.digests import sha256_bytes
 from mmbench.loading import resolve_source
 
 SESSION_COLUMNS = ("session_id", "user_id", "start_time", "track_ids", "completion_ratios")
@@ -59,3 +61,57 @@ class Benchmark:
     def instances(self, task: str, split: str) -> pl.DataFrame:
         """The instances of one task and split, sorted by id."""
         return self.frame("instances", split).filter(pl.col("task") == task).sort("instance_id")
+
+
+def catalogue_digest(track_ids: list[str]) -> str:
+    """SHA-256 over the catalogue's track ids in order: a trained model fits any build with the
+    same digest (DESIGN.md section 9; not the dataset fingerprint, which covers the instances)."""
+    return sha256_bytes("\n".join(track_ids).encode("utf-8"))
+
+
+def popularity_order(data: Benchmark) -> list[str]:
+    """All catalogue track ids, most played in training first, ties broken by track id."""
+    return data.tracks.sort(["n_plays_train", "track_id"], descending=[True, False])["track_id"].to_list()
+
+
+def instance_inputs(data: Benchmark, task: str, split: str) -> list[dict[str, Any]]:
+    """Per instance: its id, the session's ``start`` (every play before it is known), the user's
+    plays before the session (time order), the session prefix before the target, each with the
+    plays' completion ratios (``history_completion``, ``prefix_completion``; None where
+    unknown), and the candidates (paper-sampled only)."""
+    instances = data.instances(task, split)
+    sessions = data.sessions("train", "validation", "test")
+    own = instances.join(
+        sessions.select(
+            "session_id",
+            pl.col("start_time").alias("start"),
+            pl.col("track_ids").alias("tracks"),
+            pl.col("completion_ratios").alias("ratios"),
+        ),
+        on="session_id",
+    )
+    history = (
+        own.select("instance_id", "user_id", "start")
+        .join(sessions.select("user_id", "start_time", "track_ids", "completion_ratios"), on="user_id")
+        .filter(pl.col("start_time") < pl.col("start"))
+        .sort("instance_id", "start_time")
+        .group_by("instance_id", maintain_order=True)
+        .agg(
+            pl.col("track_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("history"),
+            pl.col("completion_ratios").list.explode(keep_nulls=False, empty_as_null=False).alias("history_completion"),
+        )
+    )  # fmt: skip
+    rows = (
+        own.join(history, on="instance_id", how="left")
+        .select(
+            "instance_id",
+            "start",
+            pl.col("history").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            pl.col("history_completion").fill_null(pl.lit([], dtype=pl.List(pl.Float32))),
+            pl.col("tracks").list.head(pl.col("position")).alias("prefix"),
+            pl.col("ratios").list.head(pl.col("position")).alias("prefix_completion"),
+            "candidates",
+        )
+        .sort("instance_id")
+    )
+    return rows.to_dicts()

@@ -43,6 +43,7 @@ from mmbench.baselines.training import (
     next_item_targets,
     pick_device,
 )
+from mmbench.causal_lm import load_pretrained
 from mmbench.errors import MmbenchError
 from mmbench.llm import packaged_llm
 
@@ -95,7 +96,7 @@ def check_settings(config: dict[str, Any]) -> None:
 def id_encoder_table(config: dict[str, Any], data: Benchmark) -> np.ndarray:
     """The ID encoder's item table [N, D], checked to be a sasrec, bert4rec or gru4rec folder of
     this catalogue."""
-    from mmbench.baselines.runner import catalogue_digest
+    from mmbench.baselines.data import catalogue_digest
 
     source = Path(config["id_encoder"])
     record_path, table_path = source / "config.json", source / "item_embeddings.safetensors"
@@ -138,26 +139,19 @@ def load_backbone(config: dict[str, Any]) -> tuple[nn.Module, Any]:
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
         )
         options["device_map"] = {"": str(pick_device(config["device"]))}
-    try:
-        if name in (PACKAGED, TINY):
-            location, gguf = packaged_llm(f"e4srec backbone {name}")
-            tokenizer = AutoTokenizer.from_pretrained(location, **gguf)
-            if name == TINY:
-                shape = LlamaConfig(
-                    vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                )  # fmt: skip
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)  # the same frozen weights at training and prediction
-                    backbone = AutoModel.from_config(shape, dtype=options["dtype"])
-            else:
-                backbone = AutoModel.from_pretrained(location, **gguf, **options)
-        else:
-            location = PRESETS.get(name, name)
-            tokenizer = AutoTokenizer.from_pretrained(location)
-            backbone = AutoModel.from_pretrained(location, **options)
-    except (OSError, ValueError) as exc:
-        raise MmbenchError(f"e4srec: cannot load backbone {name!r}: {str(exc).splitlines()[0]}") from None
+    if name == TINY:
+        location, gguf = packaged_llm(f"e4srec backbone {name}")
+        tokenizer = AutoTokenizer.from_pretrained(location, **gguf)
+        shape = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        )  # fmt: skip
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same frozen weights at training and prediction
+            backbone = AutoModel.from_config(shape, dtype=options["dtype"])
+    else:
+        location = "" if name == PACKAGED else PRESETS.get(name, name)
+        tokenizer, backbone = load_pretrained(location, f"e4srec backbone {name!r}", "AutoModel", **options)
     if config["quantization"] == "nf4":
         from peft import prepare_model_for_kbit_training
 

@@ -13,7 +13,6 @@ adds their weights and item-embedding table to the folder.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -22,11 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 import mmbench
 from mmbench.baselines import BASELINES, MemoryBaseline, NeuralBaseline, Ranker, training
-from mmbench.baselines.data import Benchmark
+from mmbench.baselines.data import Benchmark, catalogue_digest, instance_inputs, popularity_order
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
 from mmbench.progress import progress_bar
@@ -53,60 +50,6 @@ def describe_baselines() -> list[str]:
         settings = ", ".join(f"{k}={v!r}" for k, v in config.items() if k != "description")
         lines.append(f"{name:12s} {config['description']}" + (f"  [{settings}]" if settings else ""))
     return lines
-
-
-def catalogue_digest(track_ids: list[str]) -> str:
-    """SHA-256 over the catalogue's track ids in order: a trained model fits any build with the
-    same digest (DESIGN.md section 9; not the dataset fingerprint, which covers the instances)."""
-    return hashlib.sha256("\n".join(track_ids).encode("utf-8")).hexdigest()
-
-
-def popularity_order(data: Benchmark) -> list[str]:
-    """All catalogue track ids, most played in training first, ties broken by track id."""
-    return data.tracks.sort(["n_plays_train", "track_id"], descending=[True, False])["track_id"].to_list()
-
-
-def instance_inputs(data: Benchmark, task: str, split: str) -> list[dict[str, Any]]:
-    """Per instance: its id, the session's ``start`` (every play before it is known), the user's
-    plays before the session (time order), the session prefix before the target, each with the
-    plays' completion ratios (``history_completion``, ``prefix_completion``; None where
-    unknown), and the candidates (paper-sampled only)."""
-    instances = data.instances(task, split)
-    sessions = data.sessions("train", "validation", "test")
-    own = instances.join(
-        sessions.select(
-            "session_id",
-            pl.col("start_time").alias("start"),
-            pl.col("track_ids").alias("tracks"),
-            pl.col("completion_ratios").alias("ratios"),
-        ),
-        on="session_id",
-    )
-    history = (
-        own.select("instance_id", "user_id", "start")
-        .join(sessions.select("user_id", "start_time", "track_ids", "completion_ratios"), on="user_id")
-        .filter(pl.col("start_time") < pl.col("start"))
-        .sort("instance_id", "start_time")
-        .group_by("instance_id", maintain_order=True)
-        .agg(
-            pl.col("track_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("history"),
-            pl.col("completion_ratios").list.explode(keep_nulls=False, empty_as_null=False).alias("history_completion"),
-        )
-    )  # fmt: skip
-    rows = (
-        own.join(history, on="instance_id", how="left")
-        .select(
-            "instance_id",
-            "start",
-            pl.col("history").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-            pl.col("history_completion").fill_null(pl.lit([], dtype=pl.List(pl.Float32))),
-            pl.col("tracks").list.head(pl.col("position")).alias("prefix"),
-            pl.col("ratios").list.head(pl.col("position")).alias("prefix_completion"),
-            "candidates",
-        )
-        .sort("instance_id")
-    )
-    return rows.to_dicts()
 
 
 def rank(
@@ -226,7 +169,7 @@ def predict(
         )
     elif isinstance(module, Ranker):
         config = {**config, "device": device or config["device"]}
-        ids, ranked = module.rank_instances(data, task, split, config, model_dir, progress=progress)
+        ids, ranked = module.rank_instances(data, task, split, config, model_dir, predict, progress=progress)
     else:
         state = module.fit(data, config)
         pop_order = popularity_order(data)

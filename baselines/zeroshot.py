@@ -28,16 +28,18 @@ import functools
 import itertools
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmbench.baselines.data import Benchmark
-from mmbench.builders.identify import normalize_name
+from mmbench.baselines.data import Benchmark, catalogue_digest, instance_inputs, popularity_order
+from mmbench.causal_lm import CausalLM
 from mmbench.errors import MmbenchError
 from mmbench.progress import progress_bar
 from mmbench.schema import MAX_PREDICTIONS, mgphot_gene_list
+from mmbench.tracks import normalize_name, track_text
 
 SCORERS = ("likelihood", "verbalizer", "listwise")
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
@@ -61,9 +63,8 @@ class TrackTexts:
 
     def __init__(self, data: Benchmark, mgphot: bool):
         tracks = data.tracks
-        self.names = dict(
-            zip(tracks["track_id"].to_list(), (tracks["artist_name"] + " - " + tracks["track_name"]).to_list(), strict=True)
-        )  # fmt: skip
+        texts = tracks.select("track_id", track_text().alias("text"))
+        self.names = dict(zip(texts["track_id"].to_list(), texts["text"].to_list(), strict=True))
         self.descriptions: dict[str, str] = {}
         if mgphot:
             from mmbench import layout
@@ -106,31 +107,11 @@ def history_prompt(row: dict, texts: TrackTexts, config: dict) -> str:
 # -- backends --------------------------------------------------------------------------------
 
 
-class LocalModel:
+class LocalModel(CausalLM):
     """A transformers causal LM on this machine (the packaged SmolLM2 when ``name`` is empty)."""
 
     def __init__(self, name: str, device: str):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from mmbench.devices import resolve_device
-        from mmbench.llm import packaged_llm
-
-        self.torch = torch
-        self.device = resolve_device(device)
-        location, options = packaged_llm("the zero-shot ranker's default model") if not name else (name, {})
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(location, **options)
-            self.model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **options)
-        except OSError as exc:
-            raise MmbenchError(
-                f"zero-shot model {name!r}: cannot load it ({str(exc).splitlines()[0]})"
-            ) from None
-        self.model.to(self.device).eval()
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        super().__init__(name, device, f"zero-shot model {name or 'SmolLM2 (packaged)'}")
 
     def continuation_ids(self, prompt_ids: list[int], prompt: str, continuation: str) -> list[int]:
         """The continuation's tokens as the tokenizer splits it after the prompt (encoded
@@ -142,33 +123,15 @@ class LocalModel:
         return self.encode(continuation)
 
     def continuation_logprobs(self, prompt: str, continuations: list[str], batch_size: int) -> list[float]:
-        """Mean log-probability per token of each continuation after ``prompt``: the prompt runs
-        once and its cache is repeated over each batch of continuations."""
-        torch = self.torch
+        """Mean log-probability per token of each continuation after ``prompt``."""
         prompt_ids = self.encode(prompt)
-        with torch.inference_mode():
-            out = self.model(torch.tensor([prompt_ids], device=self.device), use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(out.logits[0, -1].float(), -1)
-            scores = []
-            for start in range(0, len(continuations), batch_size):
-                batch = [
-                    self.continuation_ids(prompt_ids, prompt, c)
-                    for c in continuations[start : start + batch_size]
-                ]
-                width = max(len(ids) for ids in batch)
-                ids = torch.tensor([x + [0] * (width - len(x)) for x in batch], device=self.device)
-                mask = torch.tensor(
-                    [[1] * len(x) + [0] * (width - len(x)) for x in batch], device=self.device
-                )
-                cache = _repeat_cache(out.cache, len(batch))
-                attention = torch.cat(
-                    [torch.ones(len(batch), len(prompt_ids), device=self.device, dtype=mask.dtype), mask], 1
-                )
-                logits = self.model(ids, cache=cache, attention_mask=attention, use_cache=True).logits
-                logp = torch.log_softmax(logits.float(), -1)
-                for b, x in enumerate(batch):
-                    total = first[x[0]] + sum(logp[b, j - 1, x[j]] for j in range(1, len(x)))
-                    scores.append(float(total) / len(x))
+        tokens = [self.continuation_ids(prompt_ids, prompt, c) for c in continuations]
+        scores = []
+        for start, logits in self.continuation_logits(prompt_ids, tokens, batch_size):
+            logp = self.torch.log_softmax(logits, -1)
+            for b, x in enumerate(tokens[start : start + len(logits)]):
+                total = sum(logp[b, j, x[j]] for j in range(len(x)))
+                scores.append(float(total) / len(x))
         return scores
 
     def next_token_logprobs(self, prompt: str, tokens: list[str]) -> list[float]:
@@ -183,26 +146,6 @@ class LocalModel:
             ).logits[0, -1]
         logp = torch.log_softmax(logits.float(), -1)
         return [float(logp[i[0]]) for i in ids]
-
-    def generate(self, messages: list[dict], max_new_tokens: int) -> str:
-        """Greedy chat completion."""
-        torch = self.torch
-        ids = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        ids = {k: v.to(self.device) for k, v in ids.items()}
-        with torch.inference_mode():
-            out = self.model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
-        return self.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-
-
-def _repeat_cache(cache: Any, n: int) -> Any:
-    """A copy of a key/value cache with its batch of one repeated ``n`` times."""
-    import copy
-
-    repeated = copy.deepcopy(cache)
-    repeated.batch_repeat_interleave(n)
-    return repeated
 
 
 class HttpModel:
@@ -429,8 +372,6 @@ def _retriever_source(retriever: str, data: Benchmark) -> Path:
     """A retriever folder (checked to come from this dataset) or a predictions file."""
     path = Path(retriever)
     if path.is_dir():
-        from mmbench.baselines.runner import catalogue_digest
-
         record_path = path / "config.json"
         if not record_path.is_file():
             raise MmbenchError(
@@ -448,15 +389,19 @@ def _retriever_source(retriever: str, data: Benchmark) -> Path:
 
 
 def retriever_rankings(
-    config: dict, data: Benchmark, task: str, split: str, ids: list[str], folder: Path | None
+    config: dict,
+    data: Benchmark,
+    task: str,
+    split: str,
+    ids: list[str],
+    folder: Path | None,
+    predict: Callable[..., int],
 ) -> dict[str, list[str]]:
-    """Each instance's retriever ranking (a folder's predictions are made once and kept in the
-    zero-shot folder)."""
-    from mmbench.baselines.runner import predict
-
+    """Each instance's retriever ranking (a folder's predictions are made once by ``predict``,
+    the runner's, and kept in the zero-shot folder)."""
     source = _retriever_source(config["retriever"], data)
     if source.is_dir():
-        from mmbench.llm import text_digest
+        from mmbench.digests import text_digest
 
         # Named by the retriever's folder and record: another or a retrained retriever is asked anew.
         identity = text_digest(str(source.resolve()) + (source / "config.json").read_text(encoding="utf-8"))
@@ -489,18 +434,23 @@ def retriever_rankings(
 
 
 def rank_instances(
-    data: Benchmark, task: str, split: str, config: dict, folder: Path | None, progress: bool = True
+    data: Benchmark,
+    task: str,
+    split: str,
+    config: dict,
+    folder: Path | None,
+    predict: Callable[..., int],
+    progress: bool = True,
 ) -> tuple[list[str], list[list[str]]]:
     """Every instance's ranking: the scored candidates first, then the rest of the retriever's
-    order (next-track) or of the candidates (paper-sampled)."""
-    from mmbench.baselines.runner import instance_inputs, popularity_order
-
+    order (next-track) or of the candidates (paper-sampled). ``predict`` is the runner's, which
+    writes a retriever folder's predictions."""
     rows = instance_inputs(data, task, split)
     ids = [r["instance_id"] for r in rows]
     if task == "next-track":
         if not config["retriever"]:
             raise MmbenchError("next-track needs a retriever: --set retriever=FOLDER or predictions file")
-        base = retriever_rankings(config, data, task, split, ids, folder)
+        base = retriever_rankings(config, data, task, split, ids, folder, predict)
     else:
         pop = {t: i for i, t in enumerate(popularity_order(data))}
         base = {

@@ -31,8 +31,8 @@ import polars as pl
 
 from mmbench.baselines import pop as pop_module
 from mmbench.baselines import unseen_first
-from mmbench.baselines.data import Benchmark
-from mmbench.baselines.runner import popularity_order, rank
+from mmbench.baselines.data import Benchmark, popularity_order
+from mmbench.baselines.runner import rank
 from mmbench.evaluator import Evaluator
 from mmbench.progress import progress_bar
 

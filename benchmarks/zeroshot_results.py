@@ -88,14 +88,16 @@ def shortlists(
     """The packaged model loaded, the (prompt, sasrec's top 20 as lines) of the first ``n`` test
     instances, and the config's defaults."""
     from mmbench.baselines import zeroshot as zs
-    from mmbench.baselines.data import Benchmark
-    from mmbench.baselines.runner import instance_inputs, model_config
+    from mmbench.baselines.data import Benchmark, instance_inputs
+    from mmbench.baselines.runner import model_config, predict
 
     data = Benchmark(args.dataset)
     texts = zs.TrackTexts(data, mgphot=False)
     config = {**model_config("zeroshot"), "retriever": str(retriever_predictions)}
     rows = instance_inputs(data, "next-track", "test")[:n]
-    base = zs.retriever_rankings(config, data, "next-track", "test", [r["instance_id"] for r in rows], None)
+    base = zs.retriever_rankings(
+        config, data, "next-track", "test", [r["instance_id"] for r in rows], None, predict
+    )
     cases = [
         (zs.history_prompt(r, texts, config), [texts.line(t) for t in base[r["instance_id"]][:20]])
         for r in rows

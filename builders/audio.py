@@ -13,6 +13,11 @@ embeddings are averaged, weighted by their length).
   256-d or full 2048-d) of every 10 ms frame, averaged.
 
 Every transformers encoder accepts a local folder instead of the Hub name (``model=...``).
+
+The files come from a manifest (CSV or JSON Lines): ``artist_name``, ``track_name``, ``path``
+(relative to the manifest's folder or absolute; WAV, FLAC, OGG or MP3), optionally
+``duration_seconds`` (the full track's length when the file is a preview; without it the duration
+is read from the file's header). The durations also feed the completion ratios.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from mmbench.builders.embedding_cache import EmbeddingCache
+from mmbench.builders.manifests import read_manifest
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 from mmbench.progress import progress_bar
 
 CHUNK_SECONDS = 30.0
+AUDIO_COLUMNS = ("artist_name", "track_name", "path")
 
 
 @dataclass
@@ -306,3 +314,56 @@ def embed_audio(
             store.add(done, np.stack(vectors), digests)
             done, vectors, digests = [], [], []
     return failed
+
+
+def check_audio_encoder(name: str) -> None:
+    """Raise unless ``name`` is a registered audio encoder."""
+    if name not in AUDIO_ENCODERS:
+        raise MmbenchError(f"unknown audio encoder {name!r}; available: {', '.join(AUDIO_ENCODERS)}")
+
+
+def read_audio_manifest(path: Path) -> pl.DataFrame:
+    """(track_id, path, duration_seconds) for every listed file; the files must exist, and the
+    duration is the manifest's where given, else the file header's."""
+    import soundfile
+
+    frame = read_manifest(path, AUDIO_COLUMNS, "audio")
+    base = path.parent
+    files = [str(p if Path(p).is_absolute() else base / p) for p in frame["path"].to_list()]
+    given = (
+        frame["duration_seconds"].cast(pl.Float64, strict=False).to_list()
+        if "duration_seconds" in frame.columns
+        else [None] * frame.height
+    )
+    durations = []
+    for line, file, seconds in zip(frame["line"].to_list(), files, given, strict=True):
+        if seconds is not None and seconds > 0:
+            durations.append(seconds)
+            continue
+        try:
+            durations.append(soundfile.info(file).duration)
+        except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
+            raise MmbenchError(f"{path}: line {line}: cannot read audio file {file}: {exc}") from None
+    return pl.DataFrame(
+        {"track_id": frame["track_id"], "path": files, "duration_seconds": durations},
+        schema={"track_id": pl.String, "path": pl.String, "duration_seconds": pl.Float32},
+    )
+
+
+def audio_digests(paths: list[str]) -> list[str]:
+    """What each vector is computed from: the audio file's name and size."""
+    return [f"{Path(p).name}:{Path(p).stat().st_size}" for p in paths]
+
+
+def embed_audio_files(
+    encoder: str,
+    track_ids: list[str],
+    paths: list[str],
+    digests: list[str],
+    store: EmbeddingCache,
+    options: dict,
+    progress: bool,
+) -> list[dict[str, str]]:
+    """Load the encoder (``options``: ``model``, ``device``, ``trust_remote_code``) and embed the
+    files into ``store``; return the files that could not be decoded."""
+    return embed_audio(audio_encoder(encoder, **options), track_ids, paths, digests, store, progress)

@@ -9,6 +9,7 @@ in the folder's ``DATASHEET.md`` and, as the Croissant RAI vocabulary's fields
 from __future__ import annotations
 
 from mmbench.builders.ingest import LASTFM_PAGE
+from mmbench.builders.kinds import KINDS
 from mmbench.loading import built_from_lastfm1k
 from mmbench.schema import CODE_URL, HUB_ID, MGPHOT_DIM
 
@@ -37,7 +38,7 @@ def _selection_limitation(report: dict) -> str:
 def _content_coverage(report: dict) -> str:
     content = report.get("content", {})
     if not content:
-        return "This build has no content configs (no audio, lyrics or MGPHot)."
+        return f"This build has no content configs (no {', '.join(k.name for k in KINDS)} or MGPHot)."
     n = report["statistics"]["tracks"]
     return " ".join(
         f"`{name}` ({info['model']}, {info['dim']} values): {info['coverage']['tracks']:,} of {n:,} tracks "
@@ -93,8 +94,9 @@ def responsible_ai(report: dict) -> dict[str, str]:
             "Òscar Celma through the Last.fm API ('scrobbles' sent by the users' music players), with "
             "each user's self-declared profile (gender, age, country, signup date). mmbench adds no "
             "listening data; it derives sessions, listening times and completion ratios from the "
-            "events, and content vectors from audio files and lyrics that the builder supplies in "
-            "manifests (nothing is downloaded)."
+            "events, and content vectors (nothing is downloaded) from "
+            + "; ".join(kind.source for kind in KINDS)
+            + "."
         ),
         "dataCollectionType": "Secondary data: logs of a music service's API, collected by a third party.",
         "dataCollectionTimeFrame": (
@@ -253,7 +255,8 @@ responsible-AI fields. Fingerprint: `{report["fingerprint"]}`.
 - **Content.** {_content_coverage(report)}
 - **Missing data.** Listening seconds and completion ratios are null where they cannot be
   inferred; a track without audio, lyrics or MGPHot has no row in that config, and each instance
-  says whether its target has each content (`target_has_<config>`).
+  says whether its target has each such content (`target_has_<config>`); the text config
+  covers every track.
 - **Confidential or sensitive data.** {rai["personalSensitiveInformation"]}
 
 ## Collection process

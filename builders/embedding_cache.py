@@ -91,10 +91,3 @@ class EmbeddingCache:
         dim = len(next(iter(self.vectors.values()))) if self.vectors else 0
         matrix = np.stack([self.vectors[t] for t in have]) if have else np.zeros((0, dim), dtype=np.float32)
         return pl.DataFrame({"track_id": have, "embedding": matrix}, schema_overrides={"track_id": pl.String})
-
-
-def input_digests(kind: str, rows: pl.DataFrame) -> list[str]:
-    """What each embedding is computed from: the lyrics text, or the audio file's name and size."""
-    if kind == "lyrics":
-        return [hashlib.sha256(t.encode("utf-8")).hexdigest()[:16] for t in rows["lyrics"].to_list()]
-    return [f"{Path(p).name}:{Path(p).stat().st_size}" for p in rows["path"].to_list()]

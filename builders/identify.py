@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 
 import numpy as np
 import polars as pl
 
-
-def normalize_name(name: str) -> str:
-    """Unicode NFKC, casefold, whitespace runs collapsed to one space and stripped."""
-    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+from mmbench.tracks import normalize_name
 
 
 def track_id_for(artist_name: str, track_name: str) -> str:

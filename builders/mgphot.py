@@ -18,7 +18,6 @@ files into the same folder, and merging shards is copying their files together.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,11 +27,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mmbench.builders.content import read_manifest
 from mmbench.builders.embedding_cache import cache_folder
-from mmbench.devices import resolve_device
+from mmbench.builders.manifests import read_manifest
+from mmbench.causal_lm import CausalLM
+from mmbench.digests import text_digest
 from mmbench.errors import MmbenchError
-from mmbench.llm import AnswerCache, OpenAIClient, packaged_llm, text_digest
+from mmbench.llm import AnswerCache, OpenAIClient
 from mmbench.progress import progress_bar
 from mmbench.schema import MGPHOT_DIM, MGPHOT_GENES
 
@@ -129,38 +129,18 @@ def answer_cache(root: Path, annotator: str, shard: str = "main") -> AnswerCache
     return cache
 
 
-class LocalAnnotator:
+class LocalAnnotator(CausalLM):
     """Digit probabilities of a local causal LM (see the module docstring)."""
 
     def __init__(self, model: str | None = None, device: str = "auto", batch_genes: int = MGPHOT_DIM):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        options: dict[str, Any] = {}
-        if model is None:
-            location, options = packaged_llm("the default MGPHot annotator")
-        else:
-            location = model
         self.name = annotator_name("local", model)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(location, **options)
-            self.model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **options)
-        except (OSError, ValueError) as exc:
-            raise MmbenchError(
-                f"MGPHot annotator: cannot load {location}: {str(exc).splitlines()[0]}"
-            ) from None
-        self.device = resolve_device(device)
-        self.model = self.model.to(self.device).eval()
+        # float32 on every device, so that a GPU annotates as the CPU does.
+        super().__init__(model, device, "MGPHot annotator", dtype="float32")
         tail, self.digits = self._digit_tokens()
         # Gene names only: every question token costs a forward pass per track, and the names say
         # what each scale measures; the http backend, whose cost is per request, also gets the poles.
-        self.questions = [g[0] + tail for g in MGPHOT_GENES]
+        self.questions = [self.encode(g[0] + tail) for g in MGPHOT_GENES]
         self.batch_genes = batch_genes
-        # transformers renamed the forward argument that takes a cache from past_key_values to cache.
-        parameters = inspect.signature(self.model.forward).parameters
-        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
     def _digit_tokens(self) -> tuple[str, list[int]]:
         """How a question ends (``": "`` or ``":"``) so that each rating 0-5 is one next token,
@@ -183,42 +163,20 @@ class LocalAnnotator:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
             text = f"{SYSTEM}\n\n{song_prompt(song)}\n\nRatings:\n"
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.encode(text)
 
     def rate(self, song: Song) -> np.ndarray:
-        """The 58 gene values of one song in [0, 1]."""
-        import copy
-
-        import torch
-
-        prefix = torch.tensor([self._prefix(song)], device=self.device)
-        questions = [self.tokenizer.encode(q, add_special_tokens=False) for q in self.questions]
+        """The 58 gene values of one song in [0, 1]: each gene's expected rating 0-5 after its
+        question, over the six digit tokens, divided by 5."""
+        torch = self.torch
         values = np.empty(MGPHOT_DIM, dtype=np.float64)
-        with torch.no_grad():
-            first = self.model(prefix, use_cache=True)
-            cache = getattr(first, "cache", None) or first.past_key_values
-            for start in range(0, MGPHOT_DIM, self.batch_genes):
-                part = questions[start : start + self.batch_genes]
-                width = max(len(q) for q in part)
-                ids = torch.full((len(part), width), self.tokenizer.eos_token_id or 0, device=self.device)
-                mask = torch.zeros((len(part), prefix.shape[1] + width), dtype=torch.long, device=self.device)
-                mask[:, : prefix.shape[1]] = 1
-                for row, q in enumerate(part):  # right-padded: padding comes after what is read
-                    ids[row, : len(q)] = torch.tensor(q)
-                    mask[row, prefix.shape[1] : prefix.shape[1] + len(q)] = 1
-                batch_cache = copy.deepcopy(cache)
-                batch_cache.batch_repeat_interleave(len(part))
-                positions = prefix.shape[1] + torch.arange(width, device=self.device).expand(len(part), -1)
-                logits = self.model(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    **{self.cache_argument: batch_cache},
-                ).logits
-                last = torch.tensor([len(q) - 1 for q in part], device=self.device)
-                rows = logits[torch.arange(len(part)), last][:, self.digits].float().softmax(dim=-1)
-                expected = (rows * torch.arange(6, device=self.device)).sum(dim=-1) / 5
-                values[start : start + len(part)] = expected.cpu().numpy()
+        scale = torch.arange(6, device=self.device, dtype=torch.float32)
+        for start, logits in self.continuation_logits(self._prefix(song), self.questions, self.batch_genes):
+            ends = torch.tensor(
+                [len(q) for q in self.questions[start : start + len(logits)]], device=self.device
+            )
+            rows = logits[torch.arange(len(logits), device=self.device), ends][:, self.digits].softmax(dim=-1)
+            values[start : start + len(logits)] = ((rows * scale).sum(dim=-1) / 5).cpu().numpy()
         return values
 
 
@@ -343,7 +301,8 @@ def annotate_shard(
 ) -> str:
     """``mmbench annotate-mgphot``: annotate shard ``shard`` (``"i/n"``) of the tracks of build
     ``source`` into the answer cache ``cache``; return a summary line."""
-    from mmbench.builders.content import parse_shard, read_lyrics_manifest
+    from mmbench.builders.content import parse_shard
+    from mmbench.builders.lyrics import read_lyrics_manifest
     from mmbench.loading import load
 
     i, n = parse_shard(shard)

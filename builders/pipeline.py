@@ -8,11 +8,10 @@ stages it takes from and its outside inputs) is unchanged.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,11 @@ from mmbench.builders import (
     sessionize,
     split,
 )
+from mmbench.builders.kinds import KINDS, MANIFEST_KINDS, kind_of_config
 from mmbench.builders.stages import Context, Frames, Stage, StageCache
 from mmbench.errors import MmbenchError
+
+log = logging.getLogger(__name__)
 
 WORK = ".build"
 # The caches under WORK that may hold hours of work: a failed build keeps them.
@@ -217,48 +219,47 @@ def build(
     raw: Path | None = None,
     sample_config: sample.SampleConfig | None = None,
     durations_path: Path | None = None,
-    audio_manifest: Path | None = None,
-    lyrics_manifest: Path | None = None,
+    manifests: dict[str, Path | None] | None = None,
     encoder_options: dict[str, Any] | None = None,
     mgphot_options: dict[str, Any] | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> dict:
     """Build the dataset folder ``out`` from ``raw`` (or from the synthetic sample) with ``recipe``.
 
-    Content stages run only when their manifest is given (the sample always gives its own):
-    ``audio_manifest`` adds durations and the ``audio-<recipe enrich.audio_encoder>`` config,
-    ``lyrics_manifest`` the ``lyrics-<enrich.lyrics_encoder>`` config. ``encoder_options``
+    ``manifests`` gives a content kind's manifest by kind name (the sample always gives its own):
+    ``audio`` adds durations and the ``audio-<recipe enrich.audio_encoder>`` config, ``lyrics``
+    the ``lyrics-<enrich.lyrics_encoder>`` config; a kind made from the catalogue (``text``) is
+    built whenever its recipe encoder is not empty (:mod:`mmbench.builders.kinds`). ``encoder_options``
     (``model``, ``device``, ``trust_remote_code``, ``cache``: the embedding cache folder) go to
     the encoders. The ``mgphot`` config is added when the recipe's ``enrich.annotate_mgphot`` is
     true; ``mgphot_options`` (``url``, ``cache``, ``device``) go to the annotator.
 
     Returns the build report (also written to ``out/build_report.json``).
     """
-    paths = {"raw": raw, "durations": durations_path, "audio": audio_manifest, "lyrics": lyrics_manifest}
-    inputs = _stage_inputs(out, paths, sample_config, progress, log)
-    ctx = StageCache(out / WORK, __name__, log).run(core_stages(recipe), Context(recipe, inputs))
+    given = manifests or {}
+    paths = {"raw": raw, "durations": durations_path, **{k.name: given.get(k.name) for k in MANIFEST_KINDS}}
+    inputs = _stage_inputs(out, paths, sample_config, progress)
+    ctx = StageCache(out / WORK, __name__).run(core_stages(recipe), Context(recipe, inputs))
     plays, sessions = ctx.frame("filter", "plays"), ctx.frame("split", "sessions")
     tracks = ctx.frame("identify", "tracks")
     kept = tracks.join(plays.select(pl.col("track").unique()), on="track").sort("track")
-    enriched = _content_configs(out, recipe, ctx, kept, encoder_options or {}, mgphot_options or {}, log)
+    enriched = _content_configs(out, recipe, ctx, kept, encoder_options or {}, mgphot_options or {})
     started = time.perf_counter()
-    report = publish.publish_build(
-        out,
-        out / WORK / "publish",
-        recipe,
-        {name: r for name, r in ctx.reports.items() if name not in NOT_REPORTED},
-        ctx.reports["selection_audit"],
-        plays,
-        sessions,
-        tracks,
-        ctx.frame("completion", "durations"),
-        ctx.frame("ingest", "users"),
-        ctx.frames["instances"],
-        inputs["rejects"],
-        enriched,
+    built = publish.Built(
+        recipe=recipe,
+        stages={name: r for name, r in ctx.reports.items() if name not in NOT_REPORTED},
+        later_plays=ctx.reports["selection_audit"],
+        plays=plays,
+        sessions=sessions,
+        tracks=tracks,
+        durations=ctx.frame("completion", "durations"),
+        users=ctx.frame("ingest", "users"),
+        instances=ctx.frames["instances"],
+        rejects=inputs["rejects"],
+        content=enriched,
     )
-    log(f"publish: {time.perf_counter() - started:.1f} s")
+    report = publish.publish_build(out, out / WORK / "publish", built)
+    log.info(f"publish: {time.perf_counter() - started:.1f} s")
     return report
 
 
@@ -276,24 +277,23 @@ def _stage_inputs(
     paths: dict[str, Path | None],
     sample_config: sample.SampleConfig | None,
     progress: bool,
-    log: Callable[[str], None],
 ) -> dict[str, Any]:
     """What the core stages read: the raw source, the rejects file, the durations and content
     manifests; with ``sample_config``, the generated sample's files fill the paths not given."""
     if sample_config is not None:
         # A manifest the user gives with the sample is read once before generating it, so that
         # a bad one fails at once (a rare combination: the second read below is cheap then).
-        content.read_manifests(paths["audio"], paths["lyrics"])
+        content.read_manifests(paths)
         parts, written = sample.prepare_sample(out / WORK / "sample-raw", sample_config, progress)
         if written:
-            log("sample: generated the synthetic raw set")
+            log.info("sample: generated the synthetic raw set")
         paths = {key: value or parts[key] for key, value in paths.items()}
     return {
         "source": ingest.resolve_raw(paths["raw"]),
         "rejects": out / WORK / "rejects.jsonl",
         "durations": paths["durations"],
         "audio": paths["audio"],
-        "manifests": content.read_manifests(paths["audio"], paths["lyrics"]),
+        "manifests": content.read_manifests(paths),
         "progress": progress,
     }
 
@@ -305,21 +305,20 @@ def _content_configs(
     kept: pl.DataFrame,
     encoder_options: dict[str, Any],
     mgphot_options: dict[str, Any],
-    log: Callable[[str], None],
 ) -> dict[str, tuple[pl.DataFrame, dict]]:
-    """The audio, lyrics and mgphot configs of the kept tracks, each from its own cache."""
+    """The content kinds' configs and the mgphot config of the kept tracks, each from its own cache."""
     manifests, progress = ctx.inputs["manifests"], ctx.inputs["progress"]
     plays, sessions = ctx.frame("filter", "plays"), ctx.frame("split", "sessions")
     embed_root = Path(encoder_options.get("cache") or out / WORK / EMBEDDING_CACHE)
-    encoders = {kind: recipe["enrich"][f"{kind}_encoder"] for kind in manifests}
+    encoders = {kind.name: recipe["enrich"][kind.recipe_key] for kind in KINDS}
     options = {k: v for k, v in encoder_options.items() if k != "cache"}
     started = time.perf_counter()
     enriched = content.embed_catalog(kept, manifests, encoders, options, embed_root, progress=progress)
     for config, (_, info) in enriched.items():
         # How much came from the cache depends on the run, not the inputs: logged, not reported.
-        log(f"{config}: {info.pop('computed_now')} computed, the rest from the cache")
+        log.info(f"{config}: {info.pop('computed_now')} computed, the rest from the cache")
     if enriched:
-        log(f"content: {time.perf_counter() - started:.1f} s")
+        log.info(f"content: {time.perf_counter() - started:.1f} s")
     if recipe["enrich"]["annotate_mgphot"]:
         started = time.perf_counter()
         cache_root = Path(
@@ -330,7 +329,11 @@ def _content_configs(
             recipe["enrich"], kept, plays, sessions, lyrics, cache_root, mgphot_options, progress
         )
         enriched["mgphot"] = (frame, report)
-        log(f"mgphot: {time.perf_counter() - started:.1f} s ({asked} tracks asked, the rest from the cache)")
-    for frame, report in enriched.values():
+        log.info(
+            f"mgphot: {time.perf_counter() - started:.1f} s ({asked} tracks asked, the rest from the cache)"
+        )
+    for config, (frame, report) in enriched.items():
         report["coverage"] = content.coverage(kept, plays, frame["track_id"])
+        kind = kind_of_config(config)
+        report["labels_targets"] = kind is None or kind.labels_targets
     return enriched

@@ -11,6 +11,7 @@ import json
 import math
 import platform
 import shutil
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,10 @@ from mmbench.builders.datasheet import datasheet_text
 from mmbench.builders.filters import describe_filters
 from mmbench.builders.ingest import LASTFM_PAGE
 from mmbench.builders.recipe import recipe_toml
+from mmbench.digests import sha256_file
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, replace_tree, write_atomic
 from mmbench.fingerprint import compute_fingerprint
-from mmbench.info import sha256_file
 from mmbench.loading import SYNTHETIC_NOTE, built_from_lastfm1k
 from mmbench.schema import (
     CODE_URL,
@@ -43,6 +44,7 @@ from mmbench.schema import (
     content_label,
     embedding_schema,
     instances_schema,
+    labelled_configs,
     mgphot_gene_list,
     mgphot_schema,
     stored_schema,
@@ -490,7 +492,9 @@ def columns_section(content: dict[str, dict]) -> str:
     rows = []
     for config in (*SPLITS, *sorted(content)):
         for column in (
-            stored_schema(config, list(content)) if config in SPLITS else _content_schema(config, content)
+            stored_schema(config, labelled_configs(content))
+            if config in SPLITS
+            else _content_schema(config, content)
         ):
             if column.name.startswith("target_has_"):
                 meaning = COLUMN_MEANINGS["target_has"].format(config=column.name.removeprefix("target_has_"))
@@ -611,23 +615,32 @@ def constraints_text() -> str:
     return header + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 
 
-def publish_build(
-    out: Path,
-    staging: Path,
-    recipe: dict,
-    stages: dict,
-    later_plays: dict,
-    plays: pl.DataFrame,
-    sessions: pl.DataFrame,
-    tracks: pl.DataFrame,
-    durations: pl.DataFrame,
-    users: pl.DataFrame,
-    inst: dict[str, pl.DataFrame],
-    rejects_path: Path,
-    enriched: dict[str, tuple[pl.DataFrame, dict]],
-) -> dict:
+@dataclass(frozen=True)
+class Built:
+    """What the build hands to publishing: the recipe, each stage's report (``stages``; the
+    selection audit's apart, ``later_plays``), the kept plays and sessions, the identified
+    tracks with their known durations, the users, the instances per split, the rejects file and
+    the content configs (config name: rows and report)."""
+
+    recipe: dict[str, Any]
+    stages: dict[str, dict]
+    later_plays: dict[str, Any]
+    plays: pl.DataFrame
+    sessions: pl.DataFrame
+    tracks: pl.DataFrame
+    durations: pl.DataFrame
+    users: pl.DataFrame
+    instances: dict[str, pl.DataFrame]
+    rejects: Path
+    content: dict[str, tuple[pl.DataFrame, dict]]
+
+
+def publish_build(out: Path, staging: Path, built: Built) -> dict:
     """Write the published folder (data/, plots/, README.md, DATASHEET.md, croissant.json,
     constraints.txt, build_report.json, rejects.jsonl) in ``staging``, then move it over ``out``'s; return the build report."""
+    recipe, stages, later_plays, enriched = built.recipe, built.stages, built.later_plays, built.content
+    plays, sessions, tracks, users = built.plays, built.sessions, built.tracks, built.users
+    durations, inst, rejects_path = built.durations, built.instances, built.rejects
     shutil.rmtree(staging, ignore_errors=True)
     catalog = track_catalog(tracks, durations, plays, sessions)
     user_table = user_catalog(users, sessions)
@@ -700,17 +713,22 @@ def _write_configs(
     for name in ("train", "validation", "test"):
         rows = session_rows.filter(pl.col("split") == name)
         write_parquet_shards(to_arrow(rows, "sessions"), data / "sessions", name)
+    labelled = labelled_configs({config: info for config, (_, info) in enriched.items()})
     for name, table in inst.items():
-        labelled = table.with_columns(
-            pl.col("target_track_id").is_in(frame["track_id"].implode()).alias(content_label(config))
-            for config, (frame, _) in sorted(enriched.items())
+        table = to_arrow(
+            table.with_columns(
+                pl.col("target_track_id")
+                .is_in(enriched[config][0]["track_id"].implode())
+                .alias(content_label(config))
+                for config in sorted(labelled)
+            ),
+            instances_schema(labelled),
         )
-        table = to_arrow(labelled, instances_schema(list(enriched)))
         write_parquet_shards(table, data / "instances", name)
         written[name] = pl.from_arrow(table)
     write_parquet_shards(to_arrow(catalog, "tracks"), data / "tracks", "catalog")
     write_parquet_shards(to_arrow(user_table, "users"), data / "users", "catalog")
     for config, (frame, info) in enriched.items():
-        schema = mgphot_schema() if config == "mgphot" else embedding_schema(info["dim"])
+        schema = _content_schema(config, {config: info})
         write_parquet_shards(to_arrow(frame, schema), data / config, "catalog")
     return written

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmbench.builders.audio import AUDIO_ENCODERS
+from mmbench.builders.kinds import KINDS
 from mmbench.errors import MmbenchError
 from mmbench.settings import apply_override
 
@@ -64,8 +64,7 @@ RECIPE_TABLES = {
     "split": {"test_quantile": float, "validation_quantile": float, "select_before_test_cutoff": bool},
     "instances": {"paper_sampled_negatives": int, "seed": int},
     "enrich": {
-        "audio_encoder": str,
-        "lyrics_encoder": str,
+        **{kind.recipe_key: str for kind in KINDS},
         "annotate_mgphot": bool,
         "mgphot_limit": int,
         "mgphot_backend": str,
@@ -97,11 +96,13 @@ def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
     for name in ("test_quantile", "validation_quantile"):
         if not 0.0 < recipe["split"][name] < 1.0:
             raise MmbenchError(f"{origin}: split.{name} must lie strictly between 0 and 1")
-    if recipe["enrich"]["audio_encoder"] not in AUDIO_ENCODERS:
-        raise MmbenchError(
-            f"{origin}: enrich.audio_encoder {recipe['enrich']['audio_encoder']!r} is not one of "
-            f"{', '.join(AUDIO_ENCODERS)}"
-        )
+    for kind in KINDS:
+        encoder = recipe["enrich"][kind.recipe_key]
+        if encoder or kind.from_catalog is None:
+            try:
+                kind.check_encoder(encoder)
+            except MmbenchError as exc:
+                raise MmbenchError(f"{origin}: enrich.{kind.recipe_key}: {exc}") from None
     if recipe["enrich"]["mgphot_backend"] not in ("local", "http") or recipe["enrich"]["mgphot_limit"] < 0:
         raise MmbenchError(f"{origin}: enrich.mgphot_backend must be local or http, enrich.mgphot_limit >= 0")
     if recipe["split"]["select_before_test_cutoff"] and recipe["sessionize"]["after_filters"]:
@@ -143,8 +144,10 @@ def enrich_overrides(**values: Any) -> list[str]:
 def recipe_toml(recipe: dict) -> str:
     """The recipe as TOML text, for the dataset card."""
     lines = [f"name = {json.dumps(recipe['name'])}", f"description = {json.dumps(recipe['description'])}"]
-    for section in ("sessionize", "filters", "split", "instances", "enrich"):
+    for section, table in recipe.items():
+        if not isinstance(table, dict):
+            continue
         lines.append(f"\n[{section}]")
-        for k, v in recipe[section].items():
+        for k, v in table.items():
             lines.append(f"{k} = {json.dumps(v)}")
     return "\n".join(lines) + "\n"

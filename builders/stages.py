@@ -18,6 +18,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from typing import Any
 import polars as pl
 
 from mmbench.files import atomic_path, write_atomic
+
+log = logging.getLogger(__name__)
 
 Frames = dict[str, pl.DataFrame]
 
@@ -120,8 +123,8 @@ def fingerprint(value: Any) -> Any:
 class StageCache:
     """Runs stages in order, or loads their artefacts when their key is unchanged."""
 
-    def __init__(self, work: Path, declared_in: str, log: Callable[[str], None]):
-        self.work, self.log = work, log
+    def __init__(self, work: Path, declared_in: str):
+        self.work = work
         # The module that declares the stages holds the glue around each one: its own source
         # keys every stage, not the modules it imports.
         self.glue = code_digest(declared_in, follow=False)
@@ -146,10 +149,10 @@ class StageCache:
             if frames is None:
                 started = time.perf_counter()
                 frames, report = stage.run(context)
-                self.log(f"{stage.name}: {time.perf_counter() - started:.1f} s")
+                log.info(f"{stage.name}: {time.perf_counter() - started:.1f} s")
                 self._store(stage.name, key, frames, report)
             else:
-                self.log(f"{stage.name}: unchanged, reusing {self.work / stage.name}")
+                log.info(f"{stage.name}: unchanged, reusing {self.work / stage.name}")
             context.frames[stage.name], context.reports[stage.name] = frames, report
             context.keys[stage.name] = key
         return context

@@ -31,6 +31,7 @@ import yaml
 
 from mmbench.baselines import PROBES
 from mmbench.fingerprint import dataset_fingerprint
+from mmbench.leaderboard.metadata import modalities as known_modalities
 from mmbench.leaderboard.rules import RULES, read_rules
 from mmbench.leaderboard.submissions import SUBMISSIONS, read_entries
 
@@ -65,9 +66,7 @@ def described(baseline: str, model_dir: Path) -> dict:
     """The display name, modalities and backbone of a trained model, from its config.json."""
     config = json.loads((model_dir / "config.json").read_text())["config"]
     content = list(config.get("content", []))
-    modalities = ["ids"] + sorted(
-        {c.split("-")[0] for c in content}, key=["audio", "lyrics", "mgphot", "text"].index
-    )
+    modalities = ["ids"] + sorted({c.split("-")[0] for c in content}, key=list(known_modalities()).index)
     extra = list(content)
     backbone = None
     if baseline == "sasrec-mm":  # it always fuses the track's mean training completion ratio

@@ -5,14 +5,18 @@ Subcommands import their heavy modules lazily, so that ``mmbench evaluate`` neve
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
+from mmbench.builders.kinds import KINDS, MANIFEST_KINDS
 from mmbench.errors import MmbenchError
+from mmbench.export import EXPORTERS
 from mmbench.leaderboard import cli as leaderboard_cli
 from mmbench.schema import TASKS
 
@@ -42,6 +46,16 @@ def _options(*options: Callable) -> Callable:
     return apply
 
 
+def _log_to_stderr() -> None:
+    """Show the package's progress log (stage times, cache reuse) on stderr, one message a line."""
+    logger = logging.getLogger("mmbench")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def _write_json(path: Path | None, data: dict) -> None:
     """Write a command's full result as JSON when ``--json PATH`` was given."""
     if path is not None:
@@ -51,20 +65,19 @@ def _write_json(path: Path | None, data: dict) -> None:
         click.echo(f"wrote {path}")
 
 
-_manifest_options = _options(
-    click.option("--audio-manifest", type=FILE, help="CSV/JSONL of artist_name, track_name, path[, duration_seconds]: audio embeddings and durations."),
-    click.option("--lyrics-manifest", type=FILE, help="CSV/JSONL of artist_name, track_name, lyrics[, language]."),
+_content_options = _options(
+    *(click.option(f"--{k.name}-manifest", type=FILE, help=k.manifest_help) for k in MANIFEST_KINDS),
+    *(click.option(f"--{k.name}-encoder", default=None, help=f"{k.encoder_help} Default: the recipe's enrich.{k.recipe_key}.") for k in KINDS),
+    click.option("--audio-model", default=None, help="A Hub name or local folder replacing the audio encoder's default model."),
+    click.option("--trust-remote-code", is_flag=True, help="Allow encoders whose model code lives on the Hub (MERT)."),
 )  # fmt: skip
 
 
-def _encoder_options(audio: str | None, lyrics: str | None) -> Callable:
-    """The content encoders; ``None`` defaults leave the recipe's choice."""
-    return _options(
-        click.option("--audio-encoder", default=audio, show_default=True, help="mfcc, clap, mert, ..."),
-        click.option("--audio-model", default=None, help="A Hub name or local folder replacing the encoder's default model."),
-        click.option("--trust-remote-code", is_flag=True, help="Allow encoders whose model code lives on the Hub (MERT)."),
-        click.option("--lyrics-encoder", default=lyrics, show_default=True, help="minilm or a sentence-transformers model."),
-    )  # fmt: skip
+def _content_choices(values: dict[str, Any]) -> tuple[dict[str, Path | None], dict[str, str | None]]:
+    """The content options a command received, taken out of ``values``: the manifests and the
+    encoders by kind name (None where not given)."""
+    manifests = {k.name: values.pop(f"{k.name}_manifest") for k in MANIFEST_KINDS}
+    return manifests, {k.name: values.pop(f"{k.name}_encoder") for k in KINDS}
 
 
 def _annotator_options(prefix: str, backend: str | None, limit: int | None) -> Callable:
@@ -105,8 +118,7 @@ def main() -> None:
     click.option("--recipe", default=None, help="A built-in recipe (official, paper, sample) or a .toml file. Default: official, or sample with --sample."),
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. filters.min_user_plays=500."),
     click.option("--durations", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Manifest of track durations (artist_name, track_name, duration_seconds)."),
-    _manifest_options,
-    _encoder_options(audio=None, lyrics=None),
+    _content_options,
     _device_option(),
     click.option("--embedding-cache", type=FOLDER, default=None, help="Embedding cache folder (default: OUT/.build/embedding-cache); `mmbench embed` shards fill it."),
     click.option("--annotate-mgphot", is_flag=True, help="Add the mgphot config (shortcut for --set enrich.annotate_mgphot=true)."),
@@ -116,10 +128,9 @@ def main() -> None:
     _quiet_option(help="No progress bars and no stage log; errors and warnings still print."),
 )  # fmt: skip
 def build(sample: bool, raw: Path | None, recipe: str | None, overrides: tuple[str, ...], durations: Path | None,
-          audio_manifest: Path | None, lyrics_manifest: Path | None, audio_encoder: str | None, audio_model: str | None,
-          trust_remote_code: bool, lyrics_encoder: str | None, device: str, embedding_cache: Path | None,
+          audio_model: str | None, trust_remote_code: bool, device: str, embedding_cache: Path | None,
           annotate_mgphot: bool, limit: int | None, backend: str | None, model: str | None, url: str | None,
-          mgphot_cache: Path | None, out: Path | None, quiet: bool) -> None:  # fmt: skip
+          mgphot_cache: Path | None, out: Path | None, quiet: bool, **content: Any) -> None:  # fmt: skip
     """Build the dataset folder from the raw LastFM-1K files or from the synthetic sample."""
     from mmbench.builders import pipeline
     from mmbench.builders.ingest import checksum_warnings
@@ -129,8 +140,11 @@ def build(sample: bool, raw: Path | None, recipe: str | None, overrides: tuple[s
 
     if sample == (raw is not None):
         raise MmbenchError("give exactly one of --sample or --raw PATH")
+    if not quiet:
+        _log_to_stderr()
+    manifests, encoders = _content_choices(content)
     shortcuts = enrich_overrides(
-        audio_encoder=audio_encoder, lyrics_encoder=lyrics_encoder, annotate_mgphot=annotate_mgphot or None,
+        **{f"{kind}_encoder": encoder for kind, encoder in encoders.items()}, annotate_mgphot=annotate_mgphot or None,
         mgphot_limit=limit, mgphot_backend=backend, mgphot_model=model,
     )  # fmt: skip
     recipe_dict = load_recipe(recipe or ("sample" if sample else "official"), (*overrides, *shortcuts))
@@ -138,9 +152,8 @@ def build(sample: bool, raw: Path | None, recipe: str | None, overrides: tuple[s
     encoder = {"model": audio_model, "device": device, "trust_remote_code": trust_remote_code, "cache": embedding_cache}  # fmt: skip
     report = pipeline.build_folder(
         out, recipe_dict, raw=raw, sample_config=SampleConfig() if sample else None, durations_path=durations,
-        audio_manifest=audio_manifest, lyrics_manifest=lyrics_manifest, encoder_options=encoder,
+        manifests=manifests, encoder_options=encoder,
         mgphot_options={"url": url, "cache": mgphot_cache, "device": device}, progress=not quiet,
-        log=(lambda message: None) if quiet else (lambda message: click.echo(message, err=True)),
     )  # fmt: skip
     for message in checksum_warnings(report) if not sample else []:
         click.echo(f"warning: {message}", err=True)
@@ -151,23 +164,27 @@ def build(sample: bool, raw: Path | None, recipe: str | None, overrides: tuple[s
 @_dataset_option(help="A build folder (default: the local build).")
 @click.option("--cache", type=FOLDER, required=True, help="Embedding cache folder.")
 @click.option("--shard", default="0/1", show_default=True, help="i/n: embed every n-th track from the i-th.")
-@_manifest_options
-@_encoder_options(audio="mfcc", lyrics="minilm")
+@_content_options
 @_device_option()
 @_quiet_option()
-def embed(dataset: str | None, cache: Path, shard: str, audio_manifest: Path | None, lyrics_manifest: Path | None,
-          audio_encoder: str, audio_model: str | None, trust_remote_code: bool, lyrics_encoder: str, device: str,
-          quiet: bool) -> None:  # fmt: skip
-    """Embed one shard of a build's audio and/or lyrics into an embedding cache.
+def embed(dataset: str | None, cache: Path, shard: str, audio_model: str | None, trust_remote_code: bool,
+          device: str, quiet: bool, **content: Any) -> None:  # fmt: skip
+    """Embed one shard of a build's content (a manifest's audio or lyrics, or a kind made from the
+    catalogue such as text, given its --<kind>-encoder) into an embedding cache.
 
     Run one shard per machine or GPU, copy the cache folders together (that is the merge), then
     `mmbench build ... --audio-manifest ... --embedding-cache DIR` publishes from the cache.
+    Encoders not given are the official recipe's.
     """
     from mmbench.builders.content import embed_shard
+    from mmbench.builders.recipe import load_recipe
 
     options = {"model": audio_model, "device": device, "trust_remote_code": trust_remote_code}
-    manifests = {"audio": audio_manifest, "lyrics": lyrics_manifest}
-    encoders = {"audio": audio_encoder, "lyrics": lyrics_encoder}
+    manifests, given = _content_choices(content)
+    official = load_recipe("official")["enrich"]
+    encoders = {
+        k.name: given[k.name] or (official[k.recipe_key] if k.from_catalog is None else "") for k in KINDS
+    }
     for line in embed_shard(dataset, manifests, encoders, options, cache, shard, progress=not quiet):
         click.echo(line)
 
@@ -246,7 +263,7 @@ def push(folder: Path, repo: str, private: bool, dry_run: bool, allow_sample: bo
 
 @main.command()
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["recbole", "session-rec", "csv"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(list(EXPORTERS)), required=True)
 @click.option("--out", type=FOLDER, required=True, help="The folder to write (replaced whole).")
 def export(folder: Path, fmt: str, out: Path) -> None:
     """Write a build folder in another toolkit's format, with the benchmark's split."""

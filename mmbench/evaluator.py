@@ -99,7 +99,8 @@ class Evaluator:
         self._can_repeat_prefix: bool | None = None
         self._fingerprint: str | None = None
         self._plays_train: np.ndarray | None = None
-        self._content: dict[str, np.ndarray] = {}
+        self._content: dict[str, np.ndarray | None] = {}
+        self._content_names: list[str] | None = None
 
     @property
     def instance_ids(self) -> list[str]:
@@ -276,14 +277,14 @@ class Evaluator:
         if self._prefix is None:
             import polars as pl
 
-            sessions = pl.from_arrow(
+            sessions = pl.DataFrame(
                 load_table("sessions", self.split, self.source, ["session_id", "track_ids"])
             )
-            instances = pl.from_arrow(self.instances.select(["session_id", "position"]))
+            instances = pl.DataFrame(self.instances.select(["session_id", "position"]))
             prefixes = instances.join(sessions, on="session_id", how="left", maintain_order="left").select(
                 pl.col("track_ids").list.head(pl.col("position"))
             )["track_ids"]
-            width = max(1, int(prefixes.list.len().max() or 0))
+            width = max(1, int(prefixes.list.len().max() or 0))  # type: ignore[arg-type]
             flat = self.expected.track_table.positions(prefixes.explode().drop_nulls().to_arrow())
             codes = np.full((len(prefixes), width), -1, dtype=np.int64)
             lengths = prefixes.list.len().to_numpy().astype(np.int64)
@@ -294,8 +295,9 @@ class Evaluator:
         return self._prefix
 
     def beyond_accuracy(self, ranks: Ranks) -> dict[str, float]:
-        """Novelty, popularity bias and (per audio and lyrics config of the build) intra-list
-        diversity of the top 10 of the rankings (:mod:`mmbench.beyond_accuracy`)."""
+        """Novelty, popularity bias and (per content config of the build with an ``embedding``
+        column: audio, lyrics, text) intra-list diversity of the top 10 of the rankings
+        (:mod:`mmbench.beyond_accuracy`)."""
         from mmbench.loading import load_table
 
         if self._plays_train is None:
@@ -309,24 +311,32 @@ class Evaluator:
             ),
         }
         for config in self.content_configs:
-            if config.startswith(("audio-", "lyrics-")):
-                diversity = beyond_accuracy.intra_list_diversity_at_k(ranks.top, self._embeddings(config))
-                out[f"diversity@{k}/{config}"] = diversity
+            embeddings = self._embeddings(config)
+            if embeddings is not None:
+                out[f"diversity@{k}/{config}"] = beyond_accuracy.intra_list_diversity_at_k(
+                    ranks.top, embeddings
+                )
         return out
 
     @property
     def content_configs(self) -> list[str]:
-        """The build's content configs, named by the instances' ``target_has_<config>`` labels."""
-        return [
-            c.removeprefix("target_has_") for c in self.instances.column_names if c.startswith("target_has_")
-        ]
+        """The build's content configs, as its build report lists them."""
+        from mmbench.loading import build_report
 
-    def _embeddings(self, config: str) -> np.ndarray:
-        """A content config's embeddings by catalogue code (NaN rows for tracks without one)."""
+        if self._content_names is None:
+            self._content_names = sorted(build_report(self.source).get("content", {}))
+        return self._content_names
+
+    def _embeddings(self, config: str) -> np.ndarray | None:
+        """A content config's embeddings by catalogue code (NaN rows for tracks without one), or
+        None for a config without an ``embedding`` column (``mgphot``)."""
         from mmbench.loading import load_table
 
         if config not in self._content:
-            table = load_table(config, "catalog", self.source, ["track_id", "embedding"])
+            table = load_table(config, "catalog", self.source)
+            if "embedding" not in table.column_names:
+                self._content[config] = None
+                return None
             values = np.stack(table["embedding"].to_numpy(zero_copy_only=False)) if table.num_rows else None
             matrix = np.full(
                 (self.n_tracks, 0 if values is None else values.shape[1]), np.nan, dtype=np.float32

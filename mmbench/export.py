@@ -36,7 +36,6 @@ from mmbench import layout
 from mmbench.errors import MmbenchError
 from mmbench.files import replace_tree
 
-FORMATS = ("recbole", "session-rec", "csv")
 MARKER = ".mmbench-export"  # an export folder's mark: only such a folder (or an empty one) is replaced
 NAME = "lastfm1k-mm"
 RECBOLE_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
@@ -277,9 +276,8 @@ def export_csv(folder: Path, out: Path) -> list[Path]:
 def export(folder: Path, fmt: str, out: Path) -> list[Path]:
     """Write ``folder``'s export in ``fmt`` to the folder ``out`` (replaced whole, atomically:
     the files are written beside it and moved into place at the end); the files written."""
-    exporters = {"recbole": export_recbole, "session-rec": export_session_rec, "csv": export_csv}
-    if fmt not in exporters:
-        raise MmbenchError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt not in EXPORTERS:
+        raise MmbenchError(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORTERS)}")
     if not layout.is_built(folder):
         raise MmbenchError(f"{folder}: not a build folder (no README.md and data/)")
     target, source = out.resolve(), folder.resolve()
@@ -293,6 +291,10 @@ def export(folder: Path, fmt: str, out: Path) -> list[Path]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     (staging / MARKER).write_text(f"{fmt}\n", encoding="utf-8")
-    names = [p.name for p in exporters[fmt](folder, staging)]
+    names = [p.name for p in EXPORTERS[fmt](folder, staging)]
     replace_tree(staging, target)
     return [out / name for name in names]
+
+
+# The formats, by the name `mmbench export --format` takes.
+EXPORTERS = {"recbole": export_recbole, "session-rec": export_session_rec, "csv": export_csv}

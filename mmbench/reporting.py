@@ -24,6 +24,11 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=140)
 
 
+def _cell(entry: Any) -> str:
+    """A segment group's metric: its value and interval."""
+    return f"{entry['value']:.4f} {_ci(entry)}"
+
+
 def _ci(entry: dict[str, float]) -> str:
     return f"[{entry['ci_low']:.4f}, {entry['ci_high']:.4f}]"
 
@@ -55,7 +60,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
             seg.add_column(column, justify="right" if column not in ("segment", "group") else "left")
         for segment, groups in report.segments.items():
             for group, entry in groups.items():
-                cells = [f"{entry[h]['value']:.4f} {_ci(entry[h])}" if h in entry else "-" for h in HEADLINE]
+                cells = [_cell(entry[h]) if h in entry else "-" for h in HEADLINE]
                 seg.add_row(segment, group, f"{entry['n']:,}", *cells)
         console.print(seg)
     for warning in report.warnings:

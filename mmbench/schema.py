@@ -82,6 +82,13 @@ def content_label(config: str) -> str:
     return f"target_has_{config}"
 
 
+def labelled_configs(content: dict[str, dict]) -> list[str]:
+    """The content configs of a build report's ``content`` that label the instances' targets
+    (``target_has_<config>``), in name order: all but those whose ``labels_targets`` is false
+    (a config that covers every track by construction, such as ``text-*``)."""
+    return sorted(config for config, info in content.items() if info.get("labels_targets", True))
+
+
 def instances_schema(content: list[str] | tuple[str, ...] = ()) -> pa.Schema:
     """The ``instances`` schema of a build with the given content configs: the contract's
     columns, then one boolean label per content config, in name order."""

@@ -14,9 +14,10 @@ import soundfile
 
 import mmbench
 from conftest import run_cli
-from mmbench.builders import audio, content, lyrics
+from mmbench.builders import audio, content, sentences
 from mmbench.builders.embedding_cache import EmbeddingCache
 from mmbench.builders.identify import track_ids_for
+from mmbench.builders.kinds import BY_NAME
 from mmbench.errors import MmbenchError
 
 CONTENT = {"audio-mfcc": 120, "lyrics-minilm": 384}
@@ -75,7 +76,7 @@ def test_durations_come_from_the_file_when_the_manifest_has_none(tmp_path):
     soundfile.write(tmp_path / "a.wav", np.zeros(16000 * 5 // 2, dtype=np.float32), 16000)
     soundfile.write(tmp_path / "b.flac", np.zeros(8000, dtype=np.float32), 8000)
     (tmp_path / "m.csv").write_text("artist_name,track_name,path\nA,One,a.wav\nB,Two,b.flac\n")
-    frame = content.read_audio_manifest(tmp_path / "m.csv")
+    frame = audio.read_audio_manifest(tmp_path / "m.csv")
     assert frame["duration_seconds"].to_list() == pytest.approx([2.5, 1.0])
     assert frame["path"].to_list() == [str(tmp_path / "a.wav"), str(tmp_path / "b.flac")]
 
@@ -92,7 +93,7 @@ def test_bad_audio_manifest_names_file_and_line(tmp_path, text, message):
     soundfile.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(MmbenchError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
-        content.read_audio_manifest(tmp_path / "m.csv")
+        audio.read_audio_manifest(tmp_path / "m.csv")
     assert str(tmp_path / "m.csv") in str(info.value)
 
 
@@ -108,7 +109,10 @@ def test_bad_lyrics_manifest_through_the_cli(tmp_path):
 
 def test_unknown_audio_encoder_is_a_recipe_error(tmp_path):
     result = run_cli("build", "--sample", "--audio-encoder", "wav2vec", "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and "enrich.audio_encoder 'wav2vec' is not one of" in result.stderr
+    assert (
+        result.returncode == 2
+        and "enrich.audio_encoder: unknown audio encoder 'wav2vec'; available: mfcc" in result.stderr
+    )
 
 
 def test_long_audio_is_chunked_and_averaged_by_length():
@@ -214,7 +218,7 @@ def test_sentence_transformers_path_by_folder_reports_truncation(tmp_path):
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    vocab = lyrics.model_location("minilm") + "/vocab.txt"
+    vocab = sentences.model_location("minilm") + "/vocab.txt"
     BertTokenizerFast(vocab_file=vocab).save_pretrained(tmp_path / "bert")
     BertModel(
         BertConfig(
@@ -226,19 +230,19 @@ def test_sentence_transformers_path_by_folder_reports_truncation(tmp_path):
     texts = ["short words", "love " * 40, "rain night"]
     rows = pl.DataFrame({"track_id": ["t1", "t2", "t3"], "lyrics": texts})
     frame, report = content.embed_content(
-        "lyrics", str(tmp_path / "st"), rows, tmp_path / "cache", {"device": "cpu"}, progress=False
+        BY_NAME["lyrics"], str(tmp_path / "st"), rows, tmp_path / "cache", {"device": "cpu"}, progress=False
     )
     vectors = np.stack(frame["embedding"].to_numpy())
     assert vectors.shape == (3, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert report["truncated"] == 1 and report["max_seq_length"] == 16 and report["computed_now"] == 3
     again, report = content.embed_content(
-        "lyrics", str(tmp_path / "st"), rows, tmp_path / "cache", {"device": "cpu"}, progress=False
+        BY_NAME["lyrics"], str(tmp_path / "st"), rows, tmp_path / "cache", {"device": "cpu"}, progress=False
     )
     assert report["computed_now"] == 0 and report["truncated"] == 1  # from the cache, model not loaded
     np.testing.assert_array_equal(np.stack(again["embedding"].to_numpy()), vectors)
     edited = rows.with_columns(pl.Series("lyrics", ["short words", "love " * 40, "sun day"]))
     _, report = content.embed_content(
-        "lyrics", str(tmp_path / "st"), edited, tmp_path / "cache", {"device": "cpu"}, progress=False
+        BY_NAME["lyrics"], str(tmp_path / "st"), edited, tmp_path / "cache", {"device": "cpu"}, progress=False
     )
     assert report["computed_now"] == 1  # only the edited lyrics
 
@@ -291,3 +295,56 @@ def test_crepe_from_packaged_weights_hears_the_pitch():
         assert abs(int(probabilities.argmax()) - (cents - 1997.3794084376191) / 20) <= 1
     vector = audio.embed_file(encoder, np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32))
     assert vector.shape == (256,) and np.isfinite(vector).all()
+
+
+def test_the_text_config_embeds_every_tracks_name_with_the_packaged_encoder(sample_build):
+    """``text-minilm`` is built with no manifest: one row per catalogue track, each the packaged
+    MiniLM's embedding of ``artist - title`` (computed here by sentence-transformers directly),
+    and no ``target_has_`` label, so the fingerprint is the one without it."""
+    from sentence_transformers import SentenceTransformer
+
+    ds = datasets.load_dataset(str(sample_build), "text-minilm", split="catalog")
+    tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
+    assert sorted(ds["track_id"]) == sorted(tracks["track_id"].to_list())
+    texts = (tracks["artist_name"] + " - " + tracks["track_name"]).to_list()
+    names = dict(zip(tracks["track_id"].to_list(), texts, strict=True))
+    picked = list(range(0, len(ds), 97))
+    model = SentenceTransformer(sentences.model_location("minilm"), device="cpu")
+    expected = model.encode([names[ds[i]["track_id"]] for i in picked], normalize_embeddings=True)
+    np.testing.assert_allclose(np.asarray([ds[i]["embedding"] for i in picked]), expected, atol=1e-5)
+    report = json.loads((sample_build / "build_report.json").read_text())
+    assert report["content"]["text-minilm"]["coverage"]["tracks_share"] == 1.0
+    assert report["content"]["text-minilm"]["labels_targets"] is False
+    instances = mmbench.load("instances", "test", source=sample_build)
+    assert "target_has_text-minilm" not in instances.column_names
+    assert "target_has_lyrics-minilm" in instances.column_names
+    card = (sample_build / "README.md").read_text()
+    assert "config_name: text-minilm" in card and "| `text-minilm` |" in card
+
+
+def test_the_text_config_feeds_sasrec_mm_and_e4srec_by_name(sample_build, tmp_path):
+    """The content baselines take ``text-minilm`` like any other content config; the evaluator's
+    diversity covers it."""
+    from mmbench.baselines import runner
+    from mmbench.evaluator import Evaluator
+
+    mm = runner.train(
+        "sasrec-mm", sample_build, ["epochs=1", "dim=16", "layers=1", 'content=["text-minilm"]'],
+        tmp_path / "mm", progress=False,
+    )  # fmt: skip
+    sasrec = runner.train(
+        "sasrec", sample_build, ["epochs=1", "dim=16", "layers=1"], tmp_path / "id", progress=False
+    )
+    e4srec = runner.train(
+        "e4srec", sample_build,
+        ["backbone=tiny", "max_len=12", "fusion_dim=16", "lora_r=4", "lora_alpha=8", "batch_size=64",
+         "epochs=1", f"id_encoder={sasrec}", 'content=["text-minilm"]', "head=tied"],
+        tmp_path / "e4srec", progress=False,
+    )  # fmt: skip
+    for folder in (mm, e4srec):
+        record = json.loads((folder / "config.json").read_text())
+        assert record["config"]["content"] == ["text-minilm"]
+        out = tmp_path / f"{folder.name}.jsonl"
+        runner.predict(folder, "next-track", "test", out, progress=False)
+        report = Evaluator("next-track", "test", sample_build).eval_file(out, n_bootstrap=0, segments=False)
+        assert 0 < report.beyond_accuracy["diversity@10/text-minilm"] <= 2

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import pop_predictions, run_cli
-from mmbench.baselines.data import Benchmark
-from mmbench.baselines.runner import popularity_order
+from mmbench.baselines.data import Benchmark, popularity_order
 from mmbench.errors import MmbenchError
 from mmbench.evaluator import Evaluator
 

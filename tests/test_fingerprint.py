@@ -88,9 +88,7 @@ def test_the_published_reference_implementation_agrees(sample_build):
     assert len(blocks) == 1
     code = blocks[0]
     assert len(code.splitlines()) <= 40 and not re.search(r"^\s*(import|from) mmbench", code, flags=re.M)
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(sample_build)], capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run([sys.executable, "-c", code, str(sample_build)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     digest = result.stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{64}", digest)

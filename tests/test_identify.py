@@ -4,7 +4,8 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmbench.builders.identify import identify, normalize_name, track_id_for, track_ids_for
+from mmbench.builders.identify import identify, track_id_for, track_ids_for
+from mmbench.tracks import normalize_name
 
 
 def test_normalization_nfkc_casefold_whitespace():

@@ -14,10 +14,11 @@ import pytest
 
 from conftest import entry_metadata as metadata
 from conftest import run_cli, write_meta
+from mmbench.digests import sha256_bytes
 from mmbench.errors import MmbenchError
 from mmbench.fingerprint import dataset_fingerprint
 from mmbench.leaderboard.metadata import read_metadata
-from mmbench.leaderboard.results import RESULTS, dumps_results, results_digest, sha256_bytes
+from mmbench.leaderboard.results import RESULTS, dumps_results, results_digest
 from mmbench.metrics import ndcg_at_k
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,7 +193,10 @@ def test_metadata_errors_name_the_field(tmp_path):
         ({k: v for k, v in metadata("a" * 64).items() if k != "code"}, "code: Field required"),
         (metadata("a" * 64, runs=2), "seeds lists 1 seed(s) but runs is 2"),
         (metadata("a" * 64, training_data="train+test"), "training_data: Input should be 'train'"),
-        (metadata("a" * 64, modalities=["ids", "smell"]), "modalities.1: Input should be"),
+        (
+            metadata("a" * 64, modalities=["ids", "smell"]),
+            "modalities: 'smell' is not one of ids, completion",
+        ),
         (metadata("abc"), "dataset_fingerprint: String should match pattern"),
         (metadata("a" * 64, probe=True), "probe: not set by an entry; the maintainers list"),
         (metadata("a" * 64, baseline=True), "baseline: not set by an entry; the maintainers list"),

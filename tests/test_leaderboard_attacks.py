@@ -17,11 +17,12 @@ import pytest
 
 from conftest import entry_metadata as metadata
 from conftest import run_cli, write_meta
+from mmbench.digests import sha256_bytes
 from mmbench.errors import MmbenchError
 from mmbench.fingerprint import dataset_fingerprint
 from mmbench.leaderboard.download import copy_capped, fetch, opener
 from mmbench.leaderboard.metadata import read_metadata
-from mmbench.leaderboard.results import RESULTS, dumps_results, results_digest, sha256_bytes
+from mmbench.leaderboard.results import RESULTS, dumps_results, results_digest
 from mmbench.leaderboard.site import build_site, markdown_text
 from mmbench.leaderboard.submissions import check_leaderboard
 

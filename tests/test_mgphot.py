@@ -67,6 +67,7 @@ def local():
     return mgphot.make_annotator("local", device="cpu")
 
 
+@pytest.mark.llm
 def test_local_annotator_reads_digit_probabilities(local):
     first = local.rate(SONGS[3])
     assert first.shape == (58,) and ((first >= 0) & (first <= 1)).all()
@@ -75,6 +76,7 @@ def test_local_annotator_reads_digit_probabilities(local):
     assert len(local.digits) == 6 and len(set(local.digits)) == 6
 
 
+@pytest.mark.llm
 def test_cached_prefix_equals_plain_forward_passes_of_the_full_prompts(local):
     """rate() reads the prompt once and the 58 questions in padded batches on its cached keys and
     values; the first 12 values (three batches of 5, one short) must equal one plain forward
@@ -87,7 +89,7 @@ def test_cached_prefix_equals_plain_forward_passes_of_the_full_prompts(local):
     expected = np.empty(12)  # the first 12 genes: 3 batches of 5 below, one of them short
     with torch.no_grad():
         for g, question in enumerate(local.questions[:12]):
-            ids = prefix + local.tokenizer.encode(question, add_special_tokens=False)
+            ids = prefix + question  # the question's token ids
             logits = local.model(torch.tensor([ids])).logits[0, -1, local.digits].float()
             expected[g] = float((logits.softmax(-1) * torch.arange(6)).sum() / 5)
     np.testing.assert_allclose(rated[:12], expected, atol=2e-5)
@@ -152,6 +154,7 @@ def test_cache_reads_its_first_format_and_drops_broken_rows(tmp_path):
     assert cache.values == {"t1": [0.2] * 58} and cache.has("t1", mgphot.prompt_digest(SONGS[1]))
 
 
+@pytest.mark.llm
 def test_cache_resumes_and_shards_merge(local, tmp_path):
     cache = mgphot.answer_cache(tmp_path, local.name)
     run = mgphot.annotate(local, SONGS, cache, progress=False)

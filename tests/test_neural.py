@@ -10,8 +10,8 @@ from safetensors import safe_open
 
 from conftest import run_cli
 from mmbench.baselines import bert4rec, gru4rec, sasrec, training
-from mmbench.baselines.data import Benchmark
-from mmbench.baselines.runner import instance_inputs, model_config
+from mmbench.baselines.data import Benchmark, instance_inputs
+from mmbench.baselines.runner import model_config
 
 N_ITEMS = 10
 TINY = {"dim": 32, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 12, "mask_probability": 0.3}

@@ -9,6 +9,9 @@ from conftest import T0, run_cli, stamp
 from mmbench.builders.identify import track_id_for
 from mmbench.builders.ingest import PLAYS_NAME
 
+# Each test builds datasets from scratch, several times over.
+pytestmark = pytest.mark.slow
+
 FILTERS = {
     "min_user_plays": 50,
     "min_track_plays": 4,

@@ -37,7 +37,7 @@ def test_info_detects_a_changed_file(sample_build, tmp_path):
 def test_every_config_and_split_loads_offline_with_datasets(sample_build):
     card = (sample_build / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    content = {c: ["catalog"] for c in ("audio-mfcc", "lyrics-minilm", "mgphot")}
+    content = {c: ["catalog"] for c in ("audio-mfcc", "lyrics-minilm", "text-minilm", "mgphot")}
     assert {c["config_name"]: [f["split"] for f in c["data_files"]] for c in front["configs"]} == {
         **{k: list(v) for k, v in SPLITS.items()},
         **content,
@@ -140,7 +140,7 @@ def test_info_detects_inconsistent_content_behind_valid_checksums(sample_build, 
 
     import pyarrow.parquet as pq
 
-    from mmbench.info import sha256_file
+    from mmbench.digests import sha256_file
 
     copy = tmp_path / "copy"
     shutil.copytree(sample_build, copy, ignore=shutil.ignore_patterns(".build"))

@@ -5,6 +5,8 @@ import hashlib
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 from mmbench.builders.stages import code_digest
 
@@ -39,6 +41,7 @@ def _digests(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
 
 
+@pytest.mark.slow
 def test_reordered_filters_rebuild_in_place_like_a_fresh_build(sample_build, tmp_path):
     text = (resources.files("mmbench.builders") / "recipes" / "sample.toml").read_text()
     text = text.replace("annotate_mgphot = true", "annotate_mgphot = false")

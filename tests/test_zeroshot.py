@@ -13,8 +13,8 @@ import torch
 
 from conftest import build_fixture, run_cli
 from mmbench.baselines import zeroshot
-from mmbench.baselines.data import Benchmark
-from mmbench.baselines.runner import instance_inputs, model_config
+from mmbench.baselines.data import Benchmark, instance_inputs
+from mmbench.baselines.runner import model_config
 from mmbench.errors import MmbenchError
 from mmbench.schema import mgphot_gene_list
 
@@ -59,6 +59,7 @@ def test_the_prompt_is_names_session_completion_and_genes_never_ids(sample_build
     )
 
 
+@pytest.mark.llm
 def test_likelihood_on_the_cached_prompt_equals_full_forward_passes(local_model):
     prompt = "Earlier plays:\n- Modal Dal - Rain Ka\nNext track:\n"
     candidates = ["Crown Teal - Hollow Sky\n", "A - B\n", "The Long Name Band - A Much Longer Title Here\n"]
@@ -73,6 +74,7 @@ def test_likelihood_on_the_cached_prompt_equals_full_forward_passes(local_model)
         assert got == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.llm
 def test_the_verbalizer_reads_the_letters_next_token_logprobs(local_model):
     prompt = zeroshot.verbalizer_prompt("This session so far:\n- A - B\n", ["C - D", "E - F", "G - H"])
     scores = zeroshot.score_verbalizer(
@@ -110,6 +112,7 @@ def test_a_written_ranking_is_parsed_in_order_once_each():
     assert zeroshot.parse_ranking("1. A - B\n2. c - d\n3. A - B", lines) == [0, 1, 2]
 
 
+@pytest.mark.llm
 def test_next_track_reranks_the_retrievers_shortlist(sample_build, pop_folder, tmp_path):
     folder = tmp_path / "zs"
     sets = ["--set", f"retriever={pop_folder}", "--set", "instances=3", "--set", "shortlist=10"]
@@ -134,6 +137,7 @@ def test_next_track_reranks_the_retrievers_shortlist(sample_build, pop_folder, t
     assert run_cli("evaluate", str(tmp_path / "zs.jsonl"), "--dataset", str(sample_build)).returncode == 0
 
 
+@pytest.mark.llm
 def test_paper_sampled_ranks_the_instances_own_candidates(sample_build, tmp_path):
     folder = tmp_path / "zs"
     sets = ["--set", "scorer=verbalizer", "--set", "instances=1"]
@@ -158,6 +162,7 @@ def test_paper_sampled_ranks_the_instances_own_candidates(sample_build, tmp_path
         )
 
 
+@pytest.mark.llm
 def test_bad_settings_are_one_line_errors(sample_build, fixture_raw, tmp_path):
     other = tmp_path / "other"
     assert build_fixture(fixture_raw, other).returncode == 0
@@ -256,6 +261,7 @@ LLAMACPP_LINES = [
 ]
 
 
+@pytest.mark.llm
 def test_verbalizer_over_llamacpp_matches_the_local_model(local_model, tmp_path):
     """The ``verbalizer`` through the http backend, reading the answers of a real llama.cpp
     server: llama-cpp-python 0.3.36's (``python -m llama_cpp.server --model

@@ -36,7 +36,7 @@ def check_url(url: str) -> None:
     except (socket.gaierror, UnicodeError) as exc:
         raise MmbenchError(f"{url}: cannot resolve {host} ({exc})") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not address.is_global:
             raise MmbenchError(f"{url}: {host} is {address}, not a public address; refused")
 

@@ -44,8 +44,17 @@ from pydantic import (
 
 from mmbench.errors import MmbenchError
 
-Modality = Literal["ids", "audio", "lyrics", "mgphot", "completion", "text"]
-MODALITIES: tuple[str, ...] = Modality.__args__
+# What a model may use beside the content kinds of the build (mmbench.builders.kinds.KINDS).
+OTHER_MODALITIES = ("ids", "completion", "mgphot")
+
+
+def modalities() -> tuple[str, ...]:
+    """The modalities an entry may list: the content kinds of the builder and the others."""
+    from mmbench.builders.kinds import KINDS
+
+    return (*OTHER_MODALITIES, *(kind.name for kind in KINDS))
+
+
 SHA256 = r"^[0-9a-f]{64}$"
 RUN_FILE = r"^seed[0-9]{1,9}\.jsonl\.gz$"
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no line breaks or other control characters
@@ -134,7 +143,7 @@ class Metadata(BaseModel):
     runs: int = Field(ge=1, le=100)
     seeds: list[int]
     hyperparameter_selection: Literal["validation", "defaults"]
-    modalities: list[Modality] = Field(min_length=1)
+    modalities: list[str] = Field(min_length=1)
     backbone: str | None = Field(default=None, max_length=120, pattern=PRINTABLE)
     parameters: int | None = Field(default=None, ge=0)
     training_data: Literal["train"]
@@ -169,6 +178,9 @@ class Metadata(BaseModel):
             raise ValueError(f"seeds {self.seeds} repeats a seed; each run is one training seed")
         if any(s < 0 for s in self.seeds):
             raise ValueError("seeds must be non-negative integers")
+        unknown = [m for m in self.modalities if m not in modalities()]
+        if unknown:
+            raise ValueError(f"modalities: {unknown[0]!r} is not one of {', '.join(modalities())}")
         if len(set(self.modalities)) != len(self.modalities):
             raise ValueError("modalities lists a modality twice")
         if self.date > datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=1):

@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from mmbench.digests import sha256_bytes
 from mmbench.errors import MmbenchError
 from mmbench.evaluator import Evaluator, summarize_counts
 from mmbench.leaderboard.metadata import RUN_FILE, SHA256
 from mmbench.metrics import KS, METRICS, metric_by_rank
 
 SCHEMA_VERSION = 1
-EVALUATION = {"ks": list(KS), "n_bootstrap": 1000, "seed": 0, "level": 0.95}
+EVALUATION: dict[str, Any] = {"ks": list(KS), "n_bootstrap": 1000, "seed": 0, "level": 0.95}
 RESULTS = "results.json"
 FLOAT_TOLERANCE = 1e-6
 METADATA = "metadata.yaml"
@@ -96,11 +97,6 @@ def check_results(data: object, where: str) -> dict[str, Any]:
     return data  # type: ignore[return-value]
 
 
-def sha256_bytes(data: bytes) -> str:
-    """SHA-256 of bytes, in hex."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def summarize_runs(
     ranks: np.ndarray,
     ks: list[int],
@@ -145,7 +141,8 @@ def compute_results(
     rank, 0 = absent): ``files`` maps each run's stored name (``seed<N>.jsonl.gz``) to where it
     is, in run order; ``metadata`` is the validated metadata as plain data."""
     ks, n_bootstrap, seed = EVALUATION["ks"], EVALUATION["n_bootstrap"], EVALUATION["seed"]
-    runs, all_ranks = [], []
+    runs: list[dict[str, Any]] = []
+    all_ranks = []
     for name, path in files.items():
         ranks = evaluator.read_file(path)
         report = evaluator.report(ranks, name, ks=ks, n_bootstrap=n_bootstrap, seed=seed, segments=False)

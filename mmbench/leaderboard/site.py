@@ -261,12 +261,10 @@ def error_bars_svg(table: Table, view: str, segment: str | None, group: str | No
     """NDCG@10 of every entry on one segment view with its 95% interval, best first, and the
     chance level as a dashed line. Each bar is a ``g`` translated to its row, so that the
     page's script can hide a filtered entry's bar and close the gap."""
-    rows = sorted(
-        (r for r in table.rows if metric_cell(r, HEADLINE, segment, group)),
-        key=lambda r: _order(r, segment, group),
-    )
+    cells = {r.entry.slug: cell for r in table.rows if (cell := metric_cell(r, HEADLINE, segment, group))}
+    rows = sorted((r for r in table.rows if r.entry.slug in cells), key=lambda r: _order(r, segment, group))
     chance = table.rows[0].results["chance"][HEADLINE]
-    top = max([metric_cell(r, HEADLINE, segment, group)["ci_high"] for r in rows] + [chance, 1e-9]) * 1.05
+    top = max([cells[r.entry.slug]["ci_high"] for r in rows] + [chance, 1e-9]) * 1.05
     height = TOP_Y + ROW_H * len(rows) + 8
 
     def x(v: float) -> float:
@@ -282,7 +280,7 @@ def error_bars_svg(table: Table, view: str, segment: str | None, group: str | No
     parts.append(f'<text x="{LABEL_W - 24}" y="12" text-anchor="end" class="tick">NDCG@10</text>')
     parts.append(f'<text x="{x(chance) + 4:.1f}" y="26" class="tick">chance</text>')
     for i, row in enumerate(rows):
-        cell = metric_cell(row, HEADLINE, segment, group)
+        cell = cells[row.entry.slug]
         parts.append(
             f'<g class="bar" data-slug="{e(row.entry.slug)}" transform="translate(0,{TOP_Y + 6 + i * ROW_H})">'
             f'<text x="{LABEL_W - 8}" y="4" text-anchor="end">{e(_short(row.entry.metadata.model))}</text>'

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from mmbench.compare import prediction_runs
+from mmbench.digests import sha256_bytes
 from mmbench.errors import MmbenchError
 from mmbench.evaluator import Evaluator
 from mmbench.fingerprint import dataset_fingerprint
@@ -41,7 +42,6 @@ from mmbench.leaderboard.results import (
     first_difference,
     lookup,
     results_digest,
-    sha256_bytes,
 )
 from mmbench.leaderboard.rules import RULES, Rules, read_rules
 from mmbench.progress import progress_bar
@@ -66,7 +66,7 @@ def run_file(seed: int) -> str:
     return f"seed{seed}.jsonl.gz"
 
 
-def _open_jsonl(path: Path) -> IO[bytes]:
+def _open_jsonl(path: Path) -> IO[bytes] | gzip.GzipFile:
     """A predictions file's JSON Lines as a binary stream (parquet converted)."""
     if path.name.endswith(".parquet"):
         frame = pl.read_parquet(path, columns=["instance_id", "predictions"])
@@ -418,7 +418,8 @@ def check_leaderboard(
     if not datasets and not recompute:
         return out
     builds: dict[str, tuple[str, str]] = {}  # fingerprint -> (source, kind)
-    for dataset in datasets or [None]:
+    sources: list[str | None] = list(datasets) or [None]  # none given: the local build, else the Hub's
+    for dataset in sources:
         source = resolve_source(dataset)
         builds[dataset_fingerprint(source)] = (source, dataset_kind(source))
     kinds = {kind for _, kind in builds.values()}
