@@ -195,7 +195,7 @@ def test_metadata_errors_name_the_field(tmp_path):
         (metadata("a" * 64, training_data="train+test"), "training_data: Input should be 'train'"),
         (
             metadata("a" * 64, modalities=["ids", "smell"]),
-            "modalities: 'smell' is not one of ids, completion",
+            "modalities: 'smell' is not one of ids, audio",
         ),
         (metadata("abc"), "dataset_fingerprint: String should match pattern"),
         (metadata("a" * 64, probe=True), "probe: not set by an entry; the maintainers list"),

@@ -44,15 +44,12 @@ from pydantic import (
 
 from mmbench.errors import MmbenchError
 
-# What a model may use beside the content kinds of the build (mmbench.builders.kinds.KINDS).
-OTHER_MODALITIES = ("ids", "completion", "mgphot")
-
-
 def modalities() -> tuple[str, ...]:
-    """The modalities an entry may list: the content kinds of the builder and the others."""
+    """The modalities an entry may list, in the order entries list them: track ids, the content
+    kinds of the builder (mmbench.builders.kinds.KINDS), the MGPHot genes, completion ratios."""
     from mmbench.builders.kinds import KINDS
 
-    return (*OTHER_MODALITIES, *(kind.name for kind in KINDS))
+    return ("ids", *(kind.name for kind in KINDS), "mgphot", "completion")
 
 
 SHA256 = r"^[0-9a-f]{64}$"
