@@ -44,6 +44,7 @@ from pydantic import (
 
 from mmbench.errors import MmbenchError
 
+
 def modalities() -> tuple[str, ...]:
     """The modalities an entry may list, in the order entries list them: track ids, the content
     kinds of the builder (mmbench.builders.kinds.KINDS), the MGPHot genes, completion ratios."""
