@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mmbench.builders import audio, lyrics, text
+from mmbench.builders import audio, lyrics, sentences, text
 from mmbench.builders.embedding_cache import EmbeddingCache
 
 Embed = Callable[[str, list[str], list[str], list[str], EmbeddingCache, dict, bool], list[dict[str, str]]]
@@ -82,8 +82,8 @@ KINDS: tuple[ContentKind, ...] = (
         source="lyrics listed in a lyrics manifest",
         column="lyrics",
         encoder_help="minilm or a sentence-transformers model.",
-        input_digests=lyrics.lyrics_digests,
-        embed=lyrics.embed_lyrics,
+        input_digests=sentences.text_digests,
+        embed=sentences.kind_embedder("lyrics", batch_size=64),
         read_manifest=lyrics.read_lyrics_manifest,
         manifest_help="CSV/JSONL of artist_name, track_name, lyrics[, language].",
     ),
@@ -92,8 +92,10 @@ KINDS: tuple[ContentKind, ...] = (
         source="each track's name as `artist - title`",
         column="text",
         encoder_help='minilm or a sentence-transformers model; "" builds no text config.',
-        input_digests=text.text_digests,
-        embed=text.embed_texts,
+        input_digests=sentences.text_digests,
+        # One text at a time: a vector then depends on its text alone, not on which other tracks
+        # share its padded batch, so a build resumed from the cache writes the bytes a fresh one does.
+        embed=sentences.kind_embedder("text", batch_size=1),
         from_catalog=text.catalog_texts,
         labels_targets=False,
     ),

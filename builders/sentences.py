@@ -10,12 +10,14 @@ stage reports how many were.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from mmbench.builders.embedding_cache import EmbeddingCache
 from mmbench.devices import resolve_device
+from mmbench.digests import text_digest
 from mmbench.errors import MmbenchError
 from mmbench.progress import on_terminal, progress_bar
 
@@ -80,3 +82,30 @@ def embed_sentences(
             inputs[start : start + chunk],
             tokens,
         )
+
+
+def text_digests(texts: list[str]) -> list[str]:
+    """What each vector of a text kind is computed from: its text."""
+    return [text_digest(t) for t in texts]
+
+
+def kind_embedder(desc: str, batch_size: int) -> Callable[..., list[dict[str, str]]]:
+    """A text kind's ``embed`` (:class:`mmbench.builders.kinds.ContentKind`): the texts embedded
+    into the cache ``batch_size`` at a time (``desc`` names its progress bar); no text fails."""
+
+    def embed(
+        encoder: str,
+        track_ids: list[str],
+        texts: list[str],
+        digests: list[str],
+        store: EmbeddingCache,
+        options: dict,
+        progress: bool,
+    ) -> list[dict[str, str]]:
+        device = options.get("device") or "auto"
+        embed_sentences(
+            encoder, track_ids, texts, digests, store, device, batch_size, progress=progress, desc=desc
+        )
+        return []
+
+    return embed
