@@ -1,7 +1,8 @@
 """Baselines that write predictions for `mmbench evaluate`; `mmbench baseline list` shows them.
 
 Each model is one module with ``fit(data, config) -> state`` and ``score(inputs, state,
-config) -> {track_id: score}`` for one instance, or, for the neural models, ``build(n_items,
+config) -> {track_id: score}`` for one instance (``config``: the module's
+``Settings``, a :class:`BaselineSettings`), or, for the neural models, ``build(n_items,
 config, source) -> nn.Module`` trained by the shared loop of :mod:`mmbench.baselines.training`,
 or, for the rankers that rank a whole split at once (the zero-shot LLMs), ``check`` and
 ``rank_instances``;
@@ -12,6 +13,8 @@ predictions files).
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
+
+from mmbench.settings import Settings
 
 BASELINES = {
     "pop": "mmbench.baselines.pop",
@@ -26,6 +29,16 @@ BASELINES = {
     "e4srec": "mmbench.baselines.e4srec",
     "zeroshot": "mmbench.baselines.zeroshot",
 }
+
+
+class BaselineSettings(Settings):
+    """A baseline's hyperparameters: each model module declares ``Settings``, a subclass naming
+    its fields and their types; ``baselines/configs/NAME.toml`` holds the defaults (every field,
+    with the reasons for its value)."""
+
+    description: str
+
+
 # Protocol probes: rules with no model and no content that exploit what the protocol lets any
 # model know; a model's gain is only meaningful above them (docs/protocol.md).
 PROBES = ("history-lookup", "unseen-first")
@@ -38,9 +51,9 @@ class MemoryBaseline(Protocol):
     what is known before each instance), then a score per candidate track of one instance (its
     ``start``, ``history``, ``prefix`` and ``candidates``)."""
 
-    def fit(self, data: Any, config: dict) -> Any: ...
+    def fit(self, data: Any, config: Any) -> Any: ...
 
-    def score(self, inputs: dict, state: Any, config: dict) -> dict[str, float]: ...
+    def score(self, inputs: dict, state: Any, config: Any) -> dict[str, float]: ...
 
 
 @runtime_checkable
@@ -51,7 +64,7 @@ class NeuralBaseline(Protocol):
     ``channels(config)`` names the per-item inputs beyond the item number
     (:mod:`mmbench.baselines.training`)."""
 
-    def build(self, n_items: int, config: dict, data: Any, folder: Any = None) -> Any: ...
+    def build(self, n_items: int, config: Any, data: Any, folder: Any = None) -> Any: ...
 
 
 @runtime_checkable
@@ -61,8 +74,8 @@ class Ranker(Protocol):
     ``rank_instances(data, task, split, config, folder, predict, progress)`` returns the instance
     ids and their rankings (``predict``: the runner's, for a model that ranks another's output)."""
 
-    def check(self, config: dict, data: Any) -> dict: ...
+    def check(self, config: Any, data: Any) -> dict: ...
 
     def rank_instances(
-        self, data: Any, task: str, split: str, config: dict, folder: Any, predict: Any, progress: bool = True
+        self, data: Any, task: str, split: str, config: Any, folder: Any, predict: Any, progress: bool = True
     ) -> tuple[list[str], list[list[str]]]: ...

@@ -5,13 +5,14 @@ masked items (cloze); the next item is predicted at a mask appended to the seque
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from mmbench.baselines.sasrec import AttentionEncoder
-from mmbench.baselines.training import SequentialRecommender
+from mmbench.baselines.training import Fraction, Positive, SequentialRecommender, TrainingSettings
 from mmbench.errors import MmbenchError
 
 
@@ -71,14 +72,22 @@ class BERT4Rec(SequentialRecommender):
         return self.encode(torch.cat([keep, mask], dim=1))[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], data: Any = None, folder: Any = None) -> BERT4Rec:
+class Settings(TrainingSettings):
+    dim: Positive
+    layers: Positive
+    heads: Positive
+    dropout: Fraction
+    mask_probability: Annotated[float, Field(gt=0, lt=1)]
+
+
+def build(n_items: int, config: Settings, data: Any = None, folder: Any = None) -> BERT4Rec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
     return BERT4Rec(
         n_items,
-        config["dim"],
-        config["layers"],
-        config["heads"],
-        config["dropout"],
-        config["max_len"],
-        config["mask_probability"],
+        config.dim,
+        config.layers,
+        config.heads,
+        config.dropout,
+        config.max_len,
+        config.mask_probability,
     )

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -35,11 +35,14 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from mmbench.baselines.data import Benchmark
-from mmbench.baselines.fusion import FUSIONS, ItemFusion
+from mmbench.baselines.fusion import Fusion, ItemFusion
 from mmbench.baselines.sasrec_mm import content_features, first_play_share
 from mmbench.baselines.training import (
     COMPLETION_BUCKETS,
+    Fraction,
+    Positive,
     SequentialRecommender,
+    TrainingSettings,
     next_item_targets,
     pick_device,
 )
@@ -57,35 +60,45 @@ PRESETS = {
 PACKAGED = "smollm2-135m"
 TINY = "tiny"  # a randomly initialised two-layer Llama (fixed seed) with the packaged tokenizer
 ID_ENCODERS = ("sasrec", "bert4rec", "gru4rec")
-COMPLETIONS = ("none", "prompt", "embed")
-HEADS = ("linear", "tied")
-QUANTIZATIONS = ("none", "nf4")
+Completion = Literal["none", "prompt", "embed"]
+Head = Literal["linear", "tied"]
+COMPLETIONS: tuple[str, ...] = get_args(Completion)
+HEADS: tuple[str, ...] = get_args(Head)
 
 
-def channels(config: dict[str, Any]) -> tuple[str, ...]:
+class Settings(TrainingSettings):
+    backbone: str  # a preset, the packaged model, tiny, a Hub name or a folder
+    quantization: Literal["none", "nf4"]
+    gradient_checkpointing: bool
+    lora_r: Positive
+    lora_alpha: Positive
+    lora_dropout: Fraction
+    lora_targets: list[str]
+    id_encoder: str  # a trained sasrec, bert4rec or gru4rec folder, or ""
+    content: list[str]
+    fusion: Fusion
+    fusion_dim: Positive
+    completion: Completion
+    head: Head
+    instruction: str
+    id_dropout: Fraction
+    new_share: Fraction
+    new_id_dropout: Fraction
+
+
+def channels(config: Settings) -> tuple[str, ...]:
     """Per-item inputs: the item, and its play's completion bucket unless ``completion`` is none."""
-    return ("code",) if config["completion"] == "none" else ("code", "completion")
+    return ("code",) if config.completion == "none" else ("code", "completion")
 
 
-def check_settings(config: dict[str, Any]) -> None:
+def check_settings(config: Settings) -> None:
     """One-line errors for settings that cannot work, before anything is loaded."""
-    for key, allowed in (
-        ("completion", COMPLETIONS),
-        ("head", HEADS),
-        ("quantization", QUANTIZATIONS),
-        ("fusion", FUSIONS),
-    ):
-        if config[key] not in allowed:
-            raise MmbenchError(f"e4srec: {key} {config[key]!r} is not one of {', '.join(allowed)}")
-    if not config["id_encoder"] and not config["content"]:
+    if not config.id_encoder and not config.content:
         raise MmbenchError(
             "e4srec: set id_encoder (a trained sasrec, bert4rec or gru4rec folder) or content configs, or both"
         )
-    for key in ("id_dropout", "new_id_dropout", "new_share", "lora_dropout"):
-        if not 0 <= config[key] < 1:
-            raise MmbenchError(f"e4srec: {key} must lie in [0, 1), got {config[key]}")
-    if config["quantization"] == "nf4":
-        if pick_device(config["device"]).type != "cuda":
+    if config.quantization == "nf4":
+        if pick_device(config.device).type != "cuda":
             raise MmbenchError("e4srec: quantization nf4 (QLoRA) needs a CUDA device; this run has none")
         try:
             import bitsandbytes  # noqa: F401
@@ -93,12 +106,12 @@ def check_settings(config: dict[str, Any]) -> None:
             raise MmbenchError("e4srec: quantization nf4 needs the package bitsandbytes") from None
 
 
-def id_encoder_table(config: dict[str, Any], data: Benchmark) -> np.ndarray:
+def id_encoder_table(config: Settings, data: Benchmark) -> np.ndarray:
     """The ID encoder's item table [N, D], checked to be a sasrec, bert4rec or gru4rec folder of
     this catalogue."""
     from mmbench.baselines.data import catalogue_digest
 
-    source = Path(config["id_encoder"])
+    source = Path(config.id_encoder)
     record_path, table_path = source / "config.json", source / "item_embeddings.safetensors"
     if not record_path.is_file() or not table_path.is_file():
         raise MmbenchError(
@@ -122,23 +135,23 @@ def id_encoder_table(config: dict[str, Any], data: Benchmark) -> np.ndarray:
         return f.get_tensor("embedding").float().numpy()
 
 
-def load_backbone(config: dict[str, Any]) -> tuple[nn.Module, Any]:
+def load_backbone(config: Settings) -> tuple[nn.Module, Any]:
     """The decoder without its LM head (``AutoModel``) and its tokenizer, with LoRA adapters."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel, AutoTokenizer, LlamaConfig
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    name = config["backbone"]
-    cuda = pick_device(config["device"]).type == "cuda"
+    name = config.backbone
+    cuda = pick_device(config.device).type == "cuda"
     options: dict[str, Any] = {"dtype": torch.bfloat16 if cuda else torch.float32}
-    if config["quantization"] == "nf4":
+    if config.quantization == "nf4":
         from transformers import BitsAndBytesConfig
 
         options["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
         )
-        options["device_map"] = {"": str(pick_device(config["device"]))}
+        options["device_map"] = {"": str(pick_device(config.device))}
     if name == TINY:
         location, gguf = packaged_llm(f"e4srec backbone {name}")
         tokenizer = AutoTokenizer.from_pretrained(location, **gguf)
@@ -152,17 +165,17 @@ def load_backbone(config: dict[str, Any]) -> tuple[nn.Module, Any]:
     else:
         location = "" if name == PACKAGED else PRESETS.get(name, name)
         tokenizer, backbone = load_pretrained(location, f"e4srec backbone {name!r}", "AutoModel", **options)
-    if config["quantization"] == "nf4":
+    if config.quantization == "nf4":
         from peft import prepare_model_for_kbit_training
 
-        backbone = prepare_model_for_kbit_training(backbone, config["gradient_checkpointing"])
-    elif config["gradient_checkpointing"]:
+        backbone = prepare_model_for_kbit_training(backbone, config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(
-        r=config["lora_r"],
-        lora_alpha=config["lora_alpha"],
-        lora_dropout=config["lora_dropout"],
-        target_modules=list(config["lora_targets"]),
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_targets),
         bias="none",
     )
     try:
@@ -185,13 +198,13 @@ class E4SRec(SequentialRecommender):
         features: dict[str, np.ndarray],
         trained: np.ndarray,
         id_dropout: np.ndarray,
-        config: dict[str, Any],
+        config: Settings,
     ):
         super().__init__()
-        self.backbone, self.head, self.completion = backbone, config["head"], config["completion"]
-        hidden, dim = backbone.config.hidden_size, config["fusion_dim"]
+        self.backbone, self.head, self.completion = backbone, config.head, config.completion
+        hidden, dim = backbone.config.hidden_size, config.fusion_dim
         n_items = len(trained) - 1
-        instruction = tokenizer.encode(config["instruction"], add_special_tokens=False)
+        instruction = tokenizer.encode(config.instruction, add_special_tokens=False)
         self.register_buffer("instruction", torch.as_tensor(instruction, dtype=torch.long), persistent=False)
         self.register_buffer(
             "trained", torch.as_tensor(trained, dtype=torch.float32)[:, None], persistent=False
@@ -207,7 +220,7 @@ class E4SRec(SequentialRecommender):
             self.id_projection = nn.Linear(id_table.shape[1], dim)
         self.projections = nn.ModuleList(nn.Linear(features[n].shape[1], dim) for n in self.names)
         heads = 4 if dim % 4 == 0 else 1
-        self.fusion = ItemFusion(config["fusion"], len(self.names) + 1, dim, heads)
+        self.fusion = ItemFusion(config.fusion, len(self.names) + 1, dim, heads)
         self.to_hidden = nn.Linear(dim, hidden)
         if self.completion == "embed":
             self.completion_embedding = nn.Embedding(COMPLETION_BUCKETS, hidden, padding_idx=0)
@@ -327,7 +340,7 @@ def completion_texts(tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-def build(n_items: int, config: dict[str, Any], data: Benchmark, folder: Path | None = None) -> E4SRec:
+def build(n_items: int, config: Settings, data: Benchmark, folder: Path | None = None) -> E4SRec:
     """The model for the build ``data``: backbone with LoRA, the frozen ID table, content and
     training play counts. The ID table comes from the ``id_encoder`` folder when training
     (``folder`` None) and from the copy saved in the trained ``folder`` when predicting."""
@@ -336,9 +349,9 @@ def build(n_items: int, config: dict[str, Any], data: Benchmark, folder: Path | 
     if tracks.height != n_items:
         raise MmbenchError(f"{data.source}: catalogue of {tracks.height} tracks, expected {n_items}")
     id_table = None
-    if config["id_encoder"] and folder is None:
+    if config.id_encoder and folder is None:
         id_table = id_encoder_table(config, data)
-    elif config["id_encoder"]:
+    elif config.id_encoder:
         try:
             with safe_open(folder / "model.safetensors", "pt") as f:  # the copy saved with the weights
                 id_table = f.get_tensor("id_table").numpy()[1:]
@@ -349,10 +362,10 @@ def build(n_items: int, config: dict[str, Any], data: Benchmark, folder: Path | 
             ) from None
     if id_table is not None:
         id_table = np.concatenate([np.zeros((1, id_table.shape[1]), dtype=np.float32), id_table])
-    features = content_features(data, list(config["content"]))
+    features = content_features(data, config.content)
     features.pop("completion")  # the play's own ratio comes through `completion` instead
     trained = np.concatenate([[0.0], (tracks["n_plays_train"].to_numpy() > 0).astype(np.float64)])
-    newest = first_play_share(data) >= 1 - config["new_share"]
-    id_dropout = np.concatenate([[0.0], np.where(newest, config["new_id_dropout"], config["id_dropout"])])
+    newest = first_play_share(data) >= 1 - config.new_share
+    id_dropout = np.concatenate([[0.0], np.where(newest, config.new_id_dropout, config.id_dropout)])
     backbone, tokenizer = load_backbone(config)
     return E4SRec(backbone, tokenizer, id_table, features, trained, id_dropout, config)

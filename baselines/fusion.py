@@ -12,10 +12,13 @@ fused into one item representation; shared by sasrec-mm and e4srec.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 
-FUSIONS = ("concat", "sum", "gated", "cross_attention", "film")
+Fusion = Literal["concat", "sum", "gated", "cross_attention", "film"]
+FUSIONS: tuple[str, ...] = get_args(Fusion)
 
 
 class ItemFusion(nn.Module):

@@ -10,7 +10,13 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mmbench.baselines.training import SequentialRecommender, next_item_targets
+from mmbench.baselines.training import (
+    Fraction,
+    Positive,
+    SequentialRecommender,
+    TrainingSettings,
+    next_item_targets,
+)
 
 
 class GRU4Rec(SequentialRecommender):
@@ -58,6 +64,12 @@ class GRU4Rec(SequentialRecommender):
         return self.encode(seqs)[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], data: Any = None, folder: Any = None) -> GRU4Rec:
+class Settings(TrainingSettings):
+    dim: Positive
+    layers: Positive
+    dropout: Fraction
+
+
+def build(n_items: int, config: Settings, data: Any = None, folder: Any = None) -> GRU4Rec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
-    return GRU4Rec(n_items, config["dim"], config["layers"], config["dropout"])
+    return GRU4Rec(n_items, config.dim, config.layers, config.dropout)

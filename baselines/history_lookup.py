@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmbench.baselines import BaselineSettings as Settings  # a description, nothing to set
 
-def fit(data: Any, config: dict) -> dict:
+
+def fit(data: Any, config: Settings) -> dict:
     """Nothing to learn: the scores come from the instance's own history."""
     return {}
 
 
-def score(inputs: dict, state: dict, config: dict) -> dict[str, float]:
+def score(inputs: dict, state: dict, config: Settings) -> dict[str, float]:
     """Each heard track scores the position of its last play in history + prefix (1 = the
     oldest), so the most recent comes first."""
     plays = inputs["history"] + inputs["prefix"]

@@ -19,27 +19,34 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import mmbench
-from mmbench.baselines import BASELINES, MemoryBaseline, NeuralBaseline, Ranker, training
+from mmbench.baselines import BASELINES, BaselineSettings, MemoryBaseline, NeuralBaseline, Ranker, training
 from mmbench.baselines.data import Benchmark, catalogue_digest, instance_inputs, popularity_order
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, write_atomic
 from mmbench.progress import progress_bar
 from mmbench.schema import MAX_PREDICTIONS
-from mmbench.settings import apply_override
+from mmbench.settings import apply_override, validated
 
 
-def model_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The model's default hyperparameters (``baselines/configs/NAME.toml``) with overrides."""
+def baseline_module(name: str) -> ModuleType:
+    """The model's module (``BASELINES``), or a clear error naming the known baselines."""
     if name not in BASELINES:
         raise MmbenchError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
+    return importlib.import_module(BASELINES[name])
+
+
+def model_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> BaselineSettings:
+    """The model's default hyperparameters (``baselines/configs/NAME.toml``) with overrides,
+    validated as the module's ``Settings``."""
+    module = baseline_module(name)
     text = (resources.files("mmbench.baselines") / "configs" / f"{name}.toml").read_text(encoding="utf-8")
     config = tomllib.loads(text)
     for item in overrides:
         apply_override(config, item, what=f"{name} hyperparameter")
-    return config
+    return validated(module.Settings, config, f"{name} hyperparameters")
 
 
 def describe_baselines() -> list[str]:
@@ -47,8 +54,8 @@ def describe_baselines() -> list[str]:
     lines = []
     for name in BASELINES:
         config = model_config(name)
-        settings = ", ".join(f"{k}={v!r}" for k, v in config.items() if k != "description")
-        lines.append(f"{name:12s} {config['description']}" + (f"  [{settings}]" if settings else ""))
+        settings = ", ".join(f"{k}={v!r}" for k, v in config.model_dump().items() if k != "description")
+        lines.append(f"{name:12s} {config.description}" + (f"  [{settings}]" if settings else ""))
     return lines
 
 
@@ -86,10 +93,10 @@ def train(
     identity) and, for the neural models, the weights and the item-embedding table."""
     config = model_config(name, overrides)
     data = Benchmark(source)
-    module = importlib.import_module(BASELINES[name])
+    module = baseline_module(name)
     record = {
         "model": name,
-        "config": config,
+        "config": config.model_dump(mode="json"),
         "dataset": str(Path(data.source).resolve()) if Path(data.source).is_dir() else data.source,
         "catalogue_digest": catalogue_digest(data.track_ids),
         "mmbench_version": mmbench.__version__,
@@ -109,10 +116,10 @@ def train(
         write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
         return out
     channels = module.channels(config) if hasattr(module, "channels") else ("code",)
-    training.seed_everything(config["seed"])
-    model = module.build(len(data.track_ids), config, data).to(training.pick_device(config["device"]))
-    windows = training.training_windows(data, config["max_len"], channels)
-    validate = training.validation_scorer(data, config["max_len"], channels)
+    training.seed_everything(config.seed)
+    model = module.build(len(data.track_ids), config, data).to(training.pick_device(config.device))
+    windows = training.training_windows(data, config.max_len, channels)
+    validate = training.validation_scorer(data, config.max_len, channels)
     epochs = training.fit(model, windows, config, validate, progress=progress)
     best = max(epochs, key=lambda e: e["validation_ndcg@10"])
     record["training"] = {"windows": len(windows), "best_epoch": best["epoch"], "epochs": epochs}
@@ -141,7 +148,9 @@ def predict(
             f"{model_dir}: no config.json; expected a folder written by `mmbench baseline train`"
         )
     record = json.loads(path.read_text(encoding="utf-8"))
-    name, config = record["model"], record["config"]
+    name = record["model"]
+    module = baseline_module(name)
+    config = validated(module.Settings, record["config"], f"{path}: config")
     data = Benchmark(source if source is not None else record["dataset"])
     if keep_prefix:
         data.excludes_prefix = False
@@ -151,24 +160,23 @@ def predict(
         raise MmbenchError(
             f"{model_dir}: trained on a dataset with other track ids than {data.source}; retrain it on this dataset"
         )
-    module = importlib.import_module(BASELINES[name])
     desc = f"{name} {task} {split}"
     if isinstance(module, NeuralBaseline):
         # The device chosen now also decides the dtype a model is built in (e4srec: bf16 on CUDA).
-        config = {**config, "device": device or config["device"]}
+        config = config.replace(device=device or config.device)
         model = module.build(len(data.track_ids), config, data, model_dir).to(
-            training.pick_device(config["device"])
+            training.pick_device(config.device)
         )
         training.load_weights(model, model_dir)
         channels = module.channels(config) if hasattr(module, "channels") else ("code",)
         ids, seqs, candidates, excluded = training.instance_sequences(
-            data, task, split, config["max_len"], channels
+            data, task, split, config.max_len, channels
         )
         ranked = training.rankings(
             model, seqs, data.track_ids, candidates, excluded, progress=progress, desc=desc
         )
     elif isinstance(module, Ranker):
-        config = {**config, "device": device or config["device"]}
+        config = config.replace(device=device or config.device)
         ids, ranked = module.rank_instances(data, task, split, config, model_dir, predict, progress=progress)
     else:
         state = module.fit(data, config)

@@ -9,7 +9,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmbench.baselines.training import SequentialRecommender, next_item_targets
+from mmbench.baselines.training import (
+    Fraction,
+    Positive,
+    SequentialRecommender,
+    TrainingSettings,
+    next_item_targets,
+)
 
 
 class AttentionEncoder(nn.Module):
@@ -78,8 +84,13 @@ class SASRec(SequentialRecommender):
         return self.encode(seqs, table)[:, -1]
 
 
-def build(n_items: int, config: dict[str, Any], data: Any = None, folder: Any = None) -> SASRec:
+class Settings(TrainingSettings):
+    dim: Positive
+    layers: Positive
+    heads: Positive
+    dropout: Fraction
+
+
+def build(n_items: int, config: Settings, data: Any = None, folder: Any = None) -> SASRec:
     """The model for a catalogue of ``n_items`` tracks from its hyperparameters."""
-    return SASRec(
-        n_items, config["dim"], config["layers"], config["heads"], config["dropout"], config["max_len"]
-    )
+    return SASRec(n_items, config.dim, config.layers, config.heads, config.dropout, config.max_len)

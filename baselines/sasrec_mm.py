@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from mmbench.baselines.data import Benchmark
-from mmbench.baselines.fusion import FUSIONS, ItemFusion
+from mmbench.baselines.fusion import Fusion, ItemFusion
 from mmbench.baselines.sasrec import SASRec
+from mmbench.baselines.sasrec import Settings as SASRecSettings
+from mmbench.baselines.training import Fraction
 from mmbench.errors import MmbenchError
 
 
@@ -124,29 +126,32 @@ class SASRecMM(SASRec):
         return torch.cat([torch.zeros_like(table[:1]), table[1:]])  # row 0 stays padding
 
 
-def build(n_items: int, config: dict[str, Any], data: Benchmark, folder: Any = None) -> SASRecMM:
+class Settings(SASRecSettings):
+    content: list[str]  # content configs of the build
+    fusion: Fusion
+    id_dropout: Fraction
+    new_share: Fraction
+    new_id_dropout: Fraction
+
+
+def build(n_items: int, config: Settings, data: Benchmark, folder: Any = None) -> SASRecMM:
     """The model for the build ``data`` (content and training play counts read from it)."""
-    if config["fusion"] not in FUSIONS:
-        raise MmbenchError(f"sasrec-mm: fusion {config['fusion']!r} is not one of {', '.join(FUSIONS)}")
-    for key in ("id_dropout", "new_id_dropout", "new_share"):
-        if not 0 <= config[key] < 1:
-            raise MmbenchError(f"sasrec-mm: {key} must lie in [0, 1), got {config[key]}")
     tracks = data.tracks
     if tracks.height != n_items:
         raise MmbenchError(f"{data.source}: catalogue of {tracks.height} tracks, expected {n_items}")
-    features = content_features(data, config["content"])
+    features = content_features(data, config.content)
     trained = np.concatenate([[0.0], (tracks["n_plays_train"].to_numpy() > 0).astype(np.float64)])
-    newest = first_play_share(data) >= 1 - config["new_share"]
-    id_dropout = np.where(newest, config["new_id_dropout"], config["id_dropout"])
+    newest = first_play_share(data) >= 1 - config.new_share
+    id_dropout = np.where(newest, config.new_id_dropout, config.id_dropout)
     return SASRecMM(
         n_items,
-        config["dim"],
-        config["layers"],
-        config["heads"],
-        config["dropout"],
-        config["max_len"],
+        config.dim,
+        config.layers,
+        config.heads,
+        config.dropout,
+        config.max_len,
         features,
         trained,
-        config["fusion"],
+        config.fusion,
         np.concatenate([[0.0], id_dropout]),
     )

@@ -4,11 +4,22 @@ for session-based recommendation", RecSys 2017) over the training sessions."""
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
+from pydantic import Field
+
+from mmbench.baselines import BaselineSettings
 from mmbench.baselines.data import Benchmark
 
 
-def fit(data: Benchmark, config: dict) -> dict:
+class Settings(BaselineSettings):
+    sample_size: Annotated[int, Field(gt=0)]  # the most recent sessions that share a track
+    k: Annotated[int, Field(gt=0)]  # neighbours that vote
+    similarity: Literal["cosine", "jaccard"]
+    history_as_session: Annotated[int, Field(ge=0)]  # plays of the history standing in for an empty prefix
+
+
+def fit(data: Benchmark, config: Settings) -> dict:
     """Index the training sessions: their track sets, newest first, and an inverted index."""
     ordered = data.sessions("train").sort("start_time", "session_id", descending=[True, False])
     sessions = [frozenset(tracks) for tracks in ordered["track_ids"].to_list()]
@@ -26,20 +37,20 @@ def _similarity(a: frozenset, b: frozenset, kind: str) -> float:
     return common / math.sqrt(len(a) * len(b))
 
 
-def score(inputs: dict, state: dict, config: dict) -> dict[str, float]:
+def score(inputs: dict, state: dict, config: Settings) -> dict[str, float]:
     """Sum of the similarities of the k nearest sessions that contain each track."""
-    current = inputs["prefix"] or inputs["history"][-config["history_as_session"] :]
+    current = inputs["prefix"] or inputs["history"][-config.history_as_session :]
     if not current:
         return {}
     session = frozenset(current)
     candidates: set[int] = set()
     for track in session:
-        candidates.update(state["index"].get(track, ())[: config["sample_size"]])
-    recent = sorted(candidates)[: config["sample_size"]]
+        candidates.update(state["index"].get(track, ())[: config.sample_size])
+    recent = sorted(candidates)[: config.sample_size]
     neighbours = sorted(
-        ((_similarity(session, state["sessions"][p], config["similarity"]), p) for p in recent),
+        ((_similarity(session, state["sessions"][p], config.similarity), p) for p in recent),
         key=lambda pair: (-pair[0], pair[1]),
-    )[: config["k"]]
+    )[: config.k]
     scores: dict[str, float] = {}
     for similarity, p in neighbours:
         for track in state["sessions"][p]:

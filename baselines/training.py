@@ -38,16 +38,18 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import polars as pl
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
+from mmbench.baselines import BaselineSettings
 from mmbench.baselines.data import Benchmark
 from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
@@ -311,10 +313,29 @@ def rankings(
 # The loop
 
 
+Positive = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]  # a probability or share in [0, 1)
+
+
+class TrainingSettings(BaselineSettings):
+    """The shared loop's settings, which every neural model's ``Settings`` extends."""
+
+    max_len: Positive
+    loss: Literal["full", "sampled"]
+    negatives: Positive
+    batch_size: Positive
+    learning_rate: Annotated[float, Field(gt=0)]
+    weight_decay: Annotated[float, Field(ge=0)]
+    epochs: Positive
+    patience: Annotated[int, Field(ge=0)]
+    seed: int
+    device: str
+
+
 def fit(
     model: torch.nn.Module,
     windows: np.ndarray,
-    config: dict[str, Any],
+    config: TrainingSettings,
     validate: Callable[[torch.nn.Module], float] | None = None,
     progress: bool = True,
 ) -> list[dict[str, float]]:
@@ -328,9 +349,9 @@ def fit(
     otherwise be learnt as "never the answer"). Only parameters that require gradients are
     optimised and kept.
     """
-    generator = torch.Generator().manual_seed(config["seed"])
+    generator = torch.Generator().manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config["learning_rate"], weight_decay=config["weight_decay"])
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     accelerator, wrapped = None, model
     if process_count() > 1:
         accelerator = _data_parallel(config)
@@ -339,7 +360,7 @@ def fit(
     data = torch.as_tensor(windows, dtype=torch.long)
     history: list[dict[str, float]] = []
     best, best_state, waited = -math.inf, None, 0
-    for epoch in range(1, config["epochs"] + 1):
+    for epoch in range(1, config.epochs + 1):
         loss = _train_epoch(wrapped, model, data, config, generator, optimizer, accelerator, epoch, progress)
         record = {"epoch": epoch, "loss": loss}
         if validate is not None:
@@ -359,21 +380,21 @@ def fit(
             tqdm.write(
                 " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
             )
-        if validate is not None and waited >= config["patience"]:
+        if validate is not None and waited >= config.patience:
             break
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     return history
 
 
-def _data_parallel(config: dict[str, Any]) -> Any:
+def _data_parallel(config: TrainingSettings) -> Any:
     """The accelerator of a DDP run (one model replica per process), or a clear error."""
     from accelerate import Accelerator, DistributedType
     from accelerate.utils import DistributedDataParallelKwargs
 
     # Buffers (content features, an ID table) are the same in every process: never re-sent.
     accelerator = Accelerator(
-        cpu=pick_device(config["device"]).type == "cpu",
+        cpu=pick_device(config.device).type == "cpu",
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     data_parallel = (DistributedType.MULTI_GPU, DistributedType.MULTI_CPU, DistributedType.MULTI_XPU)
@@ -382,9 +403,9 @@ def _data_parallel(config: dict[str, Any]) -> Any:
             f"training under accelerate with {accelerator.distributed_type.value}: only DDP (one model "
             "replica per process) is supported; see docs/baselines.md"
         )
-    if config["batch_size"] < accelerator.num_processes:
+    if config.batch_size < accelerator.num_processes:
         raise MmbenchError(
-            f"batch_size {config['batch_size']} is smaller than the {accelerator.num_processes} processes: "
+            f"batch_size {config.batch_size} is smaller than the {accelerator.num_processes} processes: "
             "each process needs a window of every batch"
         )
     return accelerator
@@ -394,7 +415,7 @@ def _train_epoch(
     wrapped: torch.nn.Module,
     model: torch.nn.Module,
     data: torch.Tensor,
-    config: dict[str, Any],
+    config: TrainingSettings,
     generator: torch.Generator,
     optimizer: torch.optim.Optimizer,
     accelerator: Any,
@@ -415,24 +436,24 @@ def _train_epoch(
     processes = accelerator.num_processes if accelerator else 1
     draws = generator
     if accelerator:  # seeded without drawing from `generator`, whose draws match one process's
-        entropy = [config["seed"], epoch, accelerator.process_index]
+        entropy = [config.seed, epoch, accelerator.process_index]
         draws = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
     wrapped.train()
     order = torch.randperm(len(data), generator=generator)
     total, steps = 0.0, 0
     bar = progress_bar(
-        range(0, len(data), config["batch_size"]), desc=f"epoch {epoch}", disable=not progress, leave=False
+        range(0, len(data), config.batch_size), desc=f"epoch {epoch}", disable=not progress, leave=False
     )
     for start in bar:
-        batch = data[order[start : start + config["batch_size"]]]
+        batch = data[order[start : start + config.batch_size]]
         if len(batch) < processes:
             continue
         if accelerator:
             batch = batch.tensor_split(processes)[accelerator.process_index]
         with autocast:
             hidden, targets, table = wrapped(batch.to(device), draws)
-            if config["loss"] == "sampled":
-                loss = sampled_softmax_loss(hidden, table, targets, config["negatives"], generator, allowed)
+            if config.loss == "sampled":
+                loss = sampled_softmax_loss(hidden, table, targets, config.negatives, generator, allowed)
             else:
                 loss = full_softmax_loss(hidden, table, targets, allowed)
         report = loss.detach()

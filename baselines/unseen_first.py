@@ -19,11 +19,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from mmbench.baselines import BaselineSettings as Settings  # a description, nothing to set
 from mmbench.baselines.data import Benchmark
 from mmbench.schema import MAX_PREDICTIONS
 
 
-def fit(data: Benchmark, config: dict) -> dict:
+def fit(data: Benchmark, config: Settings) -> dict:
     """Each catalogue track's first play (any user, any split), in the order the ranking takes
     unseen tracks: popularity order, which for tracks without a training play is track id; and
     the build's split cutoffs."""
@@ -52,7 +53,7 @@ def fit(data: Benchmark, config: dict) -> dict:
     }
 
 
-def score(inputs: dict, state: dict, config: dict) -> dict[str, float]:
+def score(inputs: dict, state: dict, config: Settings) -> dict[str, float]:
     """The first tracks, in popularity order, whose first play is at or after the cutoff of
     the instance's split (the rest of the ranking is the popularity back-off)."""
     start = inputs["start"].timestamp()

@@ -30,10 +30,12 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import Field
 
+from mmbench.baselines import BaselineSettings
 from mmbench.baselines.data import Benchmark, catalogue_digest, instance_inputs, popularity_order
 from mmbench.causal_lm import CausalLM
 from mmbench.errors import MmbenchError
@@ -41,8 +43,32 @@ from mmbench.progress import progress_bar
 from mmbench.schema import MAX_PREDICTIONS, mgphot_gene_list
 from mmbench.tracks import normalize_name, track_text
 
-SCORERS = ("likelihood", "verbalizer", "listwise")
+Scorer = Literal["likelihood", "verbalizer", "listwise"]
+SCORERS: tuple[str, ...] = get_args(Scorer)
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
+
+
+class Settings(BaselineSettings):
+    scorer: Scorer
+    backend: Literal["local", "http"]
+    model: str  # local: a folder or Hub name ("" = the packaged SmolLM2); http: the served name
+    url: str
+    cache: str  # a folder of cached http answers, or ""
+    requests_per_second: Annotated[float, Field(ge=0)]  # 0: no limit
+    retriever: str  # a trained baseline folder or a predictions file (next-track)
+    shortlist: Annotated[int, Field(ge=1, le=MAX_PREDICTIONS)]
+    history: Annotated[int, Field(ge=1, le=10_000)]
+    completion: bool
+    mgphot: bool
+    group_size: Annotated[int, Field(ge=2, le=len(LETTERS))]
+    bootstrap: Annotated[int, Field(ge=1, le=1_000)]
+    max_new_tokens: Annotated[int, Field(ge=1, le=100_000)]
+    batch_size: Annotated[int, Field(ge=1, le=100_000)]
+    instances: Annotated[int, Field(ge=0)]  # rerank this many random instances (0: all)
+    seed: int
+    device: str
+
+
 INSTRUCTION = "A music listener's plays, oldest first. Which track will they play next?"
 
 
@@ -84,17 +110,17 @@ class TrackTexts:
         return f"{text} [{self.descriptions[track]}]" if track in self.descriptions else text
 
 
-def history_prompt(row: dict, texts: TrackTexts, config: dict) -> str:
+def history_prompt(row: dict, texts: TrackTexts, config: Settings) -> str:
     """The instruction, the last ``history`` plays before the session, then the session so far."""
     plays = list(zip(row["history"], row["history_completion"], strict=True))
     session = list(zip(row["prefix"], row["prefix_completion"], strict=True))
-    keep = max(config["history"] - len(session), 0)
-    session = session[-config["history"] :]
+    keep = max(config.history - len(session), 0)
+    session = session[-config.history :]
     earlier = plays[-keep:] if keep else []
 
     def lines(items: list) -> str:
         return "".join(
-            f"- {texts.line(t)}{completion_words(r) if config['completion'] else ''}\n" for t, r in items
+            f"- {texts.line(t)}{completion_words(r) if config.completion else ''}\n" for t, r in items
         )
 
     text = INSTRUCTION + "\n"
@@ -221,26 +247,22 @@ def chat_text(answer: dict) -> str:
         raise ValueError(f"not a chat completion ({exc!r})") from None
 
 
-def make_model(config: dict) -> LocalModel | HttpModel:
+def make_model(config: Settings) -> LocalModel | HttpModel:
     """The configured backend."""
-    if config["backend"] == "local":
-        return LocalModel(config["model"], config["device"])
-    return HttpModel(
-        *_http_settings(config), config["cache"], requests_per_second=config["requests_per_second"]
-    )
+    if config.backend == "local":
+        return LocalModel(config.model, config.device)
+    return HttpModel(*_http_settings(config), config.cache, requests_per_second=config.requests_per_second)
 
 
 # -- scorers ---------------------------------------------------------------------------------
 
 
 def score_likelihood(
-    model: Any, prompt: str, lines: list[str], config: dict, rng: np.random.Generator
+    model: Any, prompt: str, lines: list[str], config: Settings, rng: np.random.Generator
 ) -> np.ndarray:
     """Length-normalised log-likelihood of each candidate line after the prompt."""
     prompt = prompt + "Next track:\n"
-    return np.asarray(
-        model.continuation_logprobs(prompt, [f"{line}\n" for line in lines], config["batch_size"])
-    )
+    return np.asarray(model.continuation_logprobs(prompt, [f"{line}\n" for line in lines], config.batch_size))
 
 
 def verbalizer_prompt(prompt: str, lines: list[str]) -> str:
@@ -249,20 +271,20 @@ def verbalizer_prompt(prompt: str, lines: list[str]) -> str:
 
 
 def score_verbalizer(
-    model: Any, prompt: str, lines: list[str], config: dict, rng: np.random.Generator
+    model: Any, prompt: str, lines: list[str], config: Settings, rng: np.random.Generator
 ) -> np.ndarray:
     """Mean over ``bootstrap`` shuffled orders of each candidate's letter log-probability, groups
     of at most ``group_size`` candidates (the scores of different groups are on one scale only
     roughly: each group's letters compete among themselves)."""
     scores = np.zeros(len(lines))
-    size = min(config["group_size"], len(LETTERS))
+    size = min(config.group_size, len(LETTERS))
     for start in range(0, len(lines), size):
         group = np.arange(start, min(start + size, len(lines)))
-        for b in range(config["bootstrap"]):
+        for b in range(config.bootstrap):
             order = group if b == 0 else rng.permutation(group)
             letters = [f" {LETTERS[i]}" for i in range(len(order))]
             logp = model.next_token_logprobs(verbalizer_prompt(prompt, [lines[i] for i in order]), letters)
-            scores[order] += np.asarray(logp) / config["bootstrap"]
+            scores[order] += np.asarray(logp) / config.bootstrap
     return scores
 
 
@@ -311,7 +333,7 @@ def parse_ranking(text: str, lines: list[str]) -> list[int]:
 
 
 def score_listwise(
-    model: Any, prompt: str, lines: list[str], config: dict, rng: np.random.Generator
+    model: Any, prompt: str, lines: list[str], config: Settings, rng: np.random.Generator
 ) -> np.ndarray:
     """Scores from the model's written ranking: the first named gets the highest; candidates it
     leaves out score below all named ones, keeping their given order."""
@@ -321,7 +343,7 @@ def score_listwise(
         "content": f"{prompt}Candidates:\n{options}Rank all {len(lines)} candidates from most to least likely "
         "to be played next. Answer with their numbers only, separated by commas.",
     }]  # fmt: skip
-    ranking = parse_ranking(model.generate(messages, config["max_new_tokens"]), lines)
+    ranking = parse_ranking(model.generate(messages, config.max_new_tokens), lines)
     scores = -np.arange(len(lines), dtype=float) - len(lines)  # unnamed: given order, below all named
     for place, i in enumerate(ranking):
         scores[i] = -place
@@ -338,34 +360,22 @@ SCORER_FUNCTIONS = {
 # -- the baseline ----------------------------------------------------------------------------
 
 
-def check(config: dict, data: Benchmark) -> dict:
+def check(config: Settings, data: Benchmark) -> dict:
     """Check the settings against the dataset (nothing is trained); what to record."""
-    if config["scorer"] not in SCORERS:
-        raise MmbenchError(f"unknown scorer {config['scorer']!r}; expected one of {', '.join(SCORERS)}")
-    if config["backend"] not in ("local", "http"):
-        raise MmbenchError(f"unknown backend {config['backend']!r}; expected local or http")
-    limits = {
-        "shortlist": (1, MAX_PREDICTIONS), "history": (1, 10_000), "group_size": (2, len(LETTERS)),
-        "bootstrap": (1, 1_000), "batch_size": (1, 100_000), "max_new_tokens": (1, 100_000), "instances": (0, 10**9),
-    }  # fmt: skip
-    for name, (low, high) in limits.items():
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise MmbenchError(f"{name}={value!r}: expected a whole number from {low} to {high}")
-    TrackTexts(data, config["mgphot"])  # a missing mgphot config fails here
-    if config["retriever"]:
-        _retriever_source(config["retriever"], data)
-    if config["backend"] == "http":
+    TrackTexts(data, config.mgphot)  # a missing mgphot config fails here
+    if config.retriever:
+        _retriever_source(config.retriever, data)
+    if config.backend == "http":
         from mmbench.llm import OpenAIClient
 
         OpenAIClient(*_http_settings(config)).check_reachable()
     return {}
 
 
-def _http_settings(config: dict) -> tuple[str, str]:
-    if not config["url"] or not config["model"]:
+def _http_settings(config: Settings) -> tuple[str, str]:
+    if not config.url or not config.model:
         raise MmbenchError("backend=http needs --set url=http://HOST:PORT/v1 and --set model=NAME")
-    return config["url"], config["model"]
+    return config.url, config.model
 
 
 def _retriever_source(retriever: str, data: Benchmark) -> Path:
@@ -389,7 +399,7 @@ def _retriever_source(retriever: str, data: Benchmark) -> Path:
 
 
 def retriever_rankings(
-    config: dict,
+    config: Settings,
     data: Benchmark,
     task: str,
     split: str,
@@ -399,7 +409,7 @@ def retriever_rankings(
 ) -> dict[str, list[str]]:
     """Each instance's retriever ranking (a folder's predictions are made once by ``predict``,
     the runner's, and kept in the zero-shot folder)."""
-    source = _retriever_source(config["retriever"], data)
+    source = _retriever_source(config.retriever, data)
     if source.is_dir():
         from mmbench.digests import text_digest
 
@@ -437,7 +447,7 @@ def rank_instances(
     data: Benchmark,
     task: str,
     split: str,
-    config: dict,
+    config: Settings,
     folder: Path | None,
     predict: Callable[..., int],
     progress: bool = True,
@@ -448,7 +458,7 @@ def rank_instances(
     rows = instance_inputs(data, task, split)
     ids = [r["instance_id"] for r in rows]
     if task == "next-track":
-        if not config["retriever"]:
+        if not config.retriever:
             raise MmbenchError("next-track needs a retriever: --set retriever=FOLDER or predictions file")
         base = retriever_rankings(config, data, task, split, ids, folder, predict)
     else:
@@ -457,17 +467,17 @@ def rank_instances(
             r["instance_id"]: sorted(r["candidates"], key=lambda t: (pop.get(t, len(pop)), t)) for r in rows
         }
     chosen = set(ids)
-    if config["instances"]:
-        picked = np.random.default_rng(config["seed"]).choice(
-            len(ids), min(config["instances"], len(ids)), replace=False
+    if config.instances:
+        picked = np.random.default_rng(config.seed).choice(
+            len(ids), min(config.instances, len(ids)), replace=False
         )
         chosen = {ids[i] for i in picked}
-    texts = TrackTexts(data, config["mgphot"])
+    texts = TrackTexts(data, config.mgphot)
     model = make_model(config)
-    scorer = SCORER_FUNCTIONS[config["scorer"]]
+    scorer = SCORER_FUNCTIONS[config.scorer]
     popularity = popularity_order(data)
     rankings = []
-    for row in progress_bar(rows, desc=f"zeroshot {config['scorer']} {task} {split}", disable=not progress):
+    for row in progress_bar(rows, desc=f"zeroshot {config.scorer} {task} {split}", disable=not progress):
         order = base[row["instance_id"]]
         if data.excludes_prefix and row["prefix"]:  # a retriever's file may rank them: never shortlisted
             prefix = set(row["prefix"])
@@ -480,10 +490,10 @@ def rank_instances(
         if row["instance_id"] not in chosen:
             rankings.append(order[:MAX_PREDICTIONS])
             continue
-        shortlist = order[: config["shortlist"]] if task == "next-track" else order
-        if task == "paper-sampled" and config["scorer"] == "listwise":
-            shortlist = order[: config["shortlist"]]
-        rng = np.random.default_rng([config["seed"], len(rankings)])
+        shortlist = order[: config.shortlist] if task == "next-track" else order
+        if task == "paper-sampled" and config.scorer == "listwise":
+            shortlist = order[: config.shortlist]
+        rng = np.random.default_rng([config.seed, len(rankings)])
         scores = scorer(
             model, history_prompt(row, texts, config), [texts.line(t) for t in shortlist], config, rng
         )
@@ -492,13 +502,13 @@ def rank_instances(
     return ids, rankings
 
 
-def position_bias(model: Any, prompt: str, lines: list[str], config: dict) -> float:
+def position_bias(model: Any, prompt: str, lines: list[str], config: Settings) -> float:
     """Kendall's tau between the scores of the candidates given in one order and in the reverse
     order (1: the order does not matter)."""
     from scipy.stats import kendalltau
 
-    scorer = SCORER_FUNCTIONS[config["scorer"]]
-    rng = np.random.default_rng(config["seed"])
+    scorer = SCORER_FUNCTIONS[config.scorer]
+    rng = np.random.default_rng(config.seed)
     forward = scorer(model, prompt, lines, config, rng)
     backward = scorer(model, prompt, lines[::-1], config, rng)[::-1]
     return float(kendalltau(forward, backward).statistic)

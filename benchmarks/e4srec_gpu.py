@@ -88,9 +88,9 @@ def model_of_shape(shape: str, catalogue: int, device: torch.device, completion:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     backbone = AutoModel.from_config(getattr(transformers, kind)(**sizes), dtype=dtype)
-    config = {**model_config("e4srec"), "completion": completion}
-    lora = LoraConfig(r=config["lora_r"], lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
-                      target_modules=list(config["lora_targets"]))  # fmt: skip
+    config = model_config("e4srec").replace(completion=completion)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.lora_targets))  # fmt: skip
     backbone = get_peft_model(backbone, lora)
     location, options = packaged_llm("benchmarks/e4srec_gpu.py")
     tokenizer = AutoTokenizer.from_pretrained(location, **options)

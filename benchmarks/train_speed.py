@@ -38,9 +38,9 @@ def _peak_mb(device: str) -> float:
 def _steps(model, windows, config, steps: int, device: str, loss_fn) -> list[float]:
     import torch
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["learning_rate"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(0)
-    batch = config["batch_size"]
+    batch = config.batch_size
     times = []
     model.train()
     for step in range(steps + 1):  # the first step warms up and is not timed
@@ -73,24 +73,23 @@ def one(kind: str, name: str, dataset: str, device: str, steps: int, batch: int)
 
     module_name = runner.BASELINES[name if kind == "sample" else "sasrec"]
     module = __import__(module_name, fromlist=["build"])
-    config = runner.model_config(name if kind == "sample" else "sasrec")
-    config["batch_size"] = batch
+    config = runner.model_config(name if kind == "sample" else "sasrec").replace(batch_size=batch)
     training.seed_everything(0)
     if kind == "sample":
         data = Benchmark(dataset)
-        windows = training.training_windows(data, config["max_len"])
+        windows = training.training_windows(data, config.max_len)
         model = module.build(len(data.track_ids), config, data).to(device)
         n_items = len(data.track_ids)
     else:
         n_items = REAL_CATALOG
         rng = np.random.default_rng(0)
-        windows = rng.integers(1, n_items + 1, size=(4096, config["max_len"] + 1))
+        windows = rng.integers(1, n_items + 1, size=(4096, config.max_len + 1))
         model = module.build(n_items, config).to(device)
     allowed = getattr(model, "trainable", None)
     if kind == "sampled":
 
         def loss_fn(h, table, t, g):
-            return training.sampled_softmax_loss(h, table, t, config["negatives"], g, allowed)
+            return training.sampled_softmax_loss(h, table, t, config.negatives, g, allowed)
 
     elif kind == "plain":
 

@@ -93,7 +93,7 @@ def shortlists(
 
     data = Benchmark(args.dataset)
     texts = zs.TrackTexts(data, mgphot=False)
-    config = {**model_config("zeroshot"), "retriever": str(retriever_predictions)}
+    config = model_config("zeroshot").replace(retriever=str(retriever_predictions))
     rows = instance_inputs(data, "next-track", "test")[:n]
     base = zs.retriever_rankings(
         config, data, "next-track", "test", [r["instance_id"] for r in rows], None, predict
@@ -121,7 +121,7 @@ def position_bias(retriever_predictions: Path, args: argparse.Namespace) -> list
     if not path.exists():
         model, cases, config = shortlists(retriever_predictions, args.bias, args)
         result = {
-            name: [zs.position_bias(model, prompt, lines, {**config, **settings}) for prompt, lines in cases]
+            name: [zs.position_bias(model, prompt, lines, config.replace(**settings)) for prompt, lines in cases]
             for name, settings in VARIANTS.items()
         }  # fmt: skip
         path.write_text(json.dumps(result) + "\n")
@@ -148,7 +148,7 @@ def throughput(retriever_predictions: Path, args: argparse.Namespace) -> list[st
             for _ in range(args.repeats):
                 start = time.perf_counter()
                 for prompt, lines in cases:
-                    scorer(model, prompt, lines, {**config, **settings}, np.random.default_rng(0))
+                    scorer(model, prompt, lines, config.replace(**settings), np.random.default_rng(0))
                 rates.append(sum(len(lines) for _, lines in cases) / (time.perf_counter() - start))
             result[name] = rates
         path.write_text(json.dumps({"instances": len(cases), "rates": result}) + "\n")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from mmbench.builders.recipe import Recipe
 
 # The filters that keep a user or a track by counting its plays or sessions over the whole
 # period: the unit each one keeps.
@@ -131,15 +134,15 @@ def later_plays_report(
     return report
 
 
-def describe_filters(recipe: dict[str, Any]) -> list[str]:
+def describe_filters(recipe: Recipe) -> list[str]:
     """One sentence per filter of ``recipe`` that is on, in the order the build applies them,
     saying what it does to the plays and sessions (the card and docs/protocol.md print them)."""
-    values = recipe["filters"]
-    before = recipe["sessionize"]["after_filters"]
-    gap = recipe["sessionize"]["gap_seconds"]
+    values = recipe.filters
+    before = recipe.sessionize.after_filters
+    gap = recipe.sessionize.gap_seconds
     counted = (
         "counted on the plays before the test cutoff"
-        if recipe["split"].get("select_before_test_cutoff")
+        if recipe.split.select_before_test_cutoff
         else "counted over the whole period"
     )
     what = {

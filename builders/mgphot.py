@@ -376,7 +376,7 @@ def compare_with_ground_truth(annotations: pl.DataFrame, truth: pl.DataFrame) ->
 
 
 def mgphot_config(
-    enrich: dict[str, Any],
+    enrich: Any,
     kept: pl.DataFrame,
     plays: pl.DataFrame,
     sessions: pl.DataFrame,
@@ -392,8 +392,8 @@ def mgphot_config(
     train = plays.join(sessions.filter(pl.col("split") == "train").select("session"), on="session")
     counts = train.group_by("track").agg(pl.len().alias("n_plays_train"))
     ranked = kept.join(counts, on="track", how="left").with_columns(pl.col("n_plays_train").fill_null(0))
-    songs = songs_to_annotate(ranked, lyric_texts, enrich["mgphot_limit"])
-    backend, model = enrich["mgphot_backend"], enrich["mgphot_model"] or None
+    songs = songs_to_annotate(ranked, lyric_texts, enrich.mgphot_limit)
+    backend, model = enrich.mgphot_backend, enrich.mgphot_model or None
     name = annotator_name(backend, model)
     cache = answer_cache(cache_root, name)
     device = options.get("device") or "auto"

@@ -32,6 +32,7 @@ from mmbench.builders import (
     split,
 )
 from mmbench.builders.kinds import KINDS, MANIFEST_KINDS, kind_of_config
+from mmbench.builders.recipe import Recipe
 from mmbench.builders.stages import Context, Frames, Stage, StageCache
 from mmbench.errors import MmbenchError
 
@@ -53,20 +54,20 @@ def _identify(ctx: Context) -> tuple[Frames, dict]:
     return {"plays": plays, "tracks": tracks}, report
 
 
-def _filter_names(recipe: dict, before_sessionize: bool) -> list[str]:
-    before = recipe["sessionize"]["after_filters"]
-    return before if before_sessionize else [f for f in recipe["filters"] if f not in before]
+def _filter_names(recipe: Recipe, before_sessionize: bool) -> list[str]:
+    before = recipe.sessionize.after_filters
+    return before if before_sessionize else [f for f in recipe.filters if f not in before]
 
 
 REACHED = "reached-"  # a filter stage's artefact: when each unit reached a threshold
 
 
 def _filtered(
-    plays: pl.DataFrame, recipe: dict, before_sessionize: bool, count_before: float | None = None
+    plays: pl.DataFrame, recipe: Recipe, before_sessionize: bool, count_before: float | None = None
 ) -> tuple[Frames, dict]:
     reached: dict[str, pl.DataFrame] = {}
     names = _filter_names(recipe, before_sessionize)
-    kept, report = filters.apply_filters(plays, recipe["filters"], names, reached, count_before)
+    kept, report = filters.apply_filters(plays, recipe.filters, names, reached, count_before)
     return {"plays": kept, **{REACHED + name: frame for name, frame in reached.items()}}, report
 
 
@@ -76,9 +77,7 @@ def _prefilter(ctx: Context) -> tuple[Frames, dict]:
 
 def _sessionize(ctx: Context) -> tuple[Frames, dict]:
     source = "filter_before_sessionize" if "filter_before_sessionize" in ctx.frames else "identify"
-    ordered, report = sessionize.sessionize(
-        ctx.frame(source, "plays"), ctx.recipe["sessionize"]["gap_seconds"]
-    )
+    ordered, report = sessionize.sessionize(ctx.frame(source, "plays"), ctx.recipe.sessionize.gap_seconds)
     return {"plays": ordered}, report
 
 
@@ -93,12 +92,12 @@ def _completion(ctx: Context) -> tuple[Frames, dict]:
 def _filter(ctx: Context) -> tuple[Frames, dict]:
     plays = ctx.frame("completion", "plays")
     frames, report = _filtered(plays, ctx.recipe, before_sessionize=False)
-    cut = ctx.recipe["split"]
-    if cut["select_before_test_cutoff"] and frames["plays"].height:
+    cut = ctx.recipe.split
+    if cut.select_before_test_cutoff and frames["plays"].height:
         # The cutoffs of the whole-period selection, then the selection redone on the plays
         # before its test cutoff; the split keeps these cutoffs (docs/protocol.md).
         validation, test = split.temporal_cutoffs(
-            frames["plays"]["timestamp"].to_numpy(), cut["test_quantile"], cut["validation_quantile"]
+            frames["plays"]["timestamp"].to_numpy(), cut.test_quantile, cut.validation_quantile
         )
         frames, report = _filtered(plays, ctx.recipe, before_sessionize=False, count_before=test)
         report["cutoffs"] = {"validation": validation, "test": test}
@@ -110,12 +109,12 @@ def _filter(ctx: Context) -> tuple[Frames, dict]:
 
 
 def _split(ctx: Context) -> tuple[Frames, dict]:
-    cut = ctx.recipe["split"]
+    cut = ctx.recipe.split
     fixed = ctx.reports["filter"].get("cutoffs")
     sessions, report = split.temporal_split(
         ctx.frame("filter", "plays"),
-        cut["test_quantile"],
-        cut["validation_quantile"],
+        cut.test_quantile,
+        cut.validation_quantile,
         (fixed["validation"], fixed["test"]) if fixed else None,
     )
     user_ids = ctx.frame("ingest", "users")["user_id"]
@@ -135,7 +134,7 @@ def _selection_audit(ctx: Context) -> tuple[Frames, dict]:
     found = filters.passed_only_with_later_plays(reached, ctx.reports["split"]["test_cutoff"])
     plays, sessions = ctx.frame("filter", "plays"), ctx.frame("split", "sessions")
     later = filters.kept_only_with_later_plays(found, plays["track"].unique(), "track")
-    report = filters.later_plays_report(found, plays, sessions, ctx.recipe["filters"])
+    report = filters.later_plays_report(found, plays, sessions, ctx.recipe.filters)
     return {"tracks_kept_only_with_later_plays": later.to_frame("track")}, report
 
 
@@ -147,9 +146,9 @@ def _instances(ctx: Context) -> tuple[Frames, dict]:
         np.sort(plays["track"].unique().to_numpy()),
         ctx.frame("identify", "tracks")["track_id"],
         ctx.frame("ingest", "users")["user_id"],
-        ctx.recipe["instances"]["paper_sampled_negatives"],
-        ctx.recipe["instances"]["seed"],
-        instances.target_can_repeat_prefix(ctx.recipe["filters"]),
+        ctx.recipe.instances.paper_sampled_negatives,
+        ctx.recipe.instances.seed,
+        instances.target_can_repeat_prefix(ctx.recipe.filters),
     )
     later = ctx.frame("selection_audit", "tracks_kept_only_with_later_plays")["track"]
     report["targets_kept_only_with_later_plays"] = instances.targets_among(
@@ -158,7 +157,7 @@ def _instances(ctx: Context) -> tuple[Frames, dict]:
     return tables, report
 
 
-def core_stages(recipe: dict[str, Any]) -> list[Stage]:
+def core_stages(recipe: Recipe) -> list[Stage]:
     """The cached stages of a recipe, in order; the play filters that run before sessionizing
     (the paper's order) are a stage of their own."""
     before = _filter_names(recipe, before_sessionize=True)
@@ -182,7 +181,7 @@ def core_stages(recipe: dict[str, Any]) -> list[Stage]:
     ]  # fmt: skip
 
 
-def build_folder(out: Path, recipe: dict[str, Any], **options: Any) -> dict:
+def build_folder(out: Path, recipe: Recipe, **options: Any) -> dict:
     """:func:`build` into ``out`` after checking that it is a build folder or new; a failed
     first build leaves nothing behind but its embedding and answer caches (hours of work, from
     which the next try resumes)."""
@@ -215,7 +214,7 @@ def _remove_failed_build(out: Path) -> None:
 
 def build(
     out: Path,
-    recipe: dict[str, Any],
+    recipe: Recipe,
     raw: Path | None = None,
     sample_config: sample.SampleConfig | None = None,
     durations_path: Path | None = None,
@@ -300,7 +299,7 @@ def _stage_inputs(
 
 def _content_configs(
     out: Path,
-    recipe: dict[str, Any],
+    recipe: Recipe,
     ctx: Context,
     kept: pl.DataFrame,
     encoder_options: dict[str, Any],
@@ -310,7 +309,7 @@ def _content_configs(
     manifests, progress = ctx.inputs["manifests"], ctx.inputs["progress"]
     plays, sessions = ctx.frame("filter", "plays"), ctx.frame("split", "sessions")
     embed_root = Path(encoder_options.get("cache") or out / WORK / EMBEDDING_CACHE)
-    encoders = {kind.name: recipe["enrich"][kind.recipe_key] for kind in KINDS}
+    encoders = {kind.name: getattr(recipe.enrich, kind.recipe_key) for kind in KINDS}
     options = {k: v for k, v in encoder_options.items() if k != "cache"}
     started = time.perf_counter()
     enriched = content.embed_catalog(kept, manifests, encoders, options, embed_root, progress=progress)
@@ -319,14 +318,14 @@ def _content_configs(
         log.info(f"{config}: {info.pop('computed_now')} computed, the rest from the cache")
     if enriched:
         log.info(f"content: {time.perf_counter() - started:.1f} s")
-    if recipe["enrich"]["annotate_mgphot"]:
+    if recipe.enrich.annotate_mgphot:
         started = time.perf_counter()
         cache_root = Path(
             mgphot_options.get("cache") or os.environ.get("MMBENCH_MGPHOT_CACHE") or out / WORK / MGPHOT_CACHE
         )
         lyrics = manifests.get("lyrics")
         frame, report, asked = mgphot.mgphot_config(
-            recipe["enrich"], kept, plays, sessions, lyrics, cache_root, mgphot_options, progress
+            recipe.enrich, kept, plays, sessions, lyrics, cache_root, mgphot_options, progress
         )
         enriched["mgphot"] = (frame, report)
         log.info(

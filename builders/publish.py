@@ -26,7 +26,7 @@ from mmbench.builders.croissant import croissant_text
 from mmbench.builders.datasheet import datasheet_text
 from mmbench.builders.filters import describe_filters
 from mmbench.builders.ingest import LASTFM_PAGE
-from mmbench.builders.recipe import recipe_toml
+from mmbench.builders.recipe import Recipe, recipe_toml
 from mmbench.digests import sha256_file
 from mmbench.errors import MmbenchError
 from mmbench.files import atomic_path, replace_tree, write_atomic
@@ -336,14 +336,14 @@ a cold-start claim means something only above it ({CODE_URL}/blob/main/docs/prot
 """
 
 
-def protocol_rules(recipe: dict, instances_report: dict) -> dict[str, Any]:
+def protocol_rules(recipe: Recipe, instances_report: dict) -> dict[str, Any]:
     """What the recipe lets a next-track target be, stated for every consumer of the build
     (baselines, the evaluator's warnings, the card, `mmbench info`)."""
     repeat = instances_report["target_can_repeat_prefix"]
-    length = recipe["filters"].get("max_session_length", 0)
+    length = recipe.filters.get("max_session_length", 0)
     if repeat:
         target = "the last track of the session"
-    elif length and length == recipe["filters"].get("min_session_length", 0):
+    elif length and length == recipe.filters.get("min_session_length", 0):
         target = f"the {_ordinal(length)} distinct track of the session"
     else:
         target = "the last distinct track of the session"
@@ -622,7 +622,7 @@ class Built:
     tracks with their known durations, the users, the instances per split, the rejects file and
     the content configs (config name: rows and report)."""
 
-    recipe: dict[str, Any]
+    recipe: Recipe
     stages: dict[str, dict]
     later_plays: dict[str, Any]
     plays: pl.DataFrame
@@ -662,7 +662,7 @@ def publish_build(out: Path, staging: Path, built: Built) -> dict:
         "mmbench_version": versions()["mmbench"],
         "dataset_version": DATASET_VERSION,
         "fingerprint": compute_fingerprint(written, catalog),
-        "recipe": recipe,
+        "recipe": recipe.model_dump(mode="json"),
         "inputs": stages["ingest"]["inputs"],
         "stages": stages,
         "statistics": statistics,

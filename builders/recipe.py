@@ -1,4 +1,5 @@
-"""Recipes: the build's parameters as TOML data, with ``key=value`` overrides from the CLI."""
+"""Recipes: the build's parameters as TOML data, with ``key=value`` overrides from the CLI,
+validated once into a typed :class:`Recipe`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, create_model, field_validator, model_validator
 
 from mmbench.builders.kinds import KINDS
 from mmbench.errors import MmbenchError
-from mmbench.settings import apply_override
+from mmbench.settings import Settings, apply_override, validated
 
 PLAY_FILTERS = ("min_user_plays", "min_track_plays")
 SESSION_FILTERS = (
@@ -28,7 +31,7 @@ def builtin_recipes() -> list[str]:
     return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load a built-in recipe by name, or a TOML file by path, then apply ``key=value`` overrides.
 
     Overrides use dotted keys (``filters.min_user_plays=500``); values are TOML literals, and a
@@ -54,85 +57,97 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     recipe = copy.deepcopy(recipe)
     for item in overrides:
         apply_override(recipe, item, what="recipe")
-    validate_recipe(recipe, origin)
-    return recipe
+    return validated(Recipe, recipe, origin)
 
 
-# Each table's keys and their types ([filters] is checked by name: its order matters).
-RECIPE_TABLES = {
-    "sessionize": {"gap_seconds": int, "after_filters": list},
-    "split": {"test_quantile": float, "validation_quantile": float, "select_before_test_cutoff": bool},
-    "instances": {"paper_sampled_negatives": int, "seed": int},
-    "enrich": {
-        **{kind.recipe_key: str for kind in KINDS},
-        "annotate_mgphot": bool,
-        "mgphot_limit": int,
-        "mgphot_backend": str,
-        "mgphot_model": str,
-    },
-}
+Quantile = Annotated[float, Field(gt=0, lt=1)]
 
 
-def validate_recipe(recipe: dict[str, Any], origin: str = "recipe") -> None:
-    """Check a recipe's keys, types and ranges; raise :class:`MmbenchError` naming the key."""
-    for key in ("name", "description"):
-        if not isinstance(recipe.get(key), str):
-            raise MmbenchError(f"{origin}: '{key}' must be a string")
-    for section, fields in RECIPE_TABLES.items():
-        table = recipe.get(section)
-        if not isinstance(table, dict):
-            raise MmbenchError(f"{origin}: missing table [{section}]")
-        for name, kind in fields.items():
-            if not isinstance(table.get(name), kind) or (
-                kind is not bool and isinstance(table.get(name), bool)
-            ):
-                raise MmbenchError(f"{origin}: {section}.{name} must be a {kind.__name__}")
-        unknown = set(table) - set(fields)
-        if unknown:
-            raise MmbenchError(f"{origin}: unknown key {section}.{sorted(unknown)[0]}")
-    _validate_filters(recipe, origin)
-    if recipe["sessionize"]["gap_seconds"] <= 0:
-        raise MmbenchError(f"{origin}: sessionize.gap_seconds must be positive")
-    for name in ("test_quantile", "validation_quantile"):
-        if not 0.0 < recipe["split"][name] < 1.0:
-            raise MmbenchError(f"{origin}: split.{name} must lie strictly between 0 and 1")
+class Sessionize(Settings):
+    gap_seconds: Annotated[int, Field(gt=0)]  # a longer silence starts a new session
+    after_filters: list[str]  # the play filters that run before sessionizing (named for history)
+
+
+class Split(Settings):
+    test_quantile: Quantile
+    validation_quantile: Quantile
+    select_before_test_cutoff: bool
+
+
+class Instances(Settings):
+    paper_sampled_negatives: Annotated[int, Field(ge=1)]
+    seed: int
+
+
+def _encoders_exist(enrich: Settings) -> Settings:
     for kind in KINDS:
-        encoder = recipe["enrich"][kind.recipe_key]
+        encoder = getattr(enrich, kind.recipe_key)
         if encoder or kind.from_catalog is None:
             try:
                 kind.check_encoder(encoder)
             except MmbenchError as exc:
-                raise MmbenchError(f"{origin}: enrich.{kind.recipe_key}: {exc}") from None
-    if recipe["enrich"]["mgphot_backend"] not in ("local", "http") or recipe["enrich"]["mgphot_limit"] < 0:
-        raise MmbenchError(f"{origin}: enrich.mgphot_backend must be local or http, enrich.mgphot_limit >= 0")
-    if recipe["split"]["select_before_test_cutoff"] and recipe["sessionize"]["after_filters"]:
-        raise MmbenchError(
-            f"{origin}: split.select_before_test_cutoff needs every filter to run after sessionizing "
-            "(sessionize.after_filters = [])"
-        )
-    if recipe["instances"]["paper_sampled_negatives"] < 1:
-        raise MmbenchError(f"{origin}: instances.paper_sampled_negatives must be at least 1")
+                raise ValueError(f"{kind.recipe_key}: {exc}") from None
+    return enrich
 
 
-def _validate_filters(recipe: dict[str, Any], origin: str) -> None:
-    """The [filters] table: known filters with values of their type, and the play filters that
-    run before sessionizing (``sessionize.after_filters``) first."""
-    filters = recipe.get("filters")
-    if not isinstance(filters, dict):
-        raise MmbenchError(f"{origin}: missing table [filters]")
-    for name, value in filters.items():
-        if name not in PLAY_FILTERS + SESSION_FILTERS:
-            known = ", ".join(PLAY_FILTERS + SESSION_FILTERS)
-            raise MmbenchError(f"{origin}: unknown filter filters.{name} (known: {known})")
-        kind = bool if name == "dedupe_session_repeats" else int
-        if type(value) is not kind or (kind is int and value < 0):
-            raise MmbenchError(f"{origin}: filters.{name} must be a non-negative {kind.__name__}")
-    before = recipe["sessionize"]["after_filters"]
-    if list(filters)[: len(before)] != before or not set(before) <= set(PLAY_FILTERS):
-        raise MmbenchError(
-            f"{origin}: sessionize.after_filters must be the first filters of [filters] and only "
-            f"play filters ({', '.join(PLAY_FILTERS)}); got {before}"
-        )
+# The content kinds' encoders (``<kind>_encoder``, declared once by the kinds) come first, then
+# the MGPHot annotation's settings.
+Enrich = create_model(
+    "Enrich",
+    __base__=Settings,
+    __validators__={"encoders_exist": model_validator(mode="after")(_encoders_exist)},
+    **{kind.recipe_key: (str, ...) for kind in KINDS},
+    annotate_mgphot=(bool, ...),
+    mgphot_limit=(Annotated[int, Field(ge=0)], ...),  # the most played tracks annotated (0: all)
+    mgphot_backend=(Literal["local", "http"], ...),
+    mgphot_model=(str, ...),
+)
+
+
+class Recipe(Settings):
+    """A build's parameters. ``filters`` maps each filter to its threshold (or, for
+    ``dedupe_session_repeats``, a switch) in the order they run; the play filters named by
+    ``sessionize.after_filters`` come first and run before sessionizing."""
+
+    name: str
+    description: str
+    sessionize: Sessionize
+    filters: dict[str, int | bool]
+    split: Split
+    instances: Instances
+    enrich: Enrich  # type: ignore[valid-type]
+
+    @field_validator("filters")
+    @classmethod
+    def _known_filters(cls, filters: dict[str, int | bool]) -> dict[str, int | bool]:
+        for name, value in filters.items():
+            if name not in PLAY_FILTERS + SESSION_FILTERS:
+                raise ValueError(
+                    f"unknown filter {name} (known: {', '.join(PLAY_FILTERS + SESSION_FILTERS)})"
+                )
+            kind = bool if name == "dedupe_session_repeats" else int
+            if type(value) is not kind or (kind is int and value < 0):
+                raise ValueError(f"{name} must be a non-negative {kind.__name__}")
+        return filters
+
+    @model_validator(mode="after")
+    def _filter_order(self) -> Recipe:
+        before = self.sessionize.after_filters
+        if list(self.filters)[: len(before)] != before or not set(before) <= set(PLAY_FILTERS):
+            raise ValueError(
+                "sessionize.after_filters must be the first filters of [filters] and only "
+                f"play filters ({', '.join(PLAY_FILTERS)}); got {before}"
+            )
+        if self.split.select_before_test_cutoff and before:
+            raise ValueError(
+                "split.select_before_test_cutoff needs every filter to run after sessionizing "
+                "(sessionize.after_filters = [])"
+            )
+        return self
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One table of the recipe as plain values, in its order (stage keys, reports)."""
+        return dict(self.model_dump()[name])
 
 
 def enrich_overrides(**values: Any) -> list[str]:
@@ -141,10 +156,10 @@ def enrich_overrides(**values: Any) -> list[str]:
     return [f"enrich.{key}={json.dumps(value)}" for key, value in values.items() if value is not None]
 
 
-def recipe_toml(recipe: dict) -> str:
+def recipe_toml(recipe: Recipe) -> str:
     """The recipe as TOML text, for the dataset card."""
-    lines = [f"name = {json.dumps(recipe['name'])}", f"description = {json.dumps(recipe['description'])}"]
-    for section, table in recipe.items():
+    lines = [f"name = {json.dumps(recipe.name)}", f"description = {json.dumps(recipe.description)}"]
+    for section, table in recipe.model_dump().items():
         if not isinstance(table, dict):
             continue
         lines.append(f"\n[{section}]")

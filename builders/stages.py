@@ -23,11 +23,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from mmbench.files import atomic_path, write_atomic
+
+if TYPE_CHECKING:
+    from mmbench.builders.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ class Context:
     """What a stage may read: the recipe, the artefacts and reports of the stages before it,
     and the build's outside inputs (raw source, manifests, options)."""
 
-    recipe: dict[str, Any]
+    recipe: Recipe
     inputs: dict[str, Any]
     frames: dict[str, Frames] = field(default_factory=dict)
     reports: dict[str, dict] = field(default_factory=dict)
@@ -101,12 +104,12 @@ def code_digest(module: str, package: str = "mmbench", follow: bool = True) -> s
     return digest.hexdigest()
 
 
-def recipe_values(recipe: dict[str, Any], reads: tuple[str, ...]) -> list[list]:
+def recipe_values(recipe: Recipe, reads: tuple[str, ...]) -> list[list]:
     """The [key, value] pairs a stage reads, in the recipe's order within each section."""
     pairs = []
     for item in reads:
         section, _, key = item.partition(".")
-        table = recipe[section]
+        table = recipe.section(section)
         pairs += [[f"{section}.{k}", table[k]] for k in table if not key or k == key]
     return pairs
 

@@ -147,11 +147,11 @@ def build(sample: bool, raw: Path | None, recipe: str | None, overrides: tuple[s
         **{f"{kind}_encoder": encoder for kind, encoder in encoders.items()}, annotate_mgphot=annotate_mgphot or None,
         mgphot_limit=limit, mgphot_backend=backend, mgphot_model=model,
     )  # fmt: skip
-    recipe_dict = load_recipe(recipe or ("sample" if sample else "official"), (*overrides, *shortcuts))
+    chosen = load_recipe(recipe or ("sample" if sample else "official"), (*overrides, *shortcuts))
     out = out or default_local_dir()
     encoder = {"model": audio_model, "device": device, "trust_remote_code": trust_remote_code, "cache": embedding_cache}  # fmt: skip
     report = pipeline.build_folder(
-        out, recipe_dict, raw=raw, sample_config=SampleConfig() if sample else None, durations_path=durations,
+        out, chosen, raw=raw, sample_config=SampleConfig() if sample else None, durations_path=durations,
         manifests=manifests, encoder_options=encoder,
         mgphot_options={"url": url, "cache": mgphot_cache, "device": device}, progress=not quiet,
     )  # fmt: skip
@@ -181,9 +181,10 @@ def embed(dataset: str | None, cache: Path, shard: str, audio_model: str | None,
 
     options = {"model": audio_model, "device": device, "trust_remote_code": trust_remote_code}
     manifests, given = _content_choices(content)
-    official = load_recipe("official")["enrich"]
+    official = load_recipe("official").enrich
     encoders = {
-        k.name: given[k.name] or (official[k.recipe_key] if k.from_catalog is None else "") for k in KINDS
+        k.name: given[k.name] or (getattr(official, k.recipe_key) if k.from_catalog is None else "")
+        for k in KINDS
     }
     for line in embed_shard(dataset, manifests, encoders, options, cache, shard, progress=not quiet):
         click.echo(line)

@@ -1,9 +1,12 @@
-"""``key=value`` overrides of nested settings (recipes, model hyperparameters) from the CLI."""
+"""Settings (recipes, model hyperparameters): typed models validated once, and the CLI's
+``key=value`` overrides of their nested values."""
 
 from __future__ import annotations
 
 import tomllib
-from typing import Any
+from typing import Any, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mmbench.errors import MmbenchError
 
@@ -46,3 +49,41 @@ def apply_override(settings: dict[str, Any], item: str, what: str = "setting") -
     if type(value) is not type(old):
         raise MmbenchError(f"--set {item!r}: {key} expects a {type(old).__name__}, got {raw!r}")
     node[leaf] = value
+
+
+class Settings(BaseModel):
+    """Typed settings, validated once: an unknown key, a missing one or a value of another type
+    fails; fields are read by name (``config.learning_rate``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, validated as the original was."""
+        return self.model_validate({**self.model_dump(), **changes})
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def validation_problems(exc: ValidationError, what: str = "") -> str:
+    """Pydantic's errors as one line: ``field.path: message, got value; ...``."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or what
+        where = f"{where}: " if where else ""
+        given = error.get("input")
+        got = (
+            f", got {given!r}"
+            if isinstance(given, str | int | float) and error["type"] != "value_error"
+            else ""
+        )
+        problems.append(f"{where}{error['msg'].removeprefix('Value error, ')}{got}")
+    return "; ".join(problems)
+
+
+def validated(kind: type[SettingsT], data: dict[str, Any], origin: str) -> SettingsT:
+    """``data`` as ``kind``; a :class:`MmbenchError` naming ``origin`` and each bad field."""
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        raise MmbenchError(f"{origin}: {validation_problems(exc)}") from None

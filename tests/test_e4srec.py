@@ -25,9 +25,8 @@ pytestmark = pytest.mark.llm
 TINY = ["backbone=tiny", "max_len=12", "fusion_dim=16", "lora_r=4", "lora_alpha=8", "batch_size=64"]
 
 
-def config(**changes) -> dict:
-    settings = runner.model_config("e4srec", TINY)
-    return {**settings, **changes}
+def config(**changes) -> e4srec.Settings:
+    return runner.model_config("e4srec", TINY).replace(**changes)
 
 
 @pytest.fixture(scope="module")
@@ -206,15 +205,16 @@ def test_training_is_deterministic_and_the_folder_reloads_to_the_same_rankings(
     again = runner.train("e4srec", sample_build, record_overrides(record), tmp_path / "again", progress=False)
     assert (again / "model.safetensors").read_bytes() == (trained / "model.safetensors").read_bytes()
     data = Benchmark(sample_build)
-    model = e4srec.build(len(data.track_ids), record["config"], data, trained)
+    settings = e4srec.Settings.model_validate(record["config"])
+    model = e4srec.build(len(data.track_ids), settings, data, trained)
     training.load_weights(model, trained)
     exported = load_file(trained / "item_embeddings.safetensors")["embedding"]
     with torch.no_grad():
         torch.testing.assert_close(model.eval().item_table()[1:], exported)
     # The reloaded model is the trained one: its validation score is the best epoch's.
     best = record["training"]["epochs"][record["training"]["best_epoch"] - 1]["validation_ndcg@10"]
-    channels = e4srec.channels(record["config"])
-    score = training.validation_scorer(data, record["config"]["max_len"], channels)(model)
+    channels = e4srec.channels(settings)
+    score = training.validation_scorer(data, settings.max_len, channels)(model)
     assert score == pytest.approx(best, abs=1e-9)
     for task in ("next-track", "paper-sampled"):
         paths = [tmp_path / f"{task}-{i}.jsonl" for i in range(2)]
@@ -245,7 +245,7 @@ def record_overrides(record: dict) -> list[str]:
         ("id_encoder=/nonexistent/sasrec", "expected a folder written by `mmbench baseline train`"),
         ("quantization=nf4", "quantization nf4 (QLoRA) needs a CUDA device"),
         ('content=["audio-clap"]', "content config 'audio-clap'"),
-        ("head=bilinear", "e4srec: head 'bilinear' is not one of linear, tied"),
+        ("head=bilinear", "e4srec hyperparameters: head: Input should be 'linear' or 'tied', got 'bilinear'"),
     ],
 )
 def test_bad_settings_are_one_line_errors(sample_build, id_encoder, tmp_path, setting, message):

@@ -18,9 +18,15 @@ TINY = {"dim": 32, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 12, "mask
 MODELS = {"sasrec": sasrec, "bert4rec": bert4rec, "gru4rec": gru4rec}
 
 
+def tiny_settings(name: str, **changes):
+    """The model's defaults with TINY's values for the fields it has, and ``changes``."""
+    config = model_config(name)
+    return config.replace(**{k: v for k, v in TINY.items() if k in type(config).model_fields}, **changes)
+
+
 def tiny(name: str, n_items: int = N_ITEMS) -> torch.nn.Module:
     torch.manual_seed(0)
-    return MODELS[name].build(n_items, TINY).eval()
+    return MODELS[name].build(n_items, tiny_settings(name)).eval()
 
 
 def random_seqs(rows: int, length: int, seed: int = 1) -> torch.Tensor:
@@ -92,14 +98,7 @@ def test_each_model_overfits_a_deterministic_sequence(name):
     windows = (start[:, None] + np.arange(TINY["max_len"] + 1)[None, :]) % N_ITEMS + 1
     windows[::3, :4] = 0  # some padded windows
     model = tiny(name).train()
-    config = {
-        **model_config(name),
-        **TINY,
-        "epochs": 150,
-        "batch_size": 16,
-        "learning_rate": 0.01,
-        "weight_decay": 0.0,
-    }
+    config = tiny_settings(name, epochs=150, batch_size=16, learning_rate=0.01, weight_decay=0.0)
     training.fit(model, windows, config, validate=None, progress=False)
     model.eval()
     prefixes = torch.as_tensor(windows[:, :-1])
@@ -112,8 +111,9 @@ def test_sampled_softmax_training_learns_and_draws_only_allowed_items():
     start = np.arange(40) % N_ITEMS
     windows = (start[:, None] + np.arange(TINY["max_len"] + 1)[None, :]) % N_ITEMS + 1
     model = tiny("sasrec").train()
-    config = {**model_config("sasrec"), **TINY, "loss": "sampled", "negatives": 4, "epochs": 150}
-    config.update(batch_size=16, learning_rate=0.01, weight_decay=0.0)
+    config = tiny_settings(
+        "sasrec", loss="sampled", negatives=4, epochs=150, batch_size=16, learning_rate=0.01, weight_decay=0.0
+    )
     training.fit(model, windows, config, validate=None, progress=False)
     model.eval()
     best = training.top_items(model, torch.as_tensor(windows[:, :-1]), 1)[:, 0]
@@ -268,7 +268,7 @@ def test_sasrec_mm_represents_a_cold_track_by_content_alone(sample_build):
     from mmbench.baselines import sasrec_mm
 
     tracks = mmbench.load("tracks", "catalog", source=sample_build).to_polars()
-    config = {**model_config("sasrec-mm"), "dim": 16, "layers": 1}
+    config = model_config("sasrec-mm").replace(dim=16, layers=1)
     torch.manual_seed(0)
     model = sasrec_mm.build(tracks.height, config, Benchmark(sample_build)).eval()
     cold = np.flatnonzero(tracks["n_plays_train"].to_numpy() == 0) + 1  # item numbers
@@ -295,11 +295,11 @@ def test_sasrec_mm_drops_the_ids_of_the_newest_tracks_more_often(sample_build):
     played = tracks["n_plays_train"].to_numpy() > 0
     assert np.isnan(share[~played]).all() and (share[played] >= 0).all() and (share[played] <= 1).all()
     assert share[played].min() == 0 and share[played].max() > 0.9  # the first session's tracks: 0
-    config = {**model_config("sasrec-mm"), "dim": 16, "layers": 1}
+    config = model_config("sasrec-mm").replace(dim=16, layers=1)
     dropout = sasrec_mm.build(tracks.height, config, Benchmark(sample_build)).id_dropout[1:, 0].numpy()
-    newest = share >= 1 - config["new_share"]
-    assert newest.any() and np.allclose(dropout[newest], config["new_id_dropout"])
-    assert np.allclose(dropout[played & ~newest], config["id_dropout"])
+    newest = share >= 1 - config.new_share
+    assert newest.any() and np.allclose(dropout[newest], config.new_id_dropout)
+    assert np.allclose(dropout[played & ~newest], config.id_dropout)
 
 
 def test_training_windows_of_a_hand_made_user():
@@ -314,7 +314,7 @@ def test_training_windows_of_a_hand_made_user():
 def test_early_stopping_restores_the_best_epochs_weights():
     model = tiny("sasrec").train()
     windows = random_seqs(64, 13).numpy()
-    config = {**model_config("sasrec"), "epochs": 10, "patience": 2, "batch_size": 16, "seed": 0}
+    config = model_config("sasrec").replace(epochs=10, patience=2, batch_size=16, seed=0)
     scores, snapshots = iter([0.1, 0.5, 0.2, 0.3, 0.9]), []
 
     def validate(m: torch.nn.Module) -> float:
@@ -339,7 +339,8 @@ def test_sasrec_mm_reloaded_from_its_folder_is_the_trained_model(sample_build, t
     # The exported table was computed from the trained model in memory, before it was saved.
     trained_table = load_file(folder / "item_embeddings.safetensors")["embedding"]
     record = json.loads((folder / "config.json").read_text())
-    model = sasrec_mm.build(trained_table.shape[0], record["config"], Benchmark(sample_build))
+    config = sasrec_mm.Settings.model_validate(record["config"])
+    model = sasrec_mm.build(trained_table.shape[0], config, Benchmark(sample_build))
     training.load_weights(model, folder)
     with torch.no_grad():
         assert torch.equal(model.eval().item_table()[1:], trained_table)
@@ -356,15 +357,14 @@ def test_sasrec_mm_fusions_train_a_step_on_audio_lyrics_and_mgphot(sample_build,
 
     data = Benchmark(sample_build)
     track_ids = data.track_ids
-    config = {
-        **model_config("sasrec-mm"),
-        "dim": 16,
-        "layers": 1,
-        "fusion": fusion,
-        "content": ["audio-mfcc", "lyrics-minilm", "mgphot"],
-        "epochs": 1,
-        "batch_size": 64,
-    }
+    config = model_config("sasrec-mm").replace(
+        dim=16,
+        layers=1,
+        fusion=fusion,
+        content=["audio-mfcc", "lyrics-minilm", "mgphot"],
+        epochs=1,
+        batch_size=64,
+    )
     torch.manual_seed(0)
     model = sasrec_mm.build(len(track_ids), config, data)
     assert model.names == ["audio-mfcc", "completion", "lyrics-minilm", "mgphot"]
@@ -372,7 +372,7 @@ def test_sasrec_mm_fusions_train_a_step_on_audio_lyrics_and_mgphot(sample_build,
     annotated = mmbench.load("mgphot", "catalog", source=sample_build).num_rows
     assert mgphot.shape[1] == 59 and int(mgphot[:, -1].sum()) == annotated
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    windows = training.training_windows(data, config["max_len"])[:64]
+    windows = training.training_windows(data, config.max_len)[:64]
     history = training.fit(model, windows, config, progress=False)
     assert np.isfinite(history[0]["loss"])
     for name, param in model.named_parameters():  # one step moved every part of the fusion

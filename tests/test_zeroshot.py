@@ -33,8 +33,8 @@ def pop_folder(sample_build, tmp_path_factory):
     return out
 
 
-def _config(**settings) -> dict:
-    return {**model_config("zeroshot"), "device": "cpu", **settings}
+def _config(**settings) -> zeroshot.Settings:
+    return model_config("zeroshot").replace(device="cpu", **settings)
 
 
 def test_the_prompt_is_names_session_completion_and_genes_never_ids(sample_build):
@@ -173,9 +173,13 @@ def test_bad_settings_are_one_line_errors(sample_build, fixture_raw, tmp_path):
         == 0
     )
     cases = [
-        (sample_build, ["scorer=pairwise"], "unknown scorer 'pairwise'"),
-        (sample_build, ["batch_size=0"], "batch_size=0: expected a whole number from 1"),
-        (sample_build, ["history=0"], "history=0: expected a whole number from 1"),
+        (
+            sample_build,
+            ["scorer=pairwise"],
+            "scorer: Input should be 'likelihood', 'verbalizer' or 'listwise', got 'pairwise'",
+        ),
+        (sample_build, ["batch_size=0"], "batch_size: Input should be greater than or equal to 1, got 0"),
+        (sample_build, ["history=0"], "history: Input should be greater than or equal to 1, got 0"),
         (sample_build, [f"retriever={tmp_path / 'nowhere'}"], "no such folder or predictions file"),
         (sample_build, [f"retriever={tmp_path / 'pop-other'}"], "trained on a dataset with other track ids"),
         (

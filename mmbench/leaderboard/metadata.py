@@ -43,6 +43,7 @@ from pydantic import (
 )
 
 from mmbench.errors import MmbenchError
+from mmbench.settings import validation_problems
 
 
 def modalities() -> tuple[str, ...]:
@@ -200,8 +201,4 @@ def read_metadata(path: Path) -> tuple[Metadata, bytes]:
     try:
         return Metadata.model_validate(data), raw
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'metadata'}: {error['msg'].removeprefix('Value error, ')}"
-            for error in exc.errors()
-        )
-        raise MmbenchError(f"{path}: {problems}") from None
+        raise MmbenchError(f"{path}: {validation_problems(exc, 'metadata')}") from None
