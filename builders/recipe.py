@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from mmbench.builders.kinds import KINDS
 from mmbench.errors import MmbenchError
@@ -79,15 +79,14 @@ class Instances(Settings):
     seed: int
 
 
-def _encoders_exist(enrich: Settings) -> Settings:
-    for kind in KINDS:
-        encoder = getattr(enrich, kind.recipe_key)
-        if encoder or kind.from_catalog is None:
-            try:
-                kind.check_encoder(encoder)
-            except MmbenchError as exc:
-                raise ValueError(f"{kind.recipe_key}: {exc}") from None
-    return enrich
+def _encoder_exists(encoder: str, info: ValidationInfo) -> str:
+    kind = next(k for k in KINDS if k.recipe_key == info.field_name)
+    if encoder or kind.from_catalog is None:
+        try:
+            kind.check_encoder(encoder)
+        except MmbenchError as exc:
+            raise ValueError(str(exc)) from None
+    return encoder
 
 
 # The content kinds' encoders (``<kind>_encoder``, declared once by the kinds) come first, then
@@ -95,7 +94,7 @@ def _encoders_exist(enrich: Settings) -> Settings:
 Enrich = create_model(
     "Enrich",
     __base__=Settings,
-    __validators__={"encoders_exist": model_validator(mode="after")(_encoders_exist)},
+    __validators__={"encoder_exists": field_validator(*(k.recipe_key for k in KINDS))(_encoder_exists)},
     **{kind.recipe_key: (str, ...) for kind in KINDS},
     annotate_mgphot=(bool, ...),
     mgphot_limit=(Annotated[int, Field(ge=0)], ...),  # the most played tracks annotated (0: all)

@@ -182,7 +182,9 @@ NO_FILTERS = [
 
 
 def build_fixture(raw: dict[str, Path], out: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """`mmbench build` of the fixture with every filter off (it is tiny) and 2 negatives."""
+    """`mmbench build` of the fixture with every filter off (it is tiny), 2 negatives and no text
+    config (loading the sentence encoder would take most of the build's time; the text kind is
+    tested on the sample, and ``enrich.text_encoder="minilm"`` in ``overrides`` turns it on)."""
     args = [
         "build",
         "--raw",
@@ -194,6 +196,8 @@ def build_fixture(raw: dict[str, Path], out: Path, *overrides: str) -> subproces
         "--quiet",
         "--set",
         "instances.paper_sampled_negatives=2",
+        "--set",
+        'enrich.text_encoder=""',
     ]
     for item in (*NO_FILTERS, *overrides):
         args += ["--set", item]
