@@ -37,26 +37,29 @@ demo: install
 	$(BIN)/mmbench leaderboard validate leaderboard --recompute --dataset $(DEMO_DIR) --quiet
 	$(BIN)/mmbench leaderboard build leaderboard --dataset $(DEMO_DIR) --out $(DEMO_DIR)/leaderboard-site
 
+# Tests run in two processes (pytest-xdist, a file per worker: module fixtures are built once).
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
 # The whole suite (CI): every test but the outside tools'. The shared sample build is kept by the
 # code's digest under ~/.cache/mmbench/tests (MMBENCH_TEST_CACHE), so a second run reuses it.
 test: install
-	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q
+	HF_HOME=$$(mktemp -d) $(PYTEST)
 	$(BIN)/ruff check .
 	$(BIN)/python -m mypy
 	$(BIN)/mmbench leaderboard validate leaderboard
 
 # The quick loop while working: no language model, no server, no build from scratch.
 test-fast: install
-	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q -m "not slow and not llm and not server and not tools"
+	HF_HOME=$$(mktemp -d) $(PYTEST) -m "not slow and not llm and not server and not tools"
 	$(BIN)/ruff check .
 
 # The tests that load or train a language model or start a real server.
 test-llm: install
-	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q -m "llm or server"
+	HF_HOME=$$(mktemp -d) $(PYTEST) -m "llm or server"
 
 # docs/testing.md's table: the suite's time per group, from a run's JUnit report.
 test-times: install
-	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q --junitxml=$(DEMO_DIR)/junit.xml || true
+	HF_HOME=$$(mktemp -d) $(PYTEST) --junitxml=$(DEMO_DIR)/junit.xml || true
 	$(BIN)/python benchmarks/test_times.py $(DEMO_DIR)/junit.xml --write docs/testing.md
 
 # The exports read by outside tools in their own environment (RecBole needs numpy below 2): a

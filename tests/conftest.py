@@ -140,12 +140,22 @@ def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample benchmark built by the real CLI, shared by the tests that only read it, and kept
     between sessions under ``MMBENCH_TEST_CACHE`` (default ``~/.cache/mmbench/tests``) by the
     code's digest: a run after a code change builds it again, a run without one reuses it. The
-    build goes to a temporary folder renamed into place, so an interrupted build leaves no entry."""
+    build goes to a temporary folder renamed into place, so an interrupted build leaves no entry;
+    a lock makes parallel workers (``pytest -n 2``) wait for one build instead of each making one."""
+    from filelock import FileLock
+
     cache = Path(os.environ.get("MMBENCH_TEST_CACHE") or Path.home() / ".cache" / "mmbench" / "tests")
     out = cache / f"sample-{code_digest()}" / "lastfm1k-mm"
     if (out / "build_report.json").is_file():
         return out
     cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache / "build.lock"):
+        if not (out / "build_report.json").is_file():
+            _build_sample(cache, out)
+    return out
+
+
+def _build_sample(cache: Path, out: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache)) / "lastfm1k-mm"
     result = run_cli("build", "--sample", "--quiet", "--out", str(staging))
     assert result.returncode == 0, result.stderr
@@ -156,7 +166,6 @@ def sample_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for old in cache.glob("sample-*"):  # builds of older code
         if old != out.parent:
             shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 def pop_predictions(dataset: Path, out: Path, task: str = "next-track", split: str = "test") -> Path:
