@@ -46,17 +46,10 @@ from mmbench.baselines.training import (
     next_item_targets,
     pick_device,
 )
-from mmbench.causal_lm import load_pretrained
+from mmbench.causal_lm import PRESETS, load_pretrained
 from mmbench.errors import MmbenchError
 from mmbench.llm import packaged_llm
 
-# Preset backbones by the names the E4SRec paper's variants use; any other transformers model
-# name or local folder is loaded as given.
-PRESETS = {
-    "qwen2.5-7b-instruct": "Qwen/Qwen2.5-7B-Instruct",
-    "llama-2-13b": "meta-llama/Llama-2-13b-hf",
-    "llama-3-70b": "meta-llama/Meta-Llama-3-70B",
-}
 PACKAGED = "smollm2-135m"
 TINY = "tiny"  # a randomly initialised two-layer Llama (fixed seed) with the packaged tokenizer
 ID_ENCODERS = ("sasrec", "bert4rec", "gru4rec")

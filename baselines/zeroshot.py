@@ -5,21 +5,41 @@ Candidates: on ``paper-sampled``, the instance's own; on ``next-track``, the fir
 tracks of a retriever (a trained baseline folder or a predictions file), and the final ranking is
 the reranked shortlist followed by the retriever's remaining order (100 distinct ids).
 
+What the model sees never carries the retriever's order: each pass shows the candidates in a
+seeded random order (``order = "given"``, the retriever's or popularity's order, is an ablation),
+``passes`` passes are aggregated by rank (Borda count, as LLMRank's bootstrapping, Hou et al.,
+ECIR 2024), and ties (candidates an answer does not name) are broken by training popularity, then
+track id, a rule that does not depend on the order shown.
+
 Scorers:
 
-- ``likelihood``: the length-normalised log-likelihood of each candidate's line after the
-  prompt. The prompt runs once; its key/value cache is repeated over a batch of candidates.
-- ``verbalizer``: the candidates listed with letters (at most ``group_size`` per prompt), one
-  forward pass, the next-token log-probabilities of the letters (in the spirit of LlamaRec, Yue
-  et al. 2023); ``bootstrap`` shuffled orders are averaged to cancel the position bias.
-- ``listwise``: the model writes a ranking of the numbered shortlist (as in LLMRank, Hou et al.
-  2024), parsed and matched to the candidates; what it leaves out keeps the retriever's order.
+- ``likelihood``: each candidate's log-likelihood after the prompt, per token (``length_norm =
+  "mean"``) or summed, with or without the line's newline; ``calibrate`` subtracts the same
+  candidate's log-likelihood after the prompt with no history (PMI). The prompt runs once; its
+  key/value cache is repeated over a batch of candidates. It scores each candidate apart, so its
+  order cannot matter and one pass is made.
+- ``verbalizer``: the candidates listed with letters, one forward pass, the next-token
+  log-probabilities of the letters (in the spirit of LlamaRec, Yue et al. 2023); ``calibrate``
+  subtracts the letters' log-probabilities under a content-free prompt (every text "N/A";
+  Zhao et al., "Calibrate before use", ICML 2021).
+- ``listwise``: the model writes a ranking of the candidates shown as ``[1]`` .. ``[n]`` (as
+  RankGPT, Sun et al., EMNLP 2023), parsed by :func:`parse_ranking`.
 
-Backends: ``local`` (transformers; the packaged SmolLM2 by default) and ``http`` (an
-OpenAI-compatible server through :class:`mmbench.llm.OpenAIClient`: ``likelihood`` needs a
-server that echoes prompt log-probabilities, ``/v1/completions`` with ``echo`` and ``logprobs``
-as vLLM gives; ``verbalizer`` needs ``logprobs`` of the next token; ``listwise`` only generates).
-Nothing is trained: ``mmbench baseline train zeroshot`` checks and records the settings.
+The verbalizer and listwise see at most ``window`` candidates per prompt; more are ranked by a
+sliding window from the back of the shown order to its front, ``step`` at a time (RankGPT's window
+of 20 and step of 10), so that only candidates that shared a prompt are ever compared and the
+best ``window - step`` reach the top.
+
+Backends: ``local`` (transformers; the packaged SmolLM2 by default, or a preset of the paper's
+backbones) and ``http`` (an OpenAI-compatible server through :class:`mmbench.llm.OpenAIClient`,
+``concurrency`` requests at a time: ``likelihood`` needs a server that echoes prompt
+log-probabilities, ``/v1/completions`` with ``echo`` and ``logprobs`` as vLLM gives; with a local
+``tokenizer`` of the served model, prompts go as token ids and the candidate's tokens are known
+exactly, else they are found by the answer's tokens, which must spell the candidate;
+``verbalizer`` needs ``logprobs`` of the next token, and with a ``tokenizer`` restricts the answer
+to the letters by ``logit_bias`` so that each letter gets a real value; ``listwise`` only
+generates). Nothing is trained: ``mmbench baseline train zeroshot`` checks and records the
+settings.
 """
 
 from __future__ import annotations
@@ -27,21 +47,25 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mmbench.baselines import BaselineSettings
 from mmbench.baselines.data import Benchmark, catalogue_digest, instance_inputs, popularity_order
-from mmbench.causal_lm import CausalLM
+from mmbench.causal_lm import PRESETS, CausalLM
 from mmbench.errors import MmbenchError
+from mmbench.files import write_atomic
 from mmbench.progress import progress_bar
 from mmbench.schema import MAX_PREDICTIONS, mgphot_gene_list
 from mmbench.tracks import normalize_name, track_text
+
+log = logging.getLogger(__name__)
 
 Scorer = Literal["likelihood", "verbalizer", "listwise"]
 SCORERS: tuple[str, ...] = get_args(Scorer)
@@ -51,25 +75,42 @@ LETTERS = "ABCDEFGHIJKLMNOPQRST"
 class Settings(BaselineSettings):
     scorer: Scorer
     backend: Literal["local", "http"]
-    model: str  # local: a folder or Hub name ("" = the packaged SmolLM2); http: the served name
+    model: str  # local: a preset, folder or Hub name ("" = the packaged SmolLM2); http: the served name
     url: str
+    tokenizer: str  # http: a local tokenizer of the served model ("" = none)
     cache: str  # a folder of cached http answers, or ""
     requests_per_second: Annotated[float, Field(ge=0)]  # 0: no limit
+    concurrency: Annotated[int, Field(ge=1, le=256)]  # http requests in flight
     retriever: str  # a trained baseline folder or a predictions file (next-track)
     shortlist: Annotated[int, Field(ge=1, le=MAX_PREDICTIONS)]
     history: Annotated[int, Field(ge=1, le=10_000)]
     completion: bool
     mgphot: bool
-    group_size: Annotated[int, Field(ge=2, le=len(LETTERS))]
-    bootstrap: Annotated[int, Field(ge=1, le=1_000)]
+    order: Literal["shuffled", "given"]
+    passes: Annotated[int, Field(ge=1, le=1_000)]
+    window: Annotated[int, Field(ge=2, le=len(LETTERS))]
+    step: Annotated[int, Field(ge=1, le=len(LETTERS))]
+    calibrate: bool
+    length_norm: Literal["mean", "sum"]
+    newline: bool
     max_new_tokens: Annotated[int, Field(ge=1, le=100_000)]
     batch_size: Annotated[int, Field(ge=1, le=100_000)]
     instances: Annotated[int, Field(ge=0)]  # rerank this many random instances (0: all)
     seed: int
     device: str
 
+    @model_validator(mode="after")
+    def _step_within_window(self) -> Settings:
+        if self.step >= self.window:
+            raise ValueError(f"step ({self.step}) must be smaller than window ({self.window})")
+        return self
+
 
 INSTRUCTION = "A music listener's plays, oldest first. Which track will they play next?"
+# The prompt with no history (the likelihood's PMI) and with no content at all (the verbalizer's
+# calibration): every text "N/A".
+NO_HISTORY = INSTRUCTION + "\nThis session so far:\n(nothing yet)\n"
+CONTENT_FREE = INSTRUCTION + "\nThis session so far:\n- N/A\n"
 
 
 # -- prompts ---------------------------------------------------------------------------------
@@ -134,10 +175,13 @@ def history_prompt(row: dict, texts: TrackTexts, config: Settings) -> str:
 
 
 class LocalModel(CausalLM):
-    """A transformers causal LM on this machine (the packaged SmolLM2 when ``name`` is empty)."""
+    """A transformers causal LM on this machine (the packaged SmolLM2 when ``name`` is empty; a
+    preset name of :data:`mmbench.causal_lm.PRESETS` is its Hub model). A tokenizer that starts
+    every text with a BOS token (Llama's) gets it before each prompt, as the model was trained."""
 
     def __init__(self, name: str, device: str):
-        super().__init__(name, device, f"zero-shot model {name or 'SmolLM2 (packaged)'}")
+        super().__init__(PRESETS.get(name, name), device, f"zero-shot model {name or 'SmolLM2 (packaged)'}")
+        self.prefix: list[int] = self.tokenizer("")["input_ids"]
 
     def continuation_ids(self, prompt_ids: list[int], prompt: str, continuation: str) -> list[int]:
         """The continuation's tokens as the tokenizer splits it after the prompt (encoded
@@ -148,16 +192,18 @@ class LocalModel(CausalLM):
             return joint[len(prompt_ids) :]
         return self.encode(continuation)
 
-    def continuation_logprobs(self, prompt: str, continuations: list[str], batch_size: int) -> list[float]:
-        """Mean log-probability per token of each continuation after ``prompt``."""
-        prompt_ids = self.encode(prompt)
-        tokens = [self.continuation_ids(prompt_ids, prompt, c) for c in continuations]
+    def continuation_logprobs(
+        self, prompt: str, continuations: list[str], batch_size: int
+    ) -> list[tuple[float, int]]:
+        """Each continuation's summed log-probability after ``prompt`` and its number of tokens."""
+        plain = self.encode(prompt)
+        tokens = [self.continuation_ids(plain, prompt, c) for c in continuations]
         scores = []
-        for start, logits in self.continuation_logits(prompt_ids, tokens, batch_size):
+        for start, logits in self.continuation_logits(self.prefix + plain, tokens, batch_size):
             logp = self.torch.log_softmax(logits, -1)
             for b, x in enumerate(tokens[start : start + len(logits)]):
                 total = sum(logp[b, j, x[j]] for j in range(len(x)))
-                scores.append(float(total) / len(x))
+                scores.append((float(total), len(x)))
         return scores
 
     def next_token_logprobs(self, prompt: str, tokens: list[str]) -> list[float]:
@@ -168,75 +214,143 @@ class LocalModel(CausalLM):
             raise MmbenchError("the verbalizer's letters are not single tokens for this model's tokenizer")
         with torch.inference_mode():
             logits = self.model(
-                torch.tensor([self.encode(prompt)], device=self.device), logits_to_keep=1
+                torch.tensor([self.prefix + self.encode(prompt)], device=self.device), logits_to_keep=1
             ).logits[0, -1]
         logp = torch.log_softmax(logits.float(), -1)
         return [float(logp[i[0]]) for i in ids]
 
 
 class HttpModel:
-    """The same three operations through an OpenAI-compatible server."""
+    """The same three operations through an OpenAI-compatible server, ``concurrency`` requests at
+    a time. With ``tokenizer`` (a local tokenizer of the served model, as a folder or Hub name),
+    prompts go as token ids, BOS included where the tokenizer adds one, and the verbalizer's
+    letters are favoured by ``logit_bias`` so that every letter is among the returned ones."""
 
-    def __init__(self, url: str, model: str, cache_folder: str, **client: Any):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        cache_folder: str,
+        tokenizer: str = "",
+        concurrency: int = 1,
+        **client: Any,
+    ):
         from mmbench.llm import AnswerCache, OpenAIClient
 
         cache = AnswerCache(Path(cache_folder)) if cache_folder else None
         self.client = OpenAIClient(url, model, cache=cache, **client)
+        self.concurrency = concurrency
+        self.tokenizer = None
+        if tokenizer:
+            from transformers import AutoTokenizer
 
-    def continuation_logprobs(self, prompt: str, continuations: list[str], batch_size: int) -> list[float]:
-        return [self._echoed(prompt, c) for c in continuations]
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            except (OSError, ValueError) as exc:
+                raise MmbenchError(
+                    f"tokenizer {tokenizer}: cannot load it: {str(exc).splitlines()[0]}"
+                ) from None
+        self.missing_letters = 0  # letters that were not among the returned log-probabilities
 
-    def _echoed(self, prompt: str, continuation: str) -> float:
+    def continuation_logprobs(
+        self, prompt: str, continuations: list[str], batch_size: int
+    ) -> list[tuple[float, int]]:
         # One generated token, not max_tokens=0: llama-cpp-python's server reads 0 as "up to
         # the context"; the generated token is past the candidate and not counted.
-        body = {
-            "prompt": prompt + continuation,
-            "max_tokens": 1,
-            "echo": True,
-            "logprobs": 0,
-            "temperature": 0,
-        }
-        check = functools.partial(echoed_logprob, start=len(prompt), end=len(prompt) + len(continuation))
-        return self.client.request("completions", body, check, "a candidate's log-likelihood")
+        base = {"max_tokens": 1, "echo": True, "logprobs": 0, "temperature": 0}
+        requests = []
+        for continuation in continuations:
+            if self.tokenizer is not None:
+                prompt_ids = self.tokenizer(prompt)["input_ids"]
+                ids = self.tokenizer(prompt + continuation)["input_ids"]
+                if ids[: len(prompt_ids)] != prompt_ids or len(ids) == len(prompt_ids):
+                    raise MmbenchError(
+                        f"the tokenizer splits the prompt differently when {continuation!r} follows it; "
+                        "the candidate's tokens cannot be told apart"
+                    )
+                check = functools.partial(echoed_token_logprobs, start=len(prompt_ids), end=len(ids))
+                requests.append(({**base, "prompt": ids}, check))
+            else:
+                check = functools.partial(echoed_logprob, prompt=prompt, continuation=continuation)
+                requests.append(({**base, "prompt": prompt + continuation}, check))
+        return self.client.request_many(
+            "completions", requests, "a candidate's log-likelihood", self.concurrency
+        )
 
     def next_token_logprobs(self, prompt: str, tokens: list[str]) -> list[float]:
-        body = {"prompt": prompt, "max_tokens": 1, "logprobs": 20, "temperature": 0}
+        body: dict[str, Any] = {"prompt": prompt, "max_tokens": 1, "logprobs": 20, "temperature": 0}
+        if self.tokenizer is not None:
+            ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in tokens]
+            if any(len(i) != 1 for i in ids):
+                raise MmbenchError("the verbalizer's letters are not single tokens for this tokenizer")
+            body["logit_bias"] = {str(i[0]): 100 for i in ids}
         check = functools.partial(next_token_logprobs, tokens=tokens)
-        return self.client.request("completions", body, check, "the verbalizer's letters")
+        values, missing = self.client.request("completions", body, check, "the verbalizer's letters")
+        self.missing_letters += missing
+        return values
 
     def generate(self, messages: list[dict], max_new_tokens: int) -> str:
         body = {"messages": messages, "max_tokens": max_new_tokens, "temperature": 0}
         return self.client.request("chat/completions", body, chat_text, "a listwise ranking")
 
 
-def echoed_logprob(answer: dict, start: int, end: int) -> float:
-    """From a ``/v1/completions`` answer with ``echo`` and ``logprobs`` (the legacy OpenAI format
-    of vLLM and llama.cpp: each token's ``text_offset`` and ``token_logprobs``): the mean
-    log-probability of the tokens that start in the characters ``[start, end)`` (the
-    candidate's text; generated tokens after it are not counted). ValueError when the answer has none."""
+def _echoed(answer: dict) -> tuple[list[str], list[float | None]]:
     try:
         logprobs = answer["choices"][0]["logprobs"]
-        pairs = list(zip(logprobs["text_offset"], logprobs["token_logprobs"], strict=True))
+        tokens, values = list(logprobs["tokens"]), list(logprobs["token_logprobs"])
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ValueError(
             f"no prompt log-probabilities in the answer ({exc!r}); the server must echo them"
         ) from None
-    mine = [v for offset, v in pairs if start <= offset < end and v is not None]
-    if not mine:
+    if len(tokens) != len(values):
+        raise ValueError("the answer's tokens and log-probabilities differ in number")
+    return tokens, values
+
+
+def echoed_logprob(answer: dict, prompt: str, continuation: str) -> tuple[float, int]:
+    """From a ``/v1/completions`` answer with ``echo`` and ``logprobs`` (the legacy OpenAI format
+    of vLLM and llama.cpp): the summed log-probability of the continuation's tokens and their
+    number. The tokens are found by their texts, not by the answer's ``text_offset``, which a
+    server may count from a BOS token's text: the echoed tokens must spell (after any leading
+    special token) ``prompt + continuation``, and the continuation must start and end on token
+    boundaries; else ValueError, so that no candidate is ever scored by another's tokens."""
+    tokens, values = _echoed(answer)
+    spelled = "".join(tokens)
+    lead = spelled.find(prompt + continuation)
+    if lead < 0:
+        raise ValueError("the echoed tokens do not spell the prompt and the candidate")
+    start, end = lead + len(prompt), lead + len(prompt) + len(continuation)
+    edges = np.cumsum([0] + [len(t) for t in tokens])
+    if start not in edges or end not in edges:
+        raise ValueError("a token spans the prompt and the candidate: its log-probability cannot be split")
+    first, last = int(np.searchsorted(edges, start)), int(np.searchsorted(edges, end))
+    mine = values[first:last]
+    if not mine or any(v is None for v in mine):
         raise ValueError("the echoed log-probabilities do not cover the candidate")
-    return sum(mine) / len(mine)
+    return float(sum(mine)), len(mine)  # type: ignore[arg-type]
 
 
-def next_token_logprobs(answer: dict, tokens: list[str]) -> list[float]:
+def echoed_token_logprobs(answer: dict, start: int, end: int) -> tuple[float, int]:
+    """The summed log-probability of the prompt tokens ``[start, end)`` (a prompt sent as token
+    ids, so the answer's tokens are the ones sent) and their number; ValueError when missing."""
+    _, values = _echoed(answer)
+    mine = values[start:end]
+    if len(mine) != end - start or any(v is None for v in mine):
+        raise ValueError("the echoed log-probabilities do not cover the candidate")
+    return float(sum(mine)), len(mine)  # type: ignore[arg-type]
+
+
+def next_token_logprobs(answer: dict, tokens: list[str]) -> tuple[list[float], int]:
     """From a ``/v1/completions`` answer with ``logprobs``: the log-probability of each of
-    ``tokens`` as the first generated token; a token outside the returned top ones gets one less
-    than the least of them. ValueError when the answer has none."""
+    ``tokens`` as the first generated token, and how many were not among the returned top ones
+    (each of those gets one less than the least returned: a tie, counted so it can be reported).
+    ValueError when the answer has none."""
     try:
         top = answer["choices"][0]["logprobs"]["top_logprobs"][0]
         floor = min(top.values()) - 1.0
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ValueError(f"no next-token log-probabilities in the answer ({exc!r})") from None
-    return [float(top.get(t, floor)) for t in tokens]
+    return [float(top.get(t, floor)) for t in tokens], sum(t not in top for t in tokens)
 
 
 def chat_text(answer: dict) -> str:
@@ -251,18 +365,13 @@ def make_model(config: Settings) -> LocalModel | HttpModel:
     """The configured backend."""
     if config.backend == "local":
         return LocalModel(config.model, config.device)
-    return HttpModel(*_http_settings(config), config.cache, requests_per_second=config.requests_per_second)
+    return HttpModel(
+        *_http_settings(config), config.cache, tokenizer=config.tokenizer, concurrency=config.concurrency,
+        requests_per_second=config.requests_per_second,
+    )  # fmt: skip
 
 
 # -- scorers ---------------------------------------------------------------------------------
-
-
-def score_likelihood(
-    model: Any, prompt: str, lines: list[str], config: Settings, rng: np.random.Generator
-) -> np.ndarray:
-    """Length-normalised log-likelihood of each candidate line after the prompt."""
-    prompt = prompt + "Next track:\n"
-    return np.asarray(model.continuation_logprobs(prompt, [f"{line}\n" for line in lines], config.batch_size))
 
 
 def verbalizer_prompt(prompt: str, lines: list[str]) -> str:
@@ -270,48 +379,59 @@ def verbalizer_prompt(prompt: str, lines: list[str]) -> str:
     return f"{prompt}Candidates:\n{options}Answer with the letter of the next track.\nAnswer:"
 
 
-def score_verbalizer(
-    model: Any, prompt: str, lines: list[str], config: Settings, rng: np.random.Generator
-) -> np.ndarray:
-    """Mean over ``bootstrap`` shuffled orders of each candidate's letter log-probability, groups
-    of at most ``group_size`` candidates (the scores of different groups are on one scale only
-    roughly: each group's letters compete among themselves)."""
-    scores = np.zeros(len(lines))
-    size = min(config.group_size, len(LETTERS))
-    for start in range(0, len(lines), size):
-        group = np.arange(start, min(start + size, len(lines)))
-        for b in range(config.bootstrap):
-            order = group if b == 0 else rng.permutation(group)
-            letters = [f" {LETTERS[i]}" for i in range(len(order))]
-            logp = model.next_token_logprobs(verbalizer_prompt(prompt, [lines[i] for i in order]), letters)
-            scores[order] += np.asarray(logp) / config.bootstrap
-    return scores
+def listwise_messages(prompt: str, lines: list[str]) -> list[dict]:
+    options = "".join(f"[{i + 1}] {line}\n" for i, line in enumerate(lines))
+    return [{
+        "role": "user",
+        "content": f"{prompt}Candidates:\n{options}Rank all {len(lines)} candidates from most to least likely "
+        "to be played next. Answer only with their identifiers, most likely first, in the form [2] > [1] > [3].",
+    }]  # fmt: skip
 
 
-def parse_ranking(text: str, lines: list[str]) -> list[int]:
-    """The candidates (indices into ``lines``) in the order the answer names them, each once.
+# Typographic forms a model writes for the prompt's plain characters.
+_PLAIN = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2018": "'", "\u2019": "'",
+                        "\u201c": '"', "\u201d": '"'})  # fmt: skip
 
-    Each answer line is read after its list marker (``3.``, ``3)``, ``-``). Where it holds
-    candidates' texts, whole words only (case, spacing and Unicode forms ignored; a trailing
-    ``[...]``, the MGPHot genes, not needed; a text inside a longer candidate's not counted),
-    those candidates in the order written, candidates with the same text in turn. A line made
-    only of numbers and separators, after at most a two-word label (``Ranking: 3, 1``), names
-    the candidates of those numbers (1..n). Other lines (prose, tracks the model made up) name
-    none. So ``3, 1, 7`` and a list that writes the tracks out (``1. Artist - Title``) both
-    parse, and the list's own numbering is never taken for candidates: small models answer with
-    a numbered list of titles.
+
+def _answer_form(text: str) -> str:
+    return normalize_name(text.translate(_PLAIN))
+
+
+def parse_ranking(text: str, lines: list[str]) -> tuple[list[int], int]:
+    """The candidates (indices into ``lines``) in the order the answer names them, each once, and
+    the number of answer lines that look like a track (``x - y`` or ``title by artist``) but name
+    none of them (made-up tracks).
+
+    An answer in the asked form (``[3] > [1] > ...``) is read by its bracketed identifiers (1..n;
+    others are ignored). Otherwise each answer line is read after its list marker (``3.``,
+    ``3)``, ``-``): where it holds candidates' texts, whole words only (case, spacing, Unicode
+    forms, en dashes and curly quotes ignored; ``title by artist`` read as ``artist - title``; a
+    trailing ``[...]``, the MGPHot genes, not needed; a text inside a longer candidate's not
+    counted), those candidates in the order written, candidates with the same text in turn. A
+    line made only of numbers and separators, after at most a two-word label ending in a colon
+    (``Ranking: 3, 1``), names the candidates of those numbers (1..n). Other lines name none, so a
+    list's own numbering and a name with a number in it (``1. Maroon 5``) are never read as
+    candidate numbers.
     """
+    bracketed = [int(k) - 1 for k in re.findall(r"\[(\d+)\]", text)]
+    if bracketed:
+        return [i for i in dict.fromkeys(bracketed) if 0 <= i < len(lines)], 0
     same_text: dict[str, list[int]] = {}
     for i, line in enumerate(lines):
-        same_text.setdefault(normalize_name(re.sub(r"\s*\[[^\]]*\]\s*$", "", line)), []).append(i)
+        plain = _answer_form(re.sub(r"\s*\[[^\]]*\]\s*$", "", line))
+        same_text.setdefault(plain, []).append(i)
+        artist, dash, title = plain.partition(" - ")
+        if dash:
+            same_text.setdefault(f"{title} by {artist}", []).append(i)
     patterns = [
         (re.compile(rf"(?<!\w){re.escape(t)}(?!\w)"), indices)
         for t, indices in sorted(same_text.items(), key=lambda x: -len(x[0]))
         if t
     ]
     seen: list[int] = []
+    made_up = 0
     for answer_line in text.splitlines():
-        rest = normalize_name(re.sub(r"^\s*(?:\d+[.):]|[-*•])(?:\s+|$)", "", answer_line))
+        rest = _answer_form(re.sub(r"^\s*(?:\d+[.):]|[-*•])(?:\s+|$)", "", answer_line))
         found: list[tuple[int, int]] = []  # (where in the line, candidate)
         spans: list[tuple[int, int]] = []
         for pattern, indices in patterns:  # longest first: a text inside a longer one is not it
@@ -324,37 +444,114 @@ def parse_ranking(text: str, lines: list[str]) -> list[int]:
                     found.append((match.start(), free[0]))
         if found:
             named = [i for _, i in sorted(found)]
-        elif numbers := re.fullmatch(r"(?:[^\W\d]+ ?){0,2}:?\s*([\d\s,;.#()\[\]>|/-]+)", rest):
+        elif numbers := re.fullmatch(r"(?:(?:[^\W\d]+ ?){1,2}:\s*)?([\d\s,;.#()>|/-]+)", rest):
             named = [int(k) - 1 for k in re.findall(r"\d+", numbers[1]) if 1 <= int(k) <= len(lines)]
         else:
             named = []
+            made_up += bool(re.search(r"\w - \w|\w by \w", rest))
         seen += [i for i in dict.fromkeys(named) if i not in seen]
-    return seen
+    return seen, made_up
 
 
-def score_listwise(
-    model: Any, prompt: str, lines: list[str], config: Settings, rng: np.random.Generator
-) -> np.ndarray:
-    """Scores from the model's written ranking: the first named gets the highest; candidates it
-    leaves out score below all named ones, keeping their given order."""
-    options = "".join(f"{i + 1}. {line}\n" for i, line in enumerate(lines))
-    messages = [{
-        "role": "user",
-        "content": f"{prompt}Candidates:\n{options}Rank all {len(lines)} candidates from most to least likely "
-        "to be played next. Answer with their numbers only, separated by commas.",
-    }]  # fmt: skip
-    ranking = parse_ranking(model.generate(messages, config.max_new_tokens), lines)
-    scores = -np.arange(len(lines), dtype=float) - len(lines)  # unnamed: given order, below all named
-    for place, i in enumerate(ranking):
-        scores[i] = -place
-    return scores
+class ZeroShotScorer:
+    """One model's scorer with the run's settings: the passes over shuffled orders, the sliding
+    window, the calibrations (cached: a content-free prompt per number of letters, a track's
+    likelihood with no history), and counts of what the answers did (:attr:`stats`)."""
 
+    def __init__(self, model: Any, config: Settings):
+        self.model, self.config = model, config
+        self._no_history: dict[str, tuple[float, int]] = {}
+        self._letter_prior: dict[int, np.ndarray] = {}
+        self.stats = {"prompts": 0, "candidates_shown": 0, "candidates_named": 0, "answers_naming_none": 0,
+                      "made_up_lines": 0}  # fmt: skip
 
-SCORER_FUNCTIONS = {
-    "likelihood": score_likelihood,
-    "verbalizer": score_verbalizer,
-    "listwise": score_listwise,
-}
+    def likelihood(self, prompt: str, lines: list[str]) -> np.ndarray:
+        """Each candidate's log-likelihood after the prompt (per token or summed; minus its
+        likelihood with no history when calibrated)."""
+        config, model = self.config, self.model
+        texts = [f"{line}\n" if config.newline else line for line in lines]
+        scored = model.continuation_logprobs(prompt + "Next track:\n", texts, config.batch_size)
+        totals = np.asarray([s for s, _ in scored])
+        counts = np.asarray([n for _, n in scored], dtype=float)
+        if config.calibrate:
+            todo = [t for t in dict.fromkeys(texts) if t not in self._no_history]
+            if todo:
+                found = model.continuation_logprobs(NO_HISTORY + "Next track:\n", todo, config.batch_size)
+                self._no_history.update(zip(todo, found, strict=True))
+            totals = totals - np.asarray([self._no_history[t][0] for t in texts])
+        self.stats["prompts"] += 1
+        return totals / counts if config.length_norm == "mean" else totals
+
+    def verbalizer(self, prompt: str, lines: list[str]) -> np.ndarray:
+        """The letters' next-token log-probabilities for the candidates shown in this order
+        (minus the content-free prompt's when calibrated)."""
+        letters = [f" {LETTERS[i]}" for i in range(len(lines))]
+        scores = np.asarray(self.model.next_token_logprobs(verbalizer_prompt(prompt, lines), letters))
+        if self.config.calibrate:
+            if len(lines) not in self._letter_prior:
+                free = verbalizer_prompt(CONTENT_FREE, ["N/A"] * len(lines))
+                self._letter_prior[len(lines)] = np.asarray(self.model.next_token_logprobs(free, letters))
+            scores = scores - self._letter_prior[len(lines)]
+        self.stats["prompts"] += 1
+        return scores
+
+    def listwise(self, prompt: str, lines: list[str]) -> np.ndarray:
+        """Scores from the model's written ranking of the candidates shown in this order: the
+        first named highest; the ones it does not name all tie below every named one."""
+        named, made_up = parse_ranking(
+            self.model.generate(listwise_messages(prompt, lines), self.config.max_new_tokens), lines
+        )
+        scores = np.full(len(lines), -float(len(lines)))
+        scores[named] = -np.arange(len(named), dtype=float)
+        self.stats["prompts"] += 1
+        self.stats["candidates_shown"] += len(lines)
+        self.stats["candidates_named"] += len(named)
+        self.stats["answers_naming_none"] += not named
+        self.stats["made_up_lines"] += made_up
+        return scores
+
+    def one_pass(self, prompt: str, lines: list[str], order: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+        """Scores (higher is better, ties allowed) of the candidates shown in ``order``; more
+        than ``window`` go through the sliding window, whose result is their final order."""
+        if self.config.scorer == "likelihood":
+            return self.likelihood(prompt, lines)
+        score = self.verbalizer if self.config.scorer == "verbalizer" else self.listwise
+        window, step = self.config.window, self.config.step
+        current = [int(i) for i in order]
+        start = max(len(current) - window, 0)
+        while True:
+            shown = current[start : start + window]
+            values = score(prompt, [lines[i] for i in shown])
+            if len(current) <= window:
+                scores = np.empty(len(lines))
+                scores[shown] = values
+                return scores
+            ranked = sorted(range(len(shown)), key=lambda j: (-values[j], tiebreak[shown[j]]))
+            current[start : start + window] = [shown[j] for j in ranked]
+            if start == 0:
+                break
+            start = max(start - step, 0)
+        scores = np.empty(len(lines))
+        scores[current] = -np.arange(len(current), dtype=float)
+        return scores
+
+    def rank(
+        self, prompt: str, lines: list[str], rng: np.random.Generator, tiebreak: np.ndarray
+    ) -> list[int]:
+        """The candidates best first: the passes' ranks summed (Borda; tied candidates share
+        their average rank), ties broken by ``tiebreak`` (lower first)."""
+        from scipy.stats import rankdata
+
+        n = len(lines)
+        if self.config.order == "given":
+            orders = [np.arange(n)]
+        else:
+            passes = 1 if self.config.scorer == "likelihood" else self.config.passes
+            orders = [rng.permutation(n) for _ in range(passes)]
+        points = np.zeros(n)
+        for order in orders:
+            points += rankdata(self.one_pass(prompt, lines, order, tiebreak))
+        return sorted(range(n), key=lambda i: (-points[i], tiebreak[i]))
 
 
 # -- the baseline ----------------------------------------------------------------------------
@@ -454,28 +651,31 @@ def rank_instances(
 ) -> tuple[list[str], list[list[str]]]:
     """Every instance's ranking: the scored candidates first, then the rest of the retriever's
     order (next-track) or of the candidates (paper-sampled). ``predict`` is the runner's, which
-    writes a retriever folder's predictions."""
+    writes a retriever folder's predictions. What the answers did and which instances were
+    reranked go to ``zeroshot-TASK-SPLIT.json`` in ``folder``."""
     rows = instance_inputs(data, task, split)
     ids = [r["instance_id"] for r in rows]
+    popularity = popularity_order(data)
+    pop = {t: i for i, t in enumerate(popularity)}
     if task == "next-track":
         if not config.retriever:
             raise MmbenchError("next-track needs a retriever: --set retriever=FOLDER or predictions file")
         base = retriever_rankings(config, data, task, split, ids, folder, predict)
     else:
-        pop = {t: i for i, t in enumerate(popularity_order(data))}
         base = {
             r["instance_id"]: sorted(r["candidates"], key=lambda t: (pop.get(t, len(pop)), t)) for r in rows
         }
     chosen = set(ids)
-    if config.instances:
-        picked = np.random.default_rng(config.seed).choice(
-            len(ids), min(config.instances, len(ids)), replace=False
-        )
+    if config.instances and config.instances < len(ids):
+        picked = np.random.default_rng(config.seed).choice(len(ids), config.instances, replace=False)
         chosen = {ids[i] for i in picked}
+        log.warning(
+            f"zeroshot: {len(chosen)} of {len(ids)} {task} {split} instances reranked; the other "
+            f"{len(ids) - len(chosen)} keep the {'retriever' if task == 'next-track' else 'popularity'} order "
+            "(report the reranked ones: zeroshot-*.json lists them)"
+        )
     texts = TrackTexts(data, config.mgphot)
-    model = make_model(config)
-    scorer = SCORER_FUNCTIONS[config.scorer]
-    popularity = popularity_order(data)
+    scorer = ZeroShotScorer(make_model(config), config)
     rankings = []
     for row in progress_bar(rows, desc=f"zeroshot {config.scorer} {task} {split}", disable=not progress):
         order = base[row["instance_id"]]
@@ -491,24 +691,28 @@ def rank_instances(
             rankings.append(order[:MAX_PREDICTIONS])
             continue
         shortlist = order[: config.shortlist] if task == "next-track" else order
-        if task == "paper-sampled" and config.scorer == "listwise":
-            shortlist = order[: config.shortlist]
         rng = np.random.default_rng([config.seed, len(rankings)])
-        scores = scorer(
-            model, history_prompt(row, texts, config), [texts.line(t) for t in shortlist], config, rng
+        tiebreak = np.asarray([pop.get(t, len(pop)) for t in shortlist])
+        best = scorer.rank(
+            history_prompt(row, texts, config), [texts.line(t) for t in shortlist], rng, tiebreak
         )
-        best = [shortlist[i] for i in np.argsort(-scores, kind="stable")]
-        rankings.append((best + [t for t in order if t not in set(best)])[:MAX_PREDICTIONS])
+        ranked = [shortlist[i] for i in best]
+        rankings.append((ranked + [t for t in order if t not in set(ranked)])[:MAX_PREDICTIONS])
+    if folder is not None:
+        stats = {**scorer.stats, "letters_without_value": getattr(scorer.model, "missing_letters", 0)}
+        record = {"task": task, "split": split, "reranked": sorted(chosen), **stats}
+        write_atomic(folder / f"zeroshot-{task}-{split}.json", json.dumps(record, indent=1) + "\n")
     return ids, rankings
 
 
 def position_bias(model: Any, prompt: str, lines: list[str], config: Settings) -> float:
-    """Kendall's tau between the scores of the candidates given in one order and in the reverse
-    order (1: the order does not matter)."""
+    """Kendall's tau between the scores of the candidates shown in one order and in the reverse
+    order, one pass each: 1 when the place a candidate is shown at does not move its score (the
+    likelihood's, which scores each candidate apart), lower the more the place matters."""
     from scipy.stats import kendalltau
 
-    scorer = SCORER_FUNCTIONS[config.scorer]
-    rng = np.random.default_rng(config.seed)
-    forward = scorer(model, prompt, lines, config, rng)
-    backward = scorer(model, prompt, lines[::-1], config, rng)[::-1]
+    scorer = ZeroShotScorer(model, config)
+    n = len(lines)
+    forward = scorer.one_pass(prompt, lines, np.arange(n), np.arange(n))
+    backward = scorer.one_pass(prompt, lines, np.arange(n)[::-1], np.arange(n))
     return float(kendalltau(forward, backward).statistic)

@@ -23,6 +23,14 @@ from mmbench.devices import resolve_device
 from mmbench.errors import MmbenchError
 from mmbench.llm import packaged_llm
 
+# The seed paper's backbones by short names (the E4SRec variants and the zero-shot rankers take
+# them); any other transformers model name or local folder is loaded as given.
+PRESETS = {
+    "qwen2.5-7b-instruct": "Qwen/Qwen2.5-7B-Instruct",
+    "llama-2-13b": "meta-llama/Llama-2-13b-hf",
+    "llama-3-70b": "meta-llama/Meta-Llama-3-70B",
+}
+
 
 @contextlib.contextmanager
 def _gguf_bar_off() -> Iterator[None]:
@@ -109,11 +117,16 @@ class CausalLM:
                 yield start, torch.cat([first.expand(len(batch), 1, -1), logits], dim=1)
 
     def generate(self, messages: list[dict], max_new_tokens: int) -> str:
-        """Greedy chat completion."""
+        """Greedy chat completion; a model with no chat template (a base model) reads the
+        messages' texts as one plain prompt."""
         torch = self.torch
-        ids = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
+        if self.tokenizer.chat_template is None:
+            plain = "\n\n".join(m["content"] for m in messages) + "\n"
+            ids = self.tokenizer(plain, return_tensors="pt")
+        else:
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
         ids = {k: v.to(self.device) for k, v in ids.items()}
         with torch.inference_mode():
             out = self.model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)

@@ -8,6 +8,7 @@ import http.client
 import importlib.util
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -96,6 +97,7 @@ class OpenAIClient:
         self.interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
         self.retries, self.timeout, self.cache = retries, timeout, cache
         self._last = 0.0
+        self._lock = threading.Lock()  # requests may run in threads: the spacing and the cache
 
     def check_reachable(self) -> None:
         """MmbenchError unless the server answers at all (``GET /models``; an HTTP error counts as
@@ -130,15 +132,17 @@ class OpenAIClient:
                 pass  # a stored answer this check refuses: ask again, and the new answer replaces it
         problem = ""
         for attempt in range(self.retries + 1):
-            wait = self._last + self.interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last = time.monotonic()
+            with self._lock:
+                wait = self._last + self.interval - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                self._last = time.monotonic()
             try:
                 answer = self._post(endpoint, body)
                 result = check(answer)
                 if self.cache is not None:
-                    self.cache.add(key, key, answer)
+                    with self._lock:
+                        self.cache.add(key, key, answer)
                 return result
             except urllib.error.HTTPError as exc:
                 problem = f"HTTP {exc.code} {exc.reason}"
@@ -151,6 +155,18 @@ class OpenAIClient:
         raise MmbenchError(
             f"{self.base}/{endpoint}: no valid answer for {what} after {attempt + 1} tries: {problem}"
         )
+
+    def request_many(
+        self, endpoint: str, requests: list[tuple[dict, Callable[[dict], T]]], what: str, concurrency: int = 1
+    ) -> list[T]:
+        """:meth:`request` for each ``(body, check)``, up to ``concurrency`` in flight (the rate
+        limit still spaces them); the results in the order given."""
+        if concurrency <= 1 or len(requests) <= 1:
+            return [self.request(endpoint, body, check, what) for body, check in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            return list(pool.map(lambda r: self.request(endpoint, r[0], r[1], what), requests))
 
 
 def save_packaged_llm(folder: Path) -> Path:
