@@ -27,12 +27,13 @@ Scorers:
 
 The verbalizer and listwise see at most ``window`` candidates per prompt; more are ranked by a
 sliding window from the back of the shown order to its front, ``step`` at a time (RankGPT's window
-of 20 and step of 10), so that only candidates that shared a prompt are ever compared and the
-best ``window - step`` reach the top.
+of 20 and step of 10): the model only ever compares candidates that share a prompt, and the best
+``window - step`` of a consistent scorer reach the top (below them, candidates that never shared
+a prompt stay where the windows left them).
 
 Backends: ``local`` (transformers; the packaged SmolLM2 by default, or a preset of the paper's
-backbones) and ``http`` (an OpenAI-compatible server through :class:`mmbench.llm.OpenAIClient`,
-``concurrency`` requests at a time: ``likelihood`` needs a server that echoes prompt
+backbones) and ``http`` (an OpenAI-compatible server through :class:`mmbench.llm.OpenAIClient`;
+the likelihood's per-candidate requests go ``concurrency`` at a time): ``likelihood`` needs a server that echoes prompt
 log-probabilities, ``/v1/completions`` with ``echo`` and ``logprobs`` as vLLM gives; with a local
 ``tokenizer`` of the served model, prompts go as token ids and the candidate's tokens are known
 exactly, else they are found by the answer's tokens, which must spell the candidate;
@@ -209,20 +210,22 @@ class LocalModel(CausalLM):
     def next_token_logprobs(self, prompt: str, tokens: list[str]) -> list[float]:
         """Log-probabilities of the next token being each of ``tokens`` (one token each)."""
         torch = self.torch
-        ids = [self.encode(t) for t in tokens]
+        plain = self.encode(prompt)
+        # Each token as the tokenizer writes it after the prompt (SentencePiece joins the space).
+        ids = [self.continuation_ids(plain, prompt, t) for t in tokens]
         if any(len(i) != 1 for i in ids):
             raise MmbenchError("the verbalizer's letters are not single tokens for this model's tokenizer")
         with torch.inference_mode():
             logits = self.model(
-                torch.tensor([self.prefix + self.encode(prompt)], device=self.device), logits_to_keep=1
+                torch.tensor([self.prefix + plain], device=self.device), logits_to_keep=1
             ).logits[0, -1]
         logp = torch.log_softmax(logits.float(), -1)
         return [float(logp[i[0]]) for i in ids]
 
 
 class HttpModel:
-    """The same three operations through an OpenAI-compatible server, ``concurrency`` requests at
-    a time. With ``tokenizer`` (a local tokenizer of the served model, as a folder or Hub name),
+    """The same three operations through an OpenAI-compatible server (a prompt's candidates'
+    likelihood requests ``concurrency`` at a time). With ``tokenizer`` (a local tokenizer of the served model, as a folder or Hub name),
     prompts go as token ids, BOS included where the tokenizer adds one, and the verbalizer's
     letters are favoured by ``logit_bias`` so that every letter is among the returned ones."""
 
@@ -317,12 +320,19 @@ def echoed_logprob(answer: dict, prompt: str, continuation: str) -> tuple[float,
     tokens, values = _echoed(answer)
     spelled = "".join(tokens)
     lead = spelled.find(prompt + continuation)
+    # Asking again cannot change either: an error that names the way out, not a retry.
     if lead < 0:
-        raise ValueError("the echoed tokens do not spell the prompt and the candidate")
+        raise MmbenchError(
+            f"the echoed tokens do not spell the prompt and the candidate {continuation.strip()!r} (a server "
+            "may write a character split across tokens as a placeholder); set tokenizer= to send token ids"
+        )
     start, end = lead + len(prompt), lead + len(prompt) + len(continuation)
     edges = np.cumsum([0] + [len(t) for t in tokens])
     if start not in edges or end not in edges:
-        raise ValueError("a token spans the prompt and the candidate: its log-probability cannot be split")
+        raise MmbenchError(
+            f"a token spans the prompt and the candidate {continuation.strip()!r}: its log-probability "
+            "cannot be split; set tokenizer= to send token ids"
+        )
     first, last = int(np.searchsorted(edges, start)), int(np.searchsorted(edges, end))
     mine = values[first:last]
     if not mine or any(v is None for v in mine):
@@ -334,6 +344,10 @@ def echoed_token_logprobs(answer: dict, start: int, end: int) -> tuple[float, in
     """The summed log-probability of the prompt tokens ``[start, end)`` (a prompt sent as token
     ids, so the answer's tokens are the ones sent) and their number; ValueError when missing."""
     _, values = _echoed(answer)
+    if len(values) not in (end, end + 1):  # the prompt sent, and the one token generated
+        raise MmbenchError(
+            f"the server echoed {len(values)} tokens for a prompt of {end}: it does not read the token ids as sent"
+        )
     mine = values[start:end]
     if len(mine) != end - start or any(v is None for v in mine):
         raise ValueError("the echoed log-probabilities do not cover the candidate")

@@ -11,8 +11,8 @@ Steps (each one's output is kept in ``--out``, so an interrupted run resumes):
    the likelihood's ``length_norm`` x ``newline`` x ``calibrate`` (PMI) and the verbalizer's
    ``calibrate``; the best validation NDCG@10 of each scorer is taken. Nothing is chosen on test.
 3. Test rows through the CLI (``mmbench baseline train zeroshot`` / ``predict``), each on a fixed
-   random subset of instances (``instances=N``, seed 0: every row of a task reranks the same
-   ones), reported over those instances only, beside the retriever on the same instances: each
+   random subset of instances (``instances=N``, seed 0: rows of the same size rerank the same
+   ones; listwise, the slowest, fewer), reported over those instances only, beside the retriever on the same instances: each
    scorer shuffled (the verbalizer with ``--passes`` passes), and shown in the given order (one
    pass, the ablation); on paper-sampled, the 200 candidates of each instance against pop.
    Paired comparisons (randomization test, Holm over the three metrics) of each row with the
@@ -142,7 +142,8 @@ def choose(args: argparse.Namespace, retriever: Path) -> dict[str, Any]:
     rows = [rows[i] for i in sorted(picked)]
     ids = [r["instance_id"] for r in rows]
     base_config = model_config("zeroshot").replace(retriever=str(retriever))
-    base = zs.retriever_rankings(base_config, data, "next-track", "validation", ids, None, predict)
+    # sasrec's predictions leave the prefix out already (the build's rule), as rank_instances would.
+    base = zs.retriever_rankings(base_config, data, "next-track", "validation", ids, args.out, predict)
     pop = {t: i for i, t in enumerate(popularity_order(data))}
     texts, model = zs.TrackTexts(data, mgphot=False), local_model()
     results: dict[str, Any] = {"instances": len(ids), "likelihood": [], "verbalizer": []}
@@ -391,8 +392,8 @@ def main() -> None:
             f"\n{task} test, each row over its reranked instances, beside {against_name} on the same ones "
             "(NDCG@10, Recall@10, MRR@10 with 95% bootstrap intervals; B - A: NDCG@10 difference, "
             "paired randomization p, Holm over the three metrics, * significant):\n",
-            f"| scorer | instances | NDCG@10 | Recall@10 | MRR@10 | {against_name} NDCG@10 | B - A vs {against_name.split(' ')[0]} | shuffled - given | candidates named | wall time |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            f"| scorer | instances | NDCG@10 | Recall@10 | MRR@10 | {against_name} NDCG@10 | B - A vs {against_name.split(' ')[0]} | shuffled - given | candidates named |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         scored = {}
         for name in names:
@@ -404,9 +405,10 @@ def main() -> None:
             run, (mine, ref) = runs[name], scored[name]
             given = name.replace(" (paper-sampled)", "").split(",")[0]
             partner = next((n for n in names if n != name and n.startswith(f"{given}, given order")), None)
-            versus = (
-                paired(scored[partner][0]["ranks"], mine["ranks"]) if partner and "given" not in name else ""
-            )
+            versus = ""
+            if partner and "given" not in name:
+                assert runs[partner]["reranked"] == run["reranked"], (name, partner)
+                versus = paired(scored[partner][0]["ranks"], mine["ranks"])
             named = (
                 f"{run['candidates_named'] / run['candidates_shown']:.0%}" if run["candidates_shown"] else ""
             )
@@ -417,7 +419,7 @@ def main() -> None:
             )
             out.append(
                 f"| `{name}` | {mine['n']} | " + " | ".join(cell(mine["metrics"], m) for m in METRICS)
-                + f" | {ref['metrics']['ndcg@10']['value']:.4f} | {paired(ref['ranks'], mine['ranks'])} | {versus} | {named}{extra} | {run['seconds']:.0f} s |"
+                + f" | {ref['metrics']['ndcg@10']['value']:.4f} | {paired(ref['ranks'], mine['ranks'])} | {versus} | {named}{extra} |"
             )  # fmt: skip
     bias = position_bias(args, sasrec)
     out += [

@@ -363,12 +363,14 @@ def test_vllm_logprob_answers_are_read():
     merged = {"choices": [{"logprobs": {
         "tokens": ["Next", " track", ":", "\nA", " -", " B", "\n"], "token_logprobs": [None, -1, -1, -1, -1, -1, -1],
     }}]}  # fmt: skip
-    with pytest.raises(ValueError, match="spans the prompt and the candidate"):
+    with pytest.raises(MmbenchError, match="spans the prompt and the candidate"):
         zeroshot.echoed_logprob(merged, prompt, candidate)
-    with pytest.raises(ValueError, match="do not spell"):
+    with pytest.raises(MmbenchError, match="do not spell"):
         zeroshot.echoed_logprob(echoed, prompt, "C - D\n")
     # Sent as token ids, the candidate's tokens are the ones at the positions sent.
     assert zeroshot.echoed_token_logprobs(echoed, 3, 7) == (pytest.approx(-2.0), 4)
+    with pytest.raises(MmbenchError, match="does not read the token ids as sent"):  # a BOS added to the ids
+        zeroshot.echoed_token_logprobs(with_bos, 3, 7)
     top = {"choices": [{"logprobs": {"top_logprobs": [{" A": -0.1, " C": -3.0}]}}]}
     assert zeroshot.next_token_logprobs(top, [" A", " B", " C"]) == ([-0.1, -4.0, -3.0], 1)
     for bad in ({}, {"choices": [{"text": "x"}]}):
