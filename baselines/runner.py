@@ -194,6 +194,7 @@ def predict(
             )
             for row in progress_bar(inputs, desc=desc, disable=not progress)
         ]
+    out.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the predictions is made
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for instance_id, ranking in zip(ids, ranked, strict=True):
             f.write(json.dumps({"instance_id": instance_id, "predictions": ranking}) + "\n")

@@ -55,6 +55,13 @@ def test_predictions_are_valid_and_repeat_listening_pays(trained, sample_build):
     assert scores["pop"] == pytest.approx(expected, abs=1e-12)
 
 
+def test_predictions_go_into_a_new_folder(trained, tmp_path):
+    out = tmp_path / "new" / "deeper" / "pop.jsonl"
+    result = run_cli("baseline", "predict", str(trained["pop"].with_suffix("")), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == trained["pop"].read_bytes()
+
+
 def test_same_inputs_same_bytes(trained, tmp_path):
     again = tmp_path / "sknn.jsonl"
     result = run_cli("baseline", "predict", str(trained["sknn"].with_suffix("")), "--out", str(again))
