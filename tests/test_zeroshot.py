@@ -106,7 +106,7 @@ def _letter_logprobs(local_model, prompt: str, n: int) -> np.ndarray:
 @pytest.mark.llm
 def test_the_verbalizer_reads_the_letters_next_token_logprobs(local_model):
     history, lines = "This session so far:\n- A - B\n", ["C - D", "E - F", "G - H"]
-    scores = zeroshot.ZeroShotScorer(local_model, _config()).verbalizer(history, lines)
+    scores = zeroshot.ZeroShotScorer(local_model, _config(calibrate=False)).verbalizer(history, lines)
     expected = _letter_logprobs(local_model, zeroshot.verbalizer_prompt(history, lines), 3)
     assert scores == pytest.approx(expected, abs=1e-5)
     # Calibrated: minus the letters' log-probabilities when every text is "N/A".
@@ -170,7 +170,7 @@ def test_every_pass_shows_a_seeded_permutation_and_windows_never_mix():
     lines = [f"Artist {i} - Title {i}" for i in range(25)]
     tiebreak = np.arange(25)
     # Shuffled: each pass's first window shows the candidates of a seeded permutation, not the given order.
-    config = _config(scorer="verbalizer", passes=2, window=10, step=5)
+    config = _config(scorer="verbalizer", passes=2, window=10, step=5, calibrate=False)
     best = zeroshot.ZeroShotScorer(model, config).rank("- A - B\n", lines, np.random.default_rng(3), tiebreak)
     assert sorted(best) == list(range(25))
     rng = np.random.default_rng(3)
@@ -181,9 +181,9 @@ def test_every_pass_shows_a_seeded_permutation_and_windows_never_mix():
     assert _shown(model.prompts[4]) == [lines[i] for i in orders[1][15:]]
     # Given order (the ablation): one pass, the first window is the given order's last 10.
     model.prompts.clear()
-    zeroshot.ZeroShotScorer(model, _config(scorer="verbalizer", order="given", window=10, step=5)).rank(
-        "- A - B\n", lines, np.random.default_rng(3), tiebreak
-    )
+    zeroshot.ZeroShotScorer(
+        model, _config(scorer="verbalizer", order="given", window=10, step=5, calibrate=False)
+    ).rank("- A - B\n", lines, np.random.default_rng(3), tiebreak)
     assert len(model.prompts) == 4 and _shown(model.prompts[0]) == lines[15:]
 
 
@@ -432,7 +432,10 @@ def test_verbalizer_over_llamacpp_matches_the_local_model(local_model, tmp_path)
     orders = [np.arange(5), np.random.default_rng(0).permutation(5)]
 
     def averaged(model) -> np.ndarray:
-        scorer, scores = zeroshot.ZeroShotScorer(model, _config(scorer="verbalizer")), np.zeros(5)
+        scorer, scores = (
+            zeroshot.ZeroShotScorer(model, _config(scorer="verbalizer", calibrate=False)),
+            np.zeros(5),
+        )
         for order in orders:
             scores[order] += scorer.verbalizer(LLAMACPP_PROMPT, [LLAMACPP_LINES[i] for i in order]) / 2
         return scores
