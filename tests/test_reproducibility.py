@@ -26,7 +26,7 @@ def test_two_builds_of_the_same_input_are_byte_identical(fixture_raw, tmp_path):
     outs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        result = build_fixture(fixture_raw, out)
+        result = build_fixture(fixture_raw, out, 'enrich.text_encoder="minilm"')  # the embeddings too
         assert result.returncode == 0, result.stderr
         outs.append(_digests(out))
     parquet = [k for k in outs[0] if k.endswith(".parquet")]
