@@ -240,7 +240,7 @@ def shortlists(args: argparse.Namespace, retriever: Path, n: int) -> tuple[Any, 
 
 BIAS = {
     "likelihood": {"scorer": "likelihood"},
-    "verbalizer": {"scorer": "verbalizer"},
+    "verbalizer": {"scorer": "verbalizer", "calibrate": False},
     "verbalizer, calibrated": {"scorer": "verbalizer", "calibrate": True},
     "listwise": {"scorer": "listwise"},
 }
@@ -366,7 +366,8 @@ def main() -> None:
     out = [
         f"Measured on the sample (fingerprint `{dataset_fingerprint(Path(args.dataset))[:12]}…`) with "
         f"`python benchmarks/zeroshot_results.py --dataset DIR --out DIR2 --validation {args.validation} "
-        f"--test {args.test} --listwise {args.listwise} --paper-sampled {args.paper_sampled} --passes {args.passes}"
+        f"--test {args.test} --listwise {args.listwise} --paper-sampled {args.paper_sampled} --passes {args.passes} "
+        f"--bias {args.bias} --speed {args.speed} --repeats {args.repeats}"
         f"{' --http' if args.http else ''} --docs`, the packaged SmolLM2-135M (fp32, a 2-core CPU).\n",
         f"Choices on {choices['instances']} random next-track validation instances (sasrec's top 20 reranked; "
         f"sasrec alone: NDCG@10 {choices['retriever']:.4f}):\n",
@@ -429,7 +430,13 @@ def main() -> None:
         "| scorer | tau, mean | median |",
         "|---|---|---|",
     ]
-    out += [f"| {name} | {statistics.mean(t):.3f} | {statistics.median(t):.3f} |" for name, t in bias.items()]
+    for name, taus in bias.items():
+        # tau is undefined where a pass's scores are all equal (a listwise answer naming nothing).
+        defined = [t for t in taus if t == t]
+        missing = (
+            f" ({len(taus) - len(defined)} undefined: every score equal)" if len(defined) < len(taus) else ""
+        )
+        out.append(f"| {name} | {statistics.mean(defined):.3f} | {statistics.median(defined):.3f}{missing} |")
     speed = throughput(args, sasrec)
     out += [
         f"\nSpeed with the model loaded (candidates scored per second, one pass over sasrec's top 20 of "
