@@ -52,7 +52,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -69,7 +69,6 @@ from mmbench.tracks import normalize_name, track_text
 log = logging.getLogger(__name__)
 
 Scorer = Literal["likelihood", "verbalizer", "listwise"]
-SCORERS: tuple[str, ...] = get_args(Scorer)
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
 
 
@@ -262,9 +261,9 @@ class HttpModel:
         # the context"; the generated token is past the candidate and not counted.
         base = {"max_tokens": 1, "echo": True, "logprobs": 0, "temperature": 0}
         requests = []
+        prompt_ids = self.tokenizer(prompt)["input_ids"] if self.tokenizer is not None else []
         for continuation in continuations:
             if self.tokenizer is not None:
-                prompt_ids = self.tokenizer(prompt)["input_ids"]
                 ids = self.tokenizer(prompt + continuation)["input_ids"]
                 if ids[: len(prompt_ids)] != prompt_ids or len(ids) == len(prompt_ids):
                     raise MmbenchError(

@@ -146,7 +146,8 @@ class Recipe(Settings):
 
     def section(self, name: str) -> dict[str, Any]:
         """One table of the recipe as plain values, in its order (stage keys, reports)."""
-        return dict(self.model_dump()[name])
+        value = getattr(self, name)
+        return value.model_dump() if isinstance(value, Settings) else dict(value)
 
 
 def enrich_overrides(**values: Any) -> list[str]:
