@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole reads the command line too
+    args.export, args.out = args.export.resolve(), args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.out)  # RecBole writes its log/ and log_tensorboard/ folders in the working directory
     # RecBole reads DATA_PATH/DATASET/DATASET.*: the export's files are named lastfm1k-mm.*
     data_path = args.out / "data"
     data_path.mkdir(exist_ok=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from mmbench.builders.ingest import PLAYS_NAME, PROFILE_NAME
+from mmbench.builders.publish import constraints_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # One MGPHot answer cache for every sample build of the session: the LLM rates each track once.
@@ -122,9 +123,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def code_digest() -> str:
-    """SHA-256 over the package's code and data files (paths and bytes) and pyproject.toml: what a
-    sample build depends on besides the installed packages."""
-    digest = hashlib.sha256()
+    """SHA-256 over the package's code and data files (paths and bytes), pyproject.toml and the
+    installed runtime packages' versions (the build's ``constraints.txt``): what a sample build
+    depends on. A cache kept across environments (CI machines keep ``~/.cache``) must not hand a
+    build made with other package versions to a test that compares it with a fresh one."""
+    digest = hashlib.sha256(f"{sys.version}\0{constraints_text()}\0".encode())
     files = [ROOT / "pyproject.toml"]
     for folder in ("mmbench", "builders", "baselines"):
         files += sorted(
