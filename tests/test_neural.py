@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from conftest import run_cli
 from mmbench.baselines import bert4rec, gru4rec, sasrec, training
@@ -309,6 +310,50 @@ def test_training_windows_of_a_hand_made_user():
     _, targets = training.next_item_targets(torch.as_tensor(windows))
     assert sorted(t for t in targets.flatten().tolist() if t) == [2, 3, 4, 5, 6, 7, 9]
     assert training.cut_windows([[5]], max_len=3).shape == (0, 4)  # one play: nothing to predict
+
+
+def test_targets_last_keeps_each_users_last_window_only():
+    # The E4SRec originals' choice: a user's last max_len plays are the targets.
+    windows = training.cut_windows([[1, 2, 3, 4, 5, 6, 7], [8, 9], [10]], max_len=3, last=True)
+    assert windows.tolist() == [[4, 5, 6, 7], [0, 0, 8, 9]]
+
+
+def test_learning_rate_warms_up_linearly_then_follows_its_schedule():
+    config = model_config("sasrec").replace(warmup=0.2, schedule="cosine")
+    factor = training.learning_rate_factor(config, total_steps=10)
+    values = [factor(step) for step in range(10)]
+    assert values[:2] == [0.5, 1.0]  # 2 warmup steps
+    # Cosine from the end of the warmup to 0 after the last step: step 2 is done = 0, step 6 half.
+    assert values[2] == 1.0 and values[6] == pytest.approx(0.5) and factor(10) == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(values[1:-1], values[2:], strict=True))
+    constant = training.learning_rate_factor(config.replace(schedule="constant", warmup=0.0), 10)
+    assert [constant(step) for step in range(10)] == [1.0] * 10
+
+
+def test_gradients_are_clipped_before_each_step_and_the_epoch_records_its_curve():
+    norms = []
+
+    def record(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    windows = random_seqs(64, 13).numpy()
+    for limit in (0.0, 0.01):
+        model = tiny("sasrec").train()
+        config = tiny_settings("sasrec", epochs=1, batch_size=16, max_grad_norm=limit)
+        handle = register_optimizer_step_pre_hook(record)
+        try:
+            norms.clear()
+            history = training.fit(model, windows, config, validate=None, progress=False)
+        finally:
+            handle.remove()
+        assert len(norms) == 4
+        if limit:
+            assert max(norms) <= limit * 1.001  # clipped
+            assert history[0]["max_grad_norm"] > limit  # the record keeps the norm before clipping
+        else:
+            assert min(norms) > 0.01  # the same batches' gradients, unclipped
+    assert len(history[0]["loss_by_tenth"]) == 4 and history[0]["learning_rate"] == config.learning_rate
 
 
 def test_early_stopping_restores_the_best_epochs_weights():
