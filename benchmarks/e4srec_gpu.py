@@ -1,43 +1,46 @@
-"""E4SRec's training step at the real catalogue's size: step time, sequences/s and peak memory.
+"""E4SRec's training step at the real catalogue's size on one device: step time, sequences/s and
+peak memory, for each precision, head, content and loss.
 
-A prepared script for a lent GPU: a randomly initialised decoder of Qwen2.5-7B's shape (nothing
-is downloaded; the weights do not matter for speed), bf16, LoRA r=32 on every projection, a
-383,670-track catalogue with its 64-d ID table, batches of windows of 50 items. It times, in one
-run and on the same batches:
+A decoder of a preset's shape with random weights (nothing is downloaded; the weights do not
+matter for speed) is written once under ``--scratch`` with the packaged tokenizer and loaded
+back by ``e4srec.load_backbone``, the code a training run uses, with LoRA r=32 on every
+projection:
 
-- ``full``: the linear head with the chunked full-softmax cross-entropy on the accelerator
-  (the shared loop's loss);
-- ``sampled``: the same with a sampled softmax of 256 negatives;
-- ``head-on-cpu``: the head kept on the CPU in float32 as the paper's code had it: the hidden
-  states go to the CPU, the logits and loss are computed there, and their gradient comes back.
+- ``bf16`` (fp32 on a CPU), and ``nf4`` (4 bits with double quantisation and non-reentrant
+  gradient checkpointing; CUDA with bitsandbytes only, else the row says why it was skipped);
+- the ``linear`` head (a row per track) and the ``tied`` head (the fused item representations);
+- ID only (``none``) and with a 128-d content config (``content``) fused with the ID part;
+- the chunked full softmax (``full``) and a sampled softmax of 256 negatives (``sampled``).
 
-Each prints the median step time over ``--steps`` steps after one warm-up step, sequences/s and
-the peak accelerator memory (on CPU: the process's peak resident memory so far). On this project's 2-core CPU it runs with ``--shape smollm2-135m
---device cpu`` (and a smaller ``--catalogue``) for the CPU figures.
+The optimizer is the loop's (paged 8-bit AdamW on CUDA with bitsandbytes). Each row is the
+median step time over ``--steps`` steps after one warm-up step, on the same batches of windows
+of 50 items, and the peak accelerator memory of that row (on a CPU: the process's peak resident
+memory so far). ``--completions`` adds the completion modes (``prompt`` adds a few text tokens
+per item). The output is the markdown table of docs/baselines.md ("E4SRec on a GPU").
 
-``--completions none embed prompt`` times the completion modes too (``prompt`` adds a few text
-tokens per item).
-
-Run: ``python benchmarks/e4srec_gpu.py [--device cuda] [--shape qwen2.5-7b] [--batch 8] [--steps 5]``.
+Run: ``python benchmarks/e4srec_gpu.py [--device cuda] [--shape qwen2.5-7b] [--batch 8] [--steps 4]``;
+on a CPU: ``--device cpu --shape smollm2-135m --catalogue 1470 --precisions bf16``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mmbench.baselines import e4srec
 from mmbench.baselines.runner import model_config
 from mmbench.baselines.training import (
     COMPLETION_BUCKETS,
+    adamw,
     full_softmax_loss,
-    next_item_targets,
     sampled_softmax_loss,
 )
 from mmbench.llm import packaged_llm
@@ -79,71 +82,70 @@ SHAPES = {  # transformers config classes and their sizes (from the models' publ
 }
 
 
-def model_of_shape(shape: str, catalogue: int, device: torch.device, completion: str) -> e4srec.E4SRec:
+def write_backbone(shape: str, folder: Path) -> Path:
+    """A decoder of ``shape`` with random bf16 weights (seed 0) and the packaged tokenizer, saved
+    as a transformers folder that ``backbone=FOLDER`` loads."""
     import transformers
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModel, AutoTokenizer
 
+    if (folder / "config.json").exists():
+        return folder
     kind, sizes = SHAPES[shape]
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
-    backbone = AutoModel.from_config(getattr(transformers, kind)(**sizes), dtype=dtype)
-    config = model_config("e4srec").replace(completion=completion)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.lora_targets))  # fmt: skip
-    backbone = get_peft_model(backbone, lora)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # random init is fast on a GPU
+    with torch.device(device):
+        model = AutoModel.from_config(getattr(transformers, kind)(**sizes), dtype=torch.bfloat16)
+    model.save_pretrained(folder)
     location, options = packaged_llm("benchmarks/e4srec_gpu.py")
-    tokenizer = AutoTokenizer.from_pretrained(location, **options)
-    id_table = np.random.default_rng(0).normal(size=(catalogue + 1, 64)).astype(np.float32)
+    AutoTokenizer.from_pretrained(location, **options).save_pretrained(folder)
+    del model
+    return folder
+
+
+def model_of(
+    backbone: torch.nn.Module, tokenizer, config: e4srec.Settings, catalogue: int, content: bool
+) -> e4srec.E4SRec:
+    """E4SRec over ``backbone`` for a catalogue of ``catalogue`` tracks: a random 64-d ID table
+    and, with ``content``, a random 128-d content config (its last column the presence flag)."""
+    rng = np.random.default_rng(0)
+    id_table = rng.normal(size=(catalogue + 1, 64)).astype(np.float32)
+    features = {}
+    if content:
+        feature = rng.normal(size=(catalogue + 1, 129)).astype(np.float32)
+        feature[:, -1] = 1.0
+        features["content"] = feature
     trained = np.ones(catalogue + 1)
     trained[0] = 0
-    model = e4srec.E4SRec(backbone, tokenizer, id_table, {}, trained, np.zeros(catalogue + 1), config)
-    return model.to(device)
+    dropout = np.zeros(catalogue + 1)
+    return e4srec.E4SRec(backbone, tokenizer, id_table, features, trained, dropout, [], config)
 
 
-def step_time(model, batches, loss: str, device: torch.device, negatives: int = 256) -> tuple[float, float]:
-    """Median seconds per optimizer step and peak accelerator memory (GiB) of one loss variant.
-
-    ``head-on-cpu`` moves the linear head to the CPU for good (run it last): the hidden states go
-    there, the CPU computes logits, loss and the head's AdamW step, and the hidden states'
-    gradient comes back for the accelerator's step.
-    """
+def step_time(
+    model: e4srec.E4SRec,
+    config: e4srec.Settings,
+    batches: list[torch.Tensor],
+    loss: str,
+    device: torch.device,
+) -> tuple[float, float]:
+    """Median seconds per optimizer step and peak memory (GiB) of one row."""
     generator = torch.Generator().manual_seed(0)
-    cpu_optimizer = None
-    if loss == "head-on-cpu":
-        model.output.float().cpu()
-        cpu_optimizer = torch.optim.AdamW(model.output.parameters(), lr=1e-4)
-    params = [p for p in model.parameters() if p.requires_grad and p.device.type == device.type]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    optimizer = adamw([p for p in model.parameters() if p.requires_grad], config)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    allowed = getattr(model, "trainable", None)
     times = []
     for i, batch in enumerate(batches):
         start = time.perf_counter()
         with autocast:
-            if loss == "head-on-cpu":
-                codes = batch if batch.dim() == 2 else batch[:, 0]
-                inputs, targets = next_item_targets(codes)
-                seqs = inputs if batch.dim() == 2 else torch.stack([inputs, batch[:, 1, :-1]], dim=1)
-                hidden = model.encode(seqs, None)[..., :-1]  # without the bias column's 1
-            else:
-                hidden, targets, table = model(batch, generator)
+            hidden, targets, table = model(batch, generator)
             if loss == "full":
-                value = full_softmax_loss(hidden, table, targets)
-            elif loss == "sampled":
-                value = sampled_softmax_loss(hidden, table, targets, negatives, generator)
-        if loss == "head-on-cpu":
-            keep = targets > 0
-            on_gpu = hidden[keep].float()
-            h = on_gpu.detach().cpu().requires_grad_(True)
-            F.cross_entropy(model.output(h), (targets[keep] - 1).cpu()).backward()
-            on_gpu.backward(h.grad.to(device))
-            cpu_optimizer.step()
-            cpu_optimizer.zero_grad(set_to_none=True)
-        else:
-            value.backward()
+                value = full_softmax_loss(hidden, table, targets, allowed)
+            else:
+                value = sampled_softmax_loss(hidden, table, targets, config.negatives, generator, allowed)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
@@ -154,7 +156,25 @@ def step_time(model, batches, loss: str, device: torch.device, negatives: int = 
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:  # the process's peak resident memory so far (Linux reports KiB)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    del optimizer
     return statistics.median(times), peak
+
+
+def nf4_unavailable(device: torch.device) -> str:
+    """Why nf4 cannot run here, or "" when it can."""
+    if device.type != "cuda":
+        return "needs CUDA"
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        return "needs bitsandbytes"
+    return ""
+
+
+HEADER = (
+    "| shape | precision | head | content | completion | loss | step (s) | sequences/s | peak memory (GiB) |\n"
+    "|---|---|---|---|---|---|---:|---:|---:|"
+)
 
 
 def main() -> None:
@@ -166,33 +186,58 @@ def main() -> None:
     parser.add_argument("--catalogue", type=int, default=383_670)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-len", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--losses", nargs="+", default=["full", "sampled", "head-on-cpu"])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--precisions", nargs="+", choices=["bf16", "nf4"], default=["bf16", "nf4"])
+    parser.add_argument("--heads", nargs="+", choices=e4srec.HEADS, default=list(e4srec.HEADS))
+    parser.add_argument("--contents", nargs="+", choices=["none", "content"], default=["none", "content"])
+    parser.add_argument("--losses", nargs="+", choices=["full", "sampled"], default=["full", "sampled"])
     parser.add_argument("--completions", nargs="+", choices=e4srec.COMPLETIONS, default=["none"])
+    parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "e4srec-gpu")
     args = parser.parse_args()
     device = torch.device(args.device)
+    folder = write_backbone(args.shape, args.scratch / args.shape)
     rng = torch.Generator().manual_seed(1)
     shape = (args.batch, args.max_len + 1)
     items = [torch.randint(1, args.catalogue + 1, shape, generator=rng) for _ in range(args.steps + 1)]
     ratios = [torch.randint(1, COMPLETION_BUCKETS, shape, generator=rng) for _ in range(args.steps + 1)]
-    for completion in args.completions:
-        model = model_of_shape(args.shape, args.catalogue, device, completion).train()
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        print(
-            f"{args.shape} on {device}, completion {completion}: {trainable / 1e6:.1f}M trainable "
-            f"parameters, catalogue {args.catalogue:,}, batches of {args.batch} windows of {args.max_len} items"
+    print(
+        f"{args.shape} (random weights) on {device}: catalogue {args.catalogue:,}, batches of "
+        f"{args.batch} windows of {args.max_len} items, median of {args.steps} steps\n"
+    )
+    print(HEADER, flush=True)
+    for precision in args.precisions:
+        label = "fp32" if precision == "bf16" and device.type == "cpu" else precision
+        cells = f"| {args.shape} | {label} |"
+        why = nf4_unavailable(device) if precision == "nf4" else ""
+        if why:
+            print(f"{cells} | | | | skipped: {why} | | |", flush=True)
+            continue
+        base = model_config("e4srec").replace(
+            backbone=str(folder),
+            device=str(device),
+            quantization="nf4" if precision == "nf4" else "none",
+            gradient_checkpointing=precision == "nf4",
         )
-        batches = (
-            items if completion == "none" else [torch.stack(p, 1) for p in zip(items, ratios, strict=True)]
-        )
-        batches = [b.to(device) for b in batches]
-        for loss in args.losses:
-            seconds, peak = step_time(model, batches, loss, device)
-            print(
-                f"  {loss:12s} step {seconds:.3f} s (median of {args.steps}), {args.batch / seconds:.2f} "
-                f"sequences/s, {args.batch * args.max_len / seconds:.0f} targets/s, peak memory {peak:.1f} GiB"
+        backbone, tokenizer = e4srec.load_backbone(base)
+        for head, content, completion in itertools.product(args.heads, args.contents, args.completions):
+            config = base.replace(head=head, completion=completion)
+            model = model_of(backbone, tokenizer, config, args.catalogue, content == "content").to(device)
+            model.train()
+            batches = (
+                items
+                if completion == "none"
+                else [torch.stack(p, 1) for p in zip(items, ratios, strict=True)]
             )
-        del model
+            batches = [b.to(device) for b in batches]
+            for loss in args.losses:
+                seconds, peak = step_time(model, config, batches, loss, device)
+                print(
+                    f"{cells} {head} | {content} | {completion} | {loss} | {seconds:.3f} | "
+                    f"{args.batch / seconds:.2f} | {peak:.1f} |",
+                    flush=True,
+                )
+            del model
+        del backbone
 
 
 if __name__ == "__main__":

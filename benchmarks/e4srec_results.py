@@ -30,7 +30,8 @@ Holm-corrected over the metrics), over the seeds' mean and seed by seed.
 Run: ``python benchmarks/e4srec_results.py --dataset SAMPLE --out DIR [--only ROW ...] [--docs]``.
 Everything is written under ``--out`` and reused, so a run resumes where it stopped and the
 rows can be spread over sessions (``--only``); ``--docs`` writes the rows whose runs are all
-done into docs/baselines.md and names the rest as not yet run. The defaults reproduce the docs.
+done into docs/baselines.md and names the rest as not yet run; ``runs.json`` lists the finished
+rows' folders and files for leaderboard/sample_entries.py. The defaults reproduce the docs.
 """
 
 from __future__ import annotations
@@ -361,6 +362,21 @@ def main() -> None:
             name = f"{row}-seed{s}-lr{rate}" + (f"-{fusion}" if uses_fusion(row) else "")
             choices["folders"][(row, s)] = args.out / "models" / name
         print(f"{row}: {[round(ndcg(r), 4) for r in results[row]]}", flush=True)
+    finished = {
+        row: {
+            str(s): {
+                "model": str(choices["folders"][(row, s)]),
+                "predictions": str(predictions(row, s, args.out)),
+            }
+            for s in seeds_of(row, args)
+        }
+        for row in ROWS
+        if results[row]
+    }
+    record = {"learning_rate": rate, "fusion": fusion, "runs": finished}
+    (args.out / "runs.json").write_text(
+        json.dumps(record, indent=2) + "\n"
+    )  # read by leaderboard/sample_entries.py
     text = section(results, choices, args)
     print(text)
     if args.docs:

