@@ -20,9 +20,7 @@ read from the trained model's own settings, never typed here. The entries are ma
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,68 +30,20 @@ import yaml
 
 from mmbench.baselines import PROBES
 from mmbench.fingerprint import dataset_fingerprint
-from mmbench.leaderboard.metadata import modalities as known_modalities
+from mmbench.leaderboard.baseline_entries import described, metadata
 from mmbench.leaderboard.rules import RULES, read_rules
 from mmbench.leaderboard.submissions import SUBMISSIONS, read_entries
 
 HERE = Path(__file__).resolve().parent
 MEMORY = ("pop", "user-repeat", "sknn", *PROBES)
 NEURAL = ("sasrec", "bert4rec", "gru4rec", "sasrec-mm")
-NAMES = {
-    "pop": "Popularity",
-    "user-repeat": "User repeat",
-    "sknn": "Session kNN",
-    "history-lookup": "History lookup",
-    "unseen-first": "Unseen first",
-    "sasrec": "SASRec",
-    "bert4rec": "BERT4Rec",
-    "gru4rec": "GRU4Rec",
-    "sasrec-mm": "SASRec-MM",
-    "e4srec": "E4SRec",
-    "zeroshot": "Zero-shot likelihood",
-}
 REFERENCE = {"next-track": "sasrec", "paper-sampled": "sasrec"}
-BACKBONES = {"smollm2-135m": "SmolLM2-135M", "": "SmolLM2-135M"}  # "": the packaged default
 
 
 def mmbench(*args: str) -> None:
     subprocess.run(
         [str(Path(sys.executable).with_name("mmbench")), *args], check=True, stdout=subprocess.DEVNULL
     )
-
-
-def described(baseline: str, model_dir: Path) -> dict:
-    """The display name, modalities and backbone of a trained model, from its config.json."""
-    config = json.loads((model_dir / "config.json").read_text())["config"]
-    content = list(config.get("content", []))
-    modalities = ["ids"] + sorted({c.split("-")[0] for c in content}, key=list(known_modalities()).index)
-    extra = list(content)
-    backbone = None
-    if baseline == "sasrec-mm":  # it always fuses the track's mean training completion ratio
-        modalities.append("completion")
-        extra.append("mean completion")
-    if baseline == "e4srec":
-        backbone = BACKBONES.get(config["backbone"], config["backbone"])
-        encoder = json.loads((Path(config["id_encoder"]) / "config.json").read_text())["model"]
-        extra = [backbone, f"{encoder} IDs" + "".join(f", {c}" for c in content)]
-        if config["completion"] != "none":
-            modalities.append("completion")
-            extra.append(f"completion as {'text' if config['completion'] == 'prompt' else 'embedding'}")
-        if config["item_text"]:
-            modalities.append("text")
-            extra.append(f"item text on the last {config['text_items'] or 'all'}")
-        extra += ["random weights"] * (config["weights"] == "random") + ["no LoRA"] * (not config["lora"])
-        extra += ["last-50 targets"] * (config["targets"] == "last")
-    if baseline == "zeroshot":
-        backbone = BACKBONES.get(config["model"], config["model"])
-        modalities = ["ids", "text"]  # the retriever's IDs, the tracks' names
-        modalities += ["mgphot"] * bool(config["mgphot"]) + ["completion"] * bool(config["completion"])
-        extra = [backbone, f"over SASRec's top {config['shortlist']}"]
-    modalities = sorted(set(modalities), key=list(known_modalities()).index)
-    name = NAMES[baseline] + (
-        f" ({'; '.join(extra) if baseline == 'e4srec' else ', '.join(extra)})" if extra else ""
-    )
-    return {"model": name, "modalities": modalities, "backbone": backbone}
 
 
 def run_folder(
@@ -114,29 +64,6 @@ def run_folder(
         elif not out.exists():
             mmbench("baseline", "predict", str(model_dir), "--task", task, "--dataset", dataset, "--out", str(out), "--quiet")  # fmt: skip
     return folder
-
-
-def metadata(description: dict, baseline: str, task: str, seeds: list[int], fingerprint: str) -> dict:
-    from importlib.metadata import version
-
-    return {
-        **{k: v for k, v in description.items() if k != "backbone"},
-        "authors": ["mmbench maintainers"],
-        "contact": "the mmbench issue tracker",
-        "code": f"mmbench:baselines/{baseline.replace('-', '_')}.py",
-        "mmbench_version": version("mmbench"),
-        "dataset": "sample",
-        "dataset_fingerprint": fingerprint,
-        "task": task,
-        "split": "test",
-        "runs": len(seeds),
-        "seeds": seeds,
-        "hyperparameter_selection": "validation" if baseline in (*NEURAL, "e4srec") else "defaults",
-        "backbone": description["backbone"],
-        "training_data": "train",
-        "hardware": f"{platform.machine()} CPU, 2 cores",
-        "date": datetime.date.today(),
-    }
 
 
 def models(args: argparse.Namespace) -> dict[str, tuple[str, dict[int, Path], dict[int, Path]]]:

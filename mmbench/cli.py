@@ -287,6 +287,52 @@ def download(check: Path | None) -> None:
         click.echo(line)
 
 
+@main.command()
+@_options(
+    click.option("--raw", type=click.Path(path_type=Path, exists=True), help="lastfm-dataset-1K.tar.gz, its extracted folder, or the plays TSV."),
+    click.option("--sample", is_flag=True, help="Reproduce on the embedded synthetic sample instead."),
+    click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder of every step's output (a rerun resumes from it)."),
+    click.option("--models", default="all", show_default=True, help="Comma-separated baselines, or all (the LLM ones run only with a GPU or --endpoint)."),
+    click.option("--seeds", type=int, default=1, show_default=True, help="Training runs of each neural baseline."),
+    _device_option(),
+    click.option("--endpoint", default=None, help="An OpenAI-compatible server's URL for the zero-shot ranker."),
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a build recipe key."),
+    click.option("--set-model", "model_overrides", multiple=True, metavar="MODEL:KEY=VALUE", help="Override a baseline's hyperparameter, e.g. sasrec:epochs=5."),
+    click.option("--plan", "plan_only", is_flag=True, help="Print the steps with their estimated time and memory, and stop."),
+)  # fmt: skip
+def reproduce(raw: Path | None, sample: bool, out: Path, models: str, seeds: int, device: str, endpoint: str | None,
+              overrides: tuple[str, ...], model_overrides: tuple[str, ...], plan_only: bool) -> None:  # fmt: skip
+    """Build, train every baseline that fits this machine, predict both tasks, evaluate, compare
+    with the reference and the probes, and write the results table and leaderboard entries."""
+    from mmbench import reproduce as run
+    from mmbench.baselines import BASELINES
+
+    if sample == (raw is not None):
+        raise MmbenchError("give exactly one of --sample or --raw PATH")
+    everything = [*run.PROBES, *run.CLASSIC, *run.NEURAL, "e4srec", "zeroshot"]
+    chosen = everything if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in BASELINES]
+    if unknown or not chosen:
+        raise MmbenchError(f"--models: unknown baseline(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(BASELINES)}")  # fmt: skip
+    if seeds < 1:
+        raise MmbenchError(f"--seeds: expected at least 1, got {seeds}")
+    per_model: dict[str, list[str]] = {}
+    for item in model_overrides:
+        model, colon, setting = item.partition(":")
+        if not colon or "=" not in setting or model not in chosen:
+            raise MmbenchError(f"--set-model {item!r}: expected MODEL:KEY=VALUE with MODEL one of {', '.join(chosen)}")  # fmt: skip
+        per_model.setdefault(model, []).append(setting)
+    build_args = ["--quiet", *[x for o in overrides for x in ("--set", o)]]
+    if plan_only:
+        from mmbench.devices import resolve_device
+
+        cuda = resolve_device(device).startswith("cuda")
+        plan = run.make_plan(out, raw, chosen, seeds, cuda, endpoint, build_args, per_model)
+        click.echo(run.plan_table(plan, run.Sizes.of(out / "dataset", raw), run.read_costs(out)))
+        return
+    run.reproduce(out, raw, chosen, seeds, device, endpoint, build_args, per_model, click.echo)
+
+
 _task_options = _options(
     click.option("--task", type=click.Choice(TASKS), default=TASKS[0], show_default=True),
     click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True),
