@@ -40,6 +40,7 @@ def test_the_plan_estimates_every_step_and_says_what_it_skips(tmp_path):
     assert not (tmp_path / "out" / "dataset").exists()  # a plan writes nothing
 
 
+@pytest.mark.slow
 def test_reproduce_writes_the_results_costs_and_entries(reproduced):
     out, stdout = reproduced
     results = (out / "results.md").read_text()
@@ -63,6 +64,7 @@ def test_reproduce_writes_the_results_costs_and_entries(reproduced):
     assert check.returncode == 0, check.stderr
 
 
+@pytest.mark.slow
 def test_a_second_run_reruns_only_the_missing_steps(reproduced):
     out, _ = reproduced
     before = (out / "reports" / "next-track" / "pop-seed0.json").read_bytes()
