@@ -116,8 +116,8 @@ def row_settings(row: str, seed: int, rate: str, fusion: str, args: argparse.Nam
 
 def train(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> Path:
     """Train (once) one E4SRec run; its folder, with ``cost.json`` (wall time, peak memory)."""
-    name = f"{row}-seed{seed}-lr{rate}" + (f"-{fusion}" if uses_fusion(row) else "")
-    folder = args.out / "models" / name
+    folder = model_folder(row, seed, rate, fusion, args)
+    name = folder.name
     if not (folder / "config.json").exists():
         settings = row_settings(row, seed, rate, fusion, args)
         sets = [x for s in settings for x in ("--set", s)]
@@ -148,6 +148,10 @@ def train(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace)
     return folder
 
 
+def model_folder(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> Path:
+    return args.out / "models" / (f"{row}-seed{seed}-lr{rate}" + (f"-{fusion}" if uses_fusion(row) else ""))
+
+
 def uses_fusion(row: str) -> bool:
     return row in ("e4srec-content", "e4srec-audio", "e4srec-lyrics", "e4srec-mgphot")
 
@@ -159,15 +163,22 @@ def best_validation(folder: Path) -> float:
 
 def choose(
     row: str, options: list[str], rate: str | None, args: argparse.Namespace
-) -> tuple[str, dict[str, float]]:
+) -> tuple[str | None, dict[str, float]]:
     """The option with the best validation NDCG@10 of ``row``, seed 0 (learning rates when
-    ``rate`` is None, else fusions); only validation is read."""
+    ``rate`` is None, else fusions); only validation is read. With ``--report-only``, nothing is
+    trained and the choice is None until every option's run is done."""
     scores = {}
     for option in options:
+        folder = model_folder(
+            row, 0, option if rate is None else rate, "sum" if rate is None else option, args
+        )
+        if not (folder / "config.json").exists() and args.report_only:
+            continue
         folder = train(row, 0, option, "sum", args) if rate is None else train(row, 0, rate, option, args)
         scores[option] = best_validation(folder)
-    best = max(scores, key=lambda o: scores[o])
-    return best, scores
+    if len(scores) < len(options):
+        return None, scores
+    return max(scores, key=lambda o: scores[o]), scores
 
 
 def test_report(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> dict:
@@ -233,6 +244,16 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
     n_cold = first["segments"][cold[0]][cold[1]]["n"]
     rates = ", ".join(f"{r}: {v:.4f}" for r, v in choices["rate_scores"].items())
     fusions = ", ".join(f"{f}: {v:.4f}" for f, v in choices["fusion_scores"].items())
+    rate_text = (
+        f"learning rate {choices['rate']} ({rates})"
+        if choices["rate"]
+        else f"learning rate not chosen yet (finished: {rates or 'none'} of {', '.join(args.rates)})"
+    )
+    fusion_text = (
+        f"fusion {choices['fusion']} ({fusions})"
+        if choices["fusion"]
+        else f"fusion not chosen yet (finished: {fusions or 'none'} of {', '.join(args.fusions)})"
+    )
     lines = [
         f"Measured by `python benchmarks/e4srec_results.py --dataset DIR --out DIR --seeds {args.seeds} "
         f"--text-items {args.text_items} --docs` on the sample, dataset version {DATASET_VERSION} "
@@ -240,8 +261,7 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
         f"{first['n_instances']} instances, SmolLM2-135M in fp32 on a 2-core CPU. This block is written "
         "by the script; do not edit it by hand.",
         "",
-        f"Chosen on validation (NDCG@10 of seed 0's best epoch): learning rate {choices['rate']} "
-        f"({rates}); fusion {choices['fusion']} ({fusions}).",
+        f"Chosen on validation (NDCG@10 of seed 0's best epoch): {rate_text}; {fusion_text}.",
         "",
         f"| model | what | seeds | NDCG@10 | per seed | Recall@10 | NDCG@10 cold (n={n_cold}) | best epoch | training (min) |",  # noqa: E501
         "|---|---|---:|---|---|---|---|---|---|",
@@ -249,8 +269,10 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
     ]
     pending = []
     for model, reports in results.items():
+        expected = len(seeds_of(model, args)) if model != "pop" else 1
+        if len(reports) < expected:
+            pending.append(f"`{model}` ({expected - len(reports)} of {expected} runs)")
         if not reports:
-            pending.append(model)
             continue
         values = [ndcg(r) for r in reports]
         recall = mean_std([r["metrics"]["recall@10"]["value"] for r in reports])
@@ -268,7 +290,7 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
             f"{recall} | {cold_cell} | {epochs} | {minutes} |"
         )
     if pending:
-        lines += ["", "Not run yet: " + ", ".join(f"`{m}`" for m in pending) + "."]
+        lines += ["", "Not run yet: " + ", ".join(pending) + "."]
     lines += [
         "",
         "Paired comparisons (`mmbench compare A B --k 10`; over the mean: the folders of the seeds' runs, an "
@@ -321,6 +343,9 @@ def main() -> None:
     parser.add_argument("--text-items", type=int, default=10)
     parser.add_argument("--only", nargs="+", choices=[*REFERENCES, *ROWS], help="Train these rows only.")
     parser.add_argument("--docs", action="store_true", help="Write the block into docs/baselines.md.")
+    parser.add_argument(
+        "--report-only", action="store_true", help="Train nothing: the table of the finished runs."
+    )
     args = parser.parse_args()
     args.dataset = str(Path(args.dataset).resolve())
     args.out.mkdir(parents=True, exist_ok=True)
@@ -333,12 +358,13 @@ def main() -> None:
             f"{args.out} holds runs of another build ({stamp.read_text().strip()}); use a new --out"
         )
     stamp.write_text(fingerprint + "\n")
-    wanted = set(args.only or [*REFERENCES, *ROWS])
+    wanted = set() if args.report_only else set(args.only or [*REFERENCES, *ROWS])
     rate, rate_scores = choose("e4srec-id", args.rates, None, args)
     print(f"learning rate chosen on validation: {rate} {rate_scores}", flush=True)
-    fusion, fusion_scores = "sum", {}
-    if wanted & {"e4srec-content", "e4srec-audio", "e4srec-lyrics", "e4srec-mgphot"} or any(
-        (args.out / "models").glob("e4srec-content-seed0-*")
+    fusion, fusion_scores = None, {}
+    content_rows = {"e4srec-content", "e4srec-audio", "e4srec-lyrics", "e4srec-mgphot"}
+    if rate is not None and (
+        wanted & content_rows or any((args.out / "models").glob("e4srec-content-seed0-*"))
     ):
         fusion, fusion_scores = choose("e4srec-content", args.fusions, rate, args)
         print(f"fusion chosen on validation: {fusion} {fusion_scores}", flush=True)
@@ -349,18 +375,16 @@ def main() -> None:
         if model in wanted:
             results[model] = [run(model, s, args.dataset, args.out) for s in seeds_of(model, args)]
         else:
-            reports = [done_report(model, s, args) for s in seeds_of(model, args)]
-            results[model] = reports if all(reports) else []
+            results[model] = [r for r in (done_report(model, s, args) for s in seeds_of(model, args)) if r]
     for row in ROWS:
         seeds = seeds_of(row, args)
-        if row in wanted:
+        ready = rate is not None and (fusion is not None or not uses_fusion(row))
+        if row in wanted and ready:
             results[row] = [test_report(row, s, rate, fusion, args) for s in seeds]
         else:
-            reports = [done_report(row, s, args) for s in seeds]
-            results[row] = reports if all(reports) else []
-        for s in seeds:
-            name = f"{row}-seed{s}-lr{rate}" + (f"-{fusion}" if uses_fusion(row) else "")
-            choices["folders"][(row, s)] = args.out / "models" / name
+            results[row] = [r for r in (done_report(row, s, args) for s in seeds) if r]
+        for s in range(len(results[row])):
+            choices["folders"][(row, s)] = model_folder(row, s, rate or "", fusion or "", args)
         print(f"{row}: {[round(ndcg(r), 4) for r in results[row]]}", flush=True)
     finished = {
         row: {
@@ -371,7 +395,7 @@ def main() -> None:
             for s in seeds_of(row, args)
         }
         for row in ROWS
-        if results[row]
+        if len(results[row]) == len(seeds_of(row, args))
     }
     record = {"learning_rate": rate, "fusion": fusion, "runs": finished}
     (args.out / "runs.json").write_text(
