@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
@@ -23,7 +24,10 @@ from mmbench.builders.publish import constraints_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # One MGPHot answer cache for every sample build of the session: the LLM rates each track once.
-os.environ.setdefault("MMBENCH_MGPHOT_CACHE", tempfile.mkdtemp(prefix="mmbench-mgphot-"))
+# Made by the session's first process (pytest-xdist's workers inherit it) and removed at its end.
+if "MMBENCH_MGPHOT_CACHE" not in os.environ:
+    os.environ["MMBENCH_MGPHOT_CACHE"] = tempfile.mkdtemp(prefix="mmbench-mgphot-")
+    atexit.register(shutil.rmtree, os.environ["MMBENCH_MGPHOT_CACHE"], True)
 
 T0 = int(datetime(2008, 1, 1, tzinfo=UTC).timestamp())
 
