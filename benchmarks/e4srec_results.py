@@ -340,7 +340,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rates", nargs="+", default=["0.002", "0.001", "0.0005"])
     parser.add_argument("--fusions", nargs="+", default=["sum", "gated", "concat"])
-    parser.add_argument("--text-items", type=int, default=10)
+    parser.add_argument("--text-items", type=int, default=5)
     parser.add_argument("--only", nargs="+", choices=[*REFERENCES, *ROWS], help="Train these rows only.")
     parser.add_argument("--docs", action="store_true", help="Write the block into docs/baselines.md.")
     parser.add_argument(
