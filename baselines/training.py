@@ -24,8 +24,8 @@ extra channel is ``completion``: the play's completion-ratio bucket (0 padding, 
 2 + round(10 * ratio) for a ratio in [0, 1], so 2..12).
 
 Training: full-softmax cross-entropy over the catalogue (chunked and recomputed in the backward
-pass so that memory stays bounded at 383k tracks), or sampled softmax; AdamW (8-bit on CUDA
-where bitsandbytes is installed), a linear warmup then a constant or cosine learning rate,
+pass so that memory stays bounded at 383k tracks), or sampled softmax; AdamW (paged 8-bit on
+CUDA with ``optimizer_8bit``), a linear warmup then a constant or cosine learning rate,
 gradient clipping; early stopping on validation NDCG@10 as computed by :class:`mmbench.evaluator.Evaluator`. Under ``accelerate
 launch`` with DDP (more than one process; sharded training, FSDP or DeepSpeed, is refused) each
 process takes its share of every batch and the loss is scaled so that the averaged gradient
@@ -349,6 +349,8 @@ class TrainingSettings(BaselineSettings):
     schedule: Literal["constant", "cosine"]
     warmup: Fraction
     max_grad_norm: Annotated[float, Field(ge=0)]
+    # Folders trained before the setting existed used AdamW.
+    optimizer_8bit: bool = False
     epochs: Positive
     patience: Annotated[int, Field(ge=0)]
     seed: int
@@ -437,17 +439,19 @@ def learning_rate_factor(config: TrainingSettings, total_steps: int) -> Callable
 
 
 def adamw(params: list[torch.nn.Parameter], config: TrainingSettings) -> torch.optim.Optimizer:
-    """AdamW; on CUDA with bitsandbytes installed, its paged 8-bit AdamW, whose two moments take
-    2 bytes per parameter instead of 8 (a linear head over 383,670 tracks at 3,584 wide is 1.4
-    billion parameters: 11 GB of fp32 moments, 2.7 GB in 8 bits)."""
+    """AdamW; with ``optimizer_8bit`` and the parameters on CUDA, bitsandbytes' paged 8-bit
+    AdamW, whose two moments take 2 bytes per parameter instead of 8 (a linear head over 383,670
+    tracks at 3,584 wide is 1.4 billion parameters: 11 GB of fp32 moments, 2.7 GB in 8 bits).
+    The optimizer that ran is in each epoch's record."""
     options = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
-    if params and params[0].device.type == "cuda":
+    if config.optimizer_8bit and params and params[0].device.type == "cuda":
         try:
             import bitsandbytes as bnb
         except ImportError:
-            pass
-        else:
-            return bnb.optim.PagedAdamW8bit(params, **options)
+            raise MmbenchError(
+                "optimizer_8bit on CUDA needs the package bitsandbytes; install it or set optimizer_8bit=false"
+            ) from None
+        return bnb.optim.PagedAdamW8bit(params, **options)
     return torch.optim.AdamW(params, **options)
 
 
@@ -536,7 +540,8 @@ def _train_epoch(
             accelerator.backward(loss)
         else:
             loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(
+        clip = accelerator.clip_grad_norm_ if accelerator else torch.nn.utils.clip_grad_norm_
+        norm = clip(  # accelerate's unscales mixed-precision gradients first
             [p for p in model.parameters() if p.grad is not None],
             config.max_grad_norm if config.max_grad_norm > 0 else math.inf,
         )
@@ -553,6 +558,7 @@ def _train_epoch(
         "loss_by_tenth": [round(x, 4) for x in tenths],
         "max_grad_norm": round(max(norms, default=0.0), 4),
         "learning_rate": scheduler.get_last_lr()[0],
+        "optimizer": type(optimizer.optimizer if accelerator else optimizer).__name__,
     }
 
 

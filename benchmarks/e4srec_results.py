@@ -200,6 +200,18 @@ def done_report(row: str, seed: int, args: argparse.Namespace) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def finished_runs(row: str, args: argparse.Namespace) -> list[dict]:
+    """The reports of seeds 0, 1, ... up to the first not yet run (a table row's seeds are the
+    first ones, so that position i is seed i)."""
+    reports = []
+    for seed in seeds_of(row, args):
+        report = done_report(row, seed, args)
+        if report is None:
+            break
+        reports.append(report)
+    return reports
+
+
 def seeds_of(row: str, args: argparse.Namespace) -> range:
     return range(args.seeds) if row in HEADLINE or row in REFERENCES else range(1)
 
@@ -358,6 +370,13 @@ def main() -> None:
             f"{args.out} holds runs of another build ({stamp.read_text().strip()}); use a new --out"
         )
     stamp.write_text(fingerprint + "\n")
+    # Reports and predictions are named by row and seed only: every run of --out must share the
+    # lists the choices are made from and the rows' text settings.
+    options = args.out / "options.json"
+    wanted_options = {"rates": args.rates, "fusions": args.fusions, "text_items": args.text_items}
+    if options.exists() and json.loads(options.read_text()) != wanted_options:
+        raise SystemExit(f"{args.out} holds runs made with {options.read_text().strip()}; use a new --out")
+    options.write_text(json.dumps(wanted_options) + "\n")
     wanted = set() if args.report_only else set(args.only or [*REFERENCES, *ROWS])
     rate, rate_scores = choose("e4srec-id", args.rates, None, args)
     print(f"learning rate chosen on validation: {rate} {rate_scores}", flush=True)
@@ -375,14 +394,14 @@ def main() -> None:
         if model in wanted:
             results[model] = [run(model, s, args.dataset, args.out) for s in seeds_of(model, args)]
         else:
-            results[model] = [r for r in (done_report(model, s, args) for s in seeds_of(model, args)) if r]
+            results[model] = finished_runs(model, args)
     for row in ROWS:
         seeds = seeds_of(row, args)
         ready = rate is not None and (fusion is not None or not uses_fusion(row))
         if row in wanted and ready:
             results[row] = [test_report(row, s, rate, fusion, args) for s in seeds]
         else:
-            results[row] = [r for r in (done_report(row, s, args) for s in seeds) if r]
+            results[row] = finished_runs(row, args)
         for s in range(len(results[row])):
             choices["folders"][(row, s)] = model_folder(row, s, rate or "", fusion or "", args)
         print(f"{row}: {[round(ndcg(r), 4) for r in results[row]]}", flush=True)

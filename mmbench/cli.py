@@ -327,7 +327,8 @@ def reproduce(raw: Path | None, sample: bool, out: Path, models: str, seeds: int
         from mmbench.devices import resolve_device
 
         cuda = resolve_device(device).startswith("cuda")
-        plan = run.make_plan(out, raw, chosen, seeds, cuda, endpoint, build_args, per_model)
+        settings = run.model_settings(chosen, raw, cuda, device, out / "dataset", per_model)
+        plan = run.make_plan(out, raw, chosen, seeds, cuda, endpoint, build_args, settings)
         click.echo(run.plan_table(plan, run.Sizes.of(out / "dataset", raw), run.read_costs(out)))
         return
     run.reproduce(out, raw, chosen, seeds, device, endpoint, build_args, per_model, click.echo)

@@ -153,8 +153,11 @@ def make_plan(
     build_args: list[str],
     model_args: dict[str, list[str]],
 ) -> Plan:
-    """The steps from the archive (``raw``; None: the sample) to the results in ``out``."""
+    """The steps from the archive (``raw``; None: the sample) to the results in ``out``. The
+    LLM baselines read the reference's trained folders, so the reference is added before them."""
     dataset = out / "dataset"
+    if {"e4srec", "zeroshot"} & set(models):
+        models = [REFERENCE, *(m for m in models if m != REFERENCE)]
     steps = [
         Step(
             "build",
@@ -350,6 +353,31 @@ def content_configs(dataset: Path) -> list[str]:
     return list(json.loads(report.read_text(encoding="utf-8"))["content"]) if report.is_file() else []
 
 
+def model_settings(
+    models: list[str], raw: Path | None, cuda: bool, device: str, dataset: Path, given: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Each baseline's ``--set`` values: on the real data :func:`real_data_settings`, the device
+    of the models that use one, then the user's own (``--set-model``), which win."""
+    return {
+        m: [*(real_data_settings(m, cuda, content_configs(dataset)) if raw is not None else []),
+            *([f"device={device}"] if m in (*NEURAL, "e4srec", "zeroshot") else []), *given.get(m, [])]
+        for m in models
+    }  # fmt: skip
+
+
+def check_seeds(out: Path, seeds: int) -> None:
+    """Refuse to resume a folder made with another number of seeds: its comparisons and entries
+    would mix the two."""
+    stamp = out / "seeds.txt"
+    if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() != str(seeds):
+        raise MmbenchError(
+            f"{out} was made with --seeds {stamp.read_text(encoding='utf-8').strip()}, not {seeds}; "
+            "use another --out or the same --seeds"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(f"{seeds}\n", encoding="utf-8")
+
+
 def reproduce(
     out: Path,
     raw: Path | None,
@@ -369,13 +397,10 @@ def reproduce(
     dataset = out / "dataset"
 
     def planned() -> Plan:
-        args = {
-            m: [*(real_data_settings(m, cuda, content_configs(dataset)) if raw is not None else []),
-                *([f"device={device}"] if m in (*NEURAL, "e4srec", "zeroshot") else []), *model_args.get(m, [])]
-            for m in models
-        }  # fmt: skip
-        return make_plan(out, raw, models, seeds, cuda, endpoint, build_args, args)
+        settings = model_settings(models, raw, cuda, device, dataset, model_args)
+        return make_plan(out, raw, models, seeds, cuda, endpoint, build_args, settings)
 
+    check_seeds(out, seeds)
     out.mkdir(parents=True, exist_ok=True)
     plan, costs = planned(), read_costs(out)
     echo(plan_table(plan, Sizes.of(dataset, raw), costs))
@@ -426,9 +451,9 @@ def write_results(plan: Plan, costs: dict[str, dict[str, Any]]) -> Path:
             cells = " | ".join(_cell(reports, m) for m in ("ndcg@10", "recall@10", "mrr@10"))
             lines.append(f"| `{model}` | {runs} | {cells} |")
         lines += ["", "| B vs A | n | NDCG@10 B − A [95% interval] | p (Holm) |", "|---|---:|---|---:|"]
-        for path in sorted((out / "compare" / task).glob("*-vs-*.json")):
-            model, other = path.stem.split("-vs-")
-            result = json.loads(path.read_text(encoding="utf-8"))
+        for step in (s for s in plan.steps if s.kind == "compare" and s.task == task):
+            model, other = step.output.stem.split("-vs-")
+            result = json.loads(step.output.read_text(encoding="utf-8"))
             row = next(r for r in result["metrics"] if r["metric"] == "ndcg@10")
             star = " *" if row["significant"] else ""
             lines.append(
@@ -467,6 +492,10 @@ def write_entries(plan: Plan, sample: bool, echo: Callable[[str], None]) -> None
     exe = Path(sys.executable).with_name("mmbench")
     for task in TASKS:
         for model, runs in plan.models.items():
+            if task == "paper-sampled" and model == "user-repeat":
+                # Its paper-sampled ranking is the history-lookup probe's very file (the negatives
+                # exclude the user's plays): the leaderboard refuses it as a duplicate.
+                continue
             slug = f"{prefix}-{model}-{task}"
             if (out / "leaderboard" / "submissions" / slug / "results.json").exists():
                 continue

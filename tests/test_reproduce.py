@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli
 
-MODELS = "pop,history-lookup,unseen-first"
+MODELS = "pop,user-repeat,history-lookup,unseen-first"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,12 @@ def test_the_plan_estimates_every_step_and_says_what_it_skips(tmp_path):
     assert any(line.startswith("e4srec") and "skipped: needs a GPU" in line for line in lines)
     assert any(line.startswith("zeroshot") and "skipped: needs --endpoint" in line for line in lines)
     assert not (tmp_path / "out" / "dataset").exists()  # a plan writes nothing
+    # The zero-shot ranker reranks the reference's shortlist: the reference is trained first.
+    result = run_cli("reproduce", "--sample", "--out", str(tmp_path / "out"), "--plan", "--models", "zeroshot",
+                     "--endpoint", "http://127.0.0.1:9/v1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    trains = [line.split("  ")[0] for line in result.stdout.splitlines() if line.startswith("train ")]
+    assert trains == ["train sasrec-seed0", "train zeroshot"]
 
 
 @pytest.mark.slow
@@ -55,9 +61,9 @@ def test_reproduce_writes_the_results_costs_and_entries(reproduced):
     assert "build" not in costs  # the build was already there
     assert costs["train pop"]["kind"] == "train-memory" and costs["train pop"]["peak_gib"] > 0.1
     entries = sorted(p.name for p in (out / "leaderboard" / "submissions").iterdir())
-    assert entries == sorted(
-        f"sample-{m}-{t}" for m in MODELS.split(",") for t in ("next-track", "paper-sampled")
-    )
+    expected = {f"sample-{m}-{t}" for m in MODELS.split(",") for t in ("next-track", "paper-sampled")}
+    # user-repeat's paper-sampled ranking is the history-lookup probe's file: no entry of its own
+    assert entries == sorted(expected - {"sample-user-repeat-paper-sampled"})
     check = run_cli(
         "leaderboard", "validate", str(out / "leaderboard"), "--recompute", "--dataset", str(out / "dataset")
     )
@@ -77,6 +83,8 @@ def test_a_second_run_reruns_only_the_missing_steps(reproduced):
     assert (out / "reports" / "next-track" / "pop-seed0.json").read_bytes() == before
     plan = result.stdout.split("\n[")[0]
     assert "train pop" in plan and plan.count("to run") == 3  # two steps, and the total
+    other = run_cli("reproduce", "--sample", "--out", str(out), "--models", MODELS, "--seeds", "2")
+    assert other.returncode == 2 and "was made with --seeds 1, not 2" in other.stderr
 
 
 @pytest.mark.parametrize(

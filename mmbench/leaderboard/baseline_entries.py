@@ -41,8 +41,10 @@ def described(baseline: str, model_dir: Path) -> dict:
         extra.append("mean completion")
     if baseline == "e4srec":
         backbone = BACKBONES.get(config["backbone"], config["backbone"])
-        encoder = json.loads((Path(config["id_encoder"]) / "config.json").read_text())["model"]
-        extra = [backbone, f"{encoder} IDs" + "".join(f", {c}" for c in content)]
+        ids = []
+        if config["id_encoder"]:
+            ids = [json.loads((Path(config["id_encoder"]) / "config.json").read_text())["model"] + " IDs"]
+        extra = [backbone, ", ".join([*ids, *content])]
         if config["completion"] != "none":
             modalities.append("completion")
             extra.append(f"completion as {'text' if config['completion'] == 'prompt' else 'embedding'}")
