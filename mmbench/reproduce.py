@@ -55,35 +55,36 @@ def real_data_settings(model: str, cuda: bool, content: list[str]) -> list[str]:
     return settings
 
 
-# Reference rates on the project's 2-core CPU: (fixed seconds, seconds per unit, fixed GiB,
-# GiB per unit). The units: the build and memory-based training, plays; neural training, epochs
+# Reference rates on the project's 2-core CPU: (fixed seconds, seconds per unit of work, fixed
+# GiB, GiB per play: what a step holds grows with the data). The units of work: the build and
+# memory-based training, plays; neural training, epochs
 # x (plays + validation instances x tracks / 100: a play's training costs about as much as
 # scoring 100 tracks); prediction, instances (sknn: x its 1,000 sampled sessions; neural: x
 # tracks); evaluation and comparison, instances. Build: 4 min and 3.4 GB for the 19.15M-line
 # file (benchmarks/build_full.py); neural training from benchmarks/train_speed.py's sampled
 # softmax step at 383,670 tracks; the rest from the sample's runs.
 RATES: dict[str, tuple[float, float, float, float]] = {
-    "build": (60.0, 12.5e-6, 1.0, 1.3e-7),
-    "train-memory": (5.0, 2.0e-6, 0.5, 2.0e-7),
-    "train-neural": (20.0, 9.0e-5, 1.0, 2.0e-9),
-    "predict-memory": (5.0, 4.0e-3, 0.5, 1.0e-6),
-    "predict-sknn": (5.0, 2.0e-5, 0.5, 1.0e-6),
-    "predict-neural": (10.0, 1.5e-9, 1.0, 2.0e-10),
-    "evaluate": (3.0, 2.0e-4, 0.3, 2.0e-6),
-    "compare": (5.0, 3.0e-3, 0.3, 2.0e-6),
-    "submit": (3.0, 3.0e-4, 0.3, 2.0e-6),
+    "build": (60.0, 12.5e-6, 1.0, 1.8e-7),
+    "train-memory": (5.0, 2.0e-6, 0.5, 1.0e-7),
+    "train-neural": (20.0, 9.0e-5, 1.0, 1.0e-7),
+    "predict-memory": (5.0, 4.0e-3, 0.5, 1.0e-7),
+    "predict-sknn": (5.0, 2.0e-5, 0.5, 1.0e-7),
+    "predict-neural": (10.0, 1.5e-9, 1.0, 1.0e-7),
+    "evaluate": (3.0, 2.0e-4, 0.3, 0.5e-7),
+    "compare": (5.0, 3.0e-3, 0.3, 0.5e-7),
 }
 
 
 @dataclass
 class Sizes:
-    """The amounts of work the estimates scale with: known from the raw file's size before the
-    build, counted from its report after."""
+    """The amounts of work the estimates scale with: counted from the build report, or before
+    the build only the plays, from the raw file's size (``counted`` False)."""
 
     plays: int
-    tracks: int = 383_670
-    instances: dict[str, int] = field(default_factory=lambda: {"next-track": 30_000, "paper-sampled": 8_000})
-    validation: int = 30_000
+    tracks: int = 0
+    instances: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
+    validation: int = 0
+    counted: bool = True
 
     @classmethod
     def of(cls, dataset: Path, raw: Path | None) -> Sizes:
@@ -94,11 +95,11 @@ class Sizes:
             return cls(
                 stats["plays"], stats["tracks"], instances, stats["instances"]["next-track"]["validation"]
             )
-        if raw is None:  # the sample
-            return cls(60_000, 1_500, {"next-track": 600, "paper-sampled": 150}, 550)
+        if raw is None:  # the sample: about 60,000 plays
+            return cls(plays=60_000, counted=False)
         size = sum(p.stat().st_size for p in ([raw] if raw.is_file() else raw.rglob("*.tsv")))
         per_play = GZ_BYTES_PER_PLAY if raw.name.endswith((".gz", ".tgz")) else RAW_BYTES_PER_PLAY
-        return cls(plays=size // per_play)
+        return cls(plays=size // per_play, counted=False)
 
 
 @dataclass
@@ -281,16 +282,18 @@ def read_costs(out: Path) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def estimate(step: Step, sizes: Sizes, costs: dict[str, dict[str, Any]]) -> tuple[float, float]:
+def estimate(step: Step, sizes: Sizes, costs: dict[str, dict[str, Any]]) -> tuple[float, float] | None:
     """Seconds and GiB of ``step``: this machine's measured rate of its kind (the median over
-    the finished steps of that kind) when there is one, else the reference rate."""
+    the finished steps of that kind) when there is one, else the reference rate. None for a
+    step after the build while only the raw file's size is known."""
+    if not sizes.counted and step.kind != "build":
+        return None
     fixed_s, rate_s, fixed_gib, rate_gib = RATES[step.kind]
-    measured = [c for c in costs.values() if c["kind"] == step.kind and c["work"] > 0]
+    measured = [c for c in costs.values() if c["kind"] == step.kind and c["work"] > 0 and c.get("plays")]
     if measured:
         rate_s = statistics.median(max(0.0, c["seconds"] - fixed_s) / c["work"] for c in measured)
-        rate_gib = statistics.median(max(0.0, c["peak_gib"] - fixed_gib) / c["work"] for c in measured)
-    work = step.work(sizes)
-    return fixed_s + rate_s * work, fixed_gib + rate_gib * work
+        rate_gib = statistics.median(max(0.0, c["peak_gib"] - fixed_gib) / c["plays"] for c in measured)
+    return fixed_s + rate_s * step.work(sizes), fixed_gib + rate_gib * sizes.plays
 
 
 def duration(seconds: float) -> str:
@@ -316,11 +319,19 @@ def plan_table(plan: Plan, sizes: Sizes, costs: dict[str, dict[str, Any]]) -> st
             )
             lines.append(f"{step.name:52s} {measured}  done")
             continue
-        seconds, gib = estimate(step, sizes, costs)
+        guess = estimate(step, sizes, costs)
+        if guess is None:
+            lines.append(f"{step.name:52s} {'':>9s} {'':>9s}  to run (estimated once the build is done)")
+            continue
+        seconds, gib = guess
         left, peak = left + seconds, max(peak, gib)
         lines.append(f"{step.name:52s} ~{duration(seconds):>8s} ~{gib:>6.1f} G  to run")
     for model, why in plan.skipped.items():
         lines.append(f"{model:52s} {'':>9s} {'':>9s}  skipped: {why}")
+    if not sizes.counted:
+        lines.append(
+            "(the steps after the build are estimated from its counts: the plan is printed again then)"
+        )
     lines.append(f"{'to run':52s} ~{duration(left):>8s} ~{peak:>6.1f} G  (largest step's memory)")
     return "\n".join(lines)
 
@@ -339,11 +350,13 @@ def run_step(step: Step, out: Path, sizes_after: Callable[[], Sizes], env: dict[
             f"reproduce: step {step.name!r} failed (exit {code}): mmbench {' '.join(step.command)}"
         )
     seconds = time.perf_counter() - start
+    sizes = sizes_after()
     return {
         "kind": step.kind,
         "seconds": round(seconds, 2),
         "peak_gib": round(usage.ru_maxrss / 2**20, 3),
-        "work": step.work(sizes_after()),
+        "work": step.work(sizes),
+        "plays": sizes.plays,
     }
 
 
@@ -408,11 +421,13 @@ def reproduce(
     for index in range(len(plan.steps)):
         if index == 1:  # the build is done: the commands and sizes of the real build
             plan = planned()
+            if "build" in costs and not any(s.done() for s in plan.steps[1:]):
+                echo(plan_table(plan, Sizes.of(dataset, raw), costs))
         step = plan.steps[index]
         if step.done():
             continue
-        seconds, gib = estimate(step, Sizes.of(dataset, raw), costs)
-        echo(f"[{index + 1}/{len(plan.steps)}] {step.name} (~{duration(seconds)}, ~{gib:.1f} GiB)")
+        guess = estimate(step, Sizes.of(dataset, raw), costs) or (0.0, 0.0)
+        echo(f"[{index + 1}/{len(plan.steps)}] {step.name} (~{duration(guess[0])}, ~{guess[1]:.1f} GiB)")
         costs[step.name] = run_step(step, out, lambda: Sizes.of(dataset, raw), env)
         (out / "costs.json").write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
     results = write_results(plan, costs)

@@ -23,18 +23,19 @@ def reproduced(sample_build, tmp_path_factory):
     return out, result.stdout
 
 
-def test_the_plan_estimates_every_step_and_says_what_it_skips(tmp_path):
+def test_the_plan_estimates_the_build_first_and_says_what_it_skips(tmp_path):
     result = run_cli("reproduce", "--sample", "--out", str(tmp_path / "out"), "--plan", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    steps = [line for line in lines if line.endswith("to run")]
+    steps = [line for line in lines if "  to run" in line and not line.startswith("to run")]
     names = [line.split("  ")[0] for line in steps]
     assert names[0] == "build" and "train sasrec-seed0" in names and "predict sknn paper-sampled" in names
     assert (
         "compare sasrec-mm vs sasrec next-track" in names
         and "compare pop vs history-lookup paper-sampled" in names
     )
-    assert all("~" in line and " G " in line for line in steps)
+    assert "~" in steps[0] and " G " in steps[0]  # the build's estimate, from the input's size
+    assert all(line.endswith("(estimated once the build is done)") for line in steps[1:])
     assert any(line.startswith("e4srec") and "skipped: needs a GPU" in line for line in lines)
     assert any(line.startswith("zeroshot") and "skipped: needs --endpoint" in line for line in lines)
     assert not (tmp_path / "out" / "dataset").exists()  # a plan writes nothing
@@ -83,6 +84,11 @@ def test_a_second_run_reruns_only_the_missing_steps(reproduced):
     assert (out / "reports" / "next-track" / "pop-seed0.json").read_bytes() == before
     plan = result.stdout.split("\n[")[0]
     assert "train pop" in plan and plan.count("to run") == 3  # two steps, and the total
+    # After the build every step has an estimate (a model not run yet: sasrec).
+    more = run_cli("reproduce", "--sample", "--out", str(out), "--models", f"{MODELS},sasrec", "--plan")
+    assert more.returncode == 0, more.stderr
+    train = next(line for line in more.stdout.splitlines() if line.startswith("train sasrec-seed0"))
+    assert "~" in train and " G " in train and train.endswith("to run")
     other = run_cli("reproduce", "--sample", "--out", str(out), "--models", MODELS, "--seeds", "2")
     assert other.returncode == 2 and "was made with --seeds 1, not 2" in other.stderr
 
