@@ -68,6 +68,9 @@ AXES = (
 ROWS = (*HEADLINE, *AXES)
 REFERENCES = ("sasrec", "sasrec-mm")
 WHAT = {
+    "pop": "popularity",
+    "sasrec": "the ID encoder, no LLM",
+    "sasrec-mm": "SASRec over the same content, no LLM",
     "e4srec-id": "ID only (the paper's model)",
     "e4srec-content": "ID + audio, lyrics, mgphot, tied head",
     "e4srec-random": "as e4srec-id, random backbone weights",
@@ -275,7 +278,7 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
         "",
         f"Chosen on validation (NDCG@10 of seed 0's best epoch): {rate_text}; {fusion_text}.",
         "",
-        f"| model | what | seeds | NDCG@10 | per seed | Recall@10 | NDCG@10 cold (n={n_cold}) | best epoch | training (min) |",  # noqa: E501
+        f"| model | what | seeds | NDCG@10 | per seed | Recall@10 | NDCG@10 cold (n={n_cold}) | best epoch | training wall (min) |",  # noqa: E501
         "|---|---|---:|---|---|---|---|---|---|",
         f"| chance | | | {first['chance']['ndcg@10']:.4f} | | {first['chance']['recall@10']:.4f} | | | |",
     ]
