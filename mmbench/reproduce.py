@@ -336,10 +336,15 @@ def plan_table(plan: Plan, sizes: Sizes, costs: dict[str, dict[str, Any]]) -> st
     return "\n".join(lines)
 
 
-def run_step(step: Step, out: Path, sizes_after: Callable[[], Sizes], env: dict[str, str]) -> dict[str, Any]:
-    """Run one step's command in its own process; its wall time and peak memory."""
+def mmbench_command(*args: str) -> list[str]:
+    """The command line of ``mmbench ARGS`` with this environment's console script."""
     exe = Path(sys.executable).with_name("mmbench")
-    command = [str(exe) if exe.exists() else "mmbench", *step.command]
+    return [str(exe) if exe.exists() else "mmbench", *args]
+
+
+def run_step(step: Step, sizes_after: Callable[[], Sizes], env: dict[str, str]) -> dict[str, Any]:
+    """Run one step's command in its own process; its wall time and peak memory."""
+    command = mmbench_command(*step.command)
     step.output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
@@ -428,7 +433,7 @@ def reproduce(
             continue
         guess = estimate(step, Sizes.of(dataset, raw), costs) or (0.0, 0.0)
         echo(f"[{index + 1}/{len(plan.steps)}] {step.name} (~{duration(guess[0])}, ~{guess[1]:.1f} GiB)")
-        costs[step.name] = run_step(step, out, lambda: Sizes.of(dataset, raw), env)
+        costs[step.name] = run_step(step, lambda: Sizes.of(dataset, raw), env)
         (out / "costs.json").write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
     results = write_results(plan, costs)
     write_entries(plan, raw is None, echo)
@@ -504,7 +509,6 @@ def write_entries(plan: Plan, sample: bool, echo: Callable[[str], None]) -> None
     out, dataset = plan.out, plan.out / "dataset"
     fingerprint = dataset_fingerprint(dataset)
     prefix = "sample" if sample else "lastfm1k-mm"
-    exe = Path(sys.executable).with_name("mmbench")
     for task in TASKS:
         for model, runs in plan.models.items():
             if task == "paper-sampled" and model == "user-repeat":
@@ -522,9 +526,10 @@ def write_entries(plan: Plan, sample: bool, echo: Callable[[str], None]) -> None
             meta.parent.mkdir(parents=True, exist_ok=True)
             meta.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
             (out / "leaderboard" / "submissions").mkdir(parents=True, exist_ok=True)
-            command = [str(exe) if exe.exists() else "mmbench", "submit", str(out / "predictions" / task / model),
-                       "--meta", str(meta), "--dataset", str(dataset), "--leaderboard", str(out / "leaderboard"),
-                       "--slug", slug]  # fmt: skip
+            command = mmbench_command(
+                "submit", str(out / "predictions" / task / model), "--meta", str(meta), "--dataset", str(dataset),
+                "--leaderboard", str(out / "leaderboard"), "--slug", slug,
+            )  # fmt: skip
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise MmbenchError(f"reproduce: the entry {slug} was refused: {result.stderr.strip()}")
