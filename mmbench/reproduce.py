@@ -155,10 +155,14 @@ def make_plan(
     model_args: dict[str, list[str]],
 ) -> Plan:
     """The steps from the archive (``raw``; None: the sample) to the results in ``out``. The
-    LLM baselines read the reference's trained folders, so the reference is added before them."""
+    baselines run in the given order (``--models all``: the probes and classic ones first, which
+    take minutes, then the neural ones); the LLM baselines read the reference's trained folders,
+    so the reference is moved before the first of them."""
     dataset = out / "dataset"
-    if {"e4srec", "zeroshot"} & set(models):
-        models = [REFERENCE, *(m for m in models if m != REFERENCE)]
+    llm = next((m for m in models if m in ("e4srec", "zeroshot")), None)
+    if llm is not None and REFERENCE not in models[: models.index(llm)]:
+        rest = [m for m in models if m != REFERENCE]
+        models = [*rest[: rest.index(llm)], REFERENCE, *rest[rest.index(llm) :]]
     steps = [
         Step(
             "build",

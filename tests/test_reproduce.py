@@ -34,6 +34,14 @@ def test_the_plan_estimates_the_build_first_and_says_what_it_skips(tmp_path):
         "compare sasrec-mm vs sasrec next-track" in names
         and "compare pop vs history-lookup paper-sampled" in names
     )
+    trains = [name for name in names if name.startswith("train ")]
+    assert trains[:5] == [
+        "train history-lookup",
+        "train unseen-first",
+        "train pop",
+        "train user-repeat",
+        "train sknn",
+    ]
     assert "~" in steps[0] and " G " in steps[0]  # the build's estimate, from the input's size
     assert all(line.endswith("(estimated once the build is done)") for line in steps[1:])
     assert any(line.startswith("e4srec") and "skipped: needs a GPU" in line for line in lines)
