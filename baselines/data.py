@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import polars as pl
 
@@ -74,44 +75,74 @@ def popularity_order(data: Benchmark) -> list[str]:
     return data.tracks.sort(["n_plays_train", "track_id"], descending=[True, False])["track_id"].to_list()
 
 
-def instance_inputs(data: Benchmark, task: str, split: str) -> list[dict[str, Any]]:
-    """Per instance: its id, the session's ``start`` (every play before it is known), the user's
-    plays before the session (time order), the session prefix before the target, each with the
-    plays' completion ratios (``history_completion``, ``prefix_completion``; None where
-    unknown), and the candidates (paper-sampled only)."""
-    instances = data.instances(task, split)
-    sessions = data.sessions("train", "validation", "test")
-    own = instances.join(
-        sessions.select(
+class InstanceInputs(Sequence[dict[str, Any]]):
+    """Per instance (sorted by id): its id, the session's ``start`` (every play before it is
+    known), the user's plays before the session in time order (``history``), the session prefix
+    before the target (``prefix``), each with the plays' completion ratios
+    (``history_completion``, ``prefix_completion``; None where unknown), and the candidates
+    (paper-sampled only).
+
+    A row is made when it is read: its history is a slice of one list of every play, users one
+    after the other in time order, so memory holds each play once instead of once per instance
+    of its user (a user's test instances share almost all of their history)."""
+
+    def __init__(self, data: Benchmark, task: str, split: str):
+        instances = data.instances(task, split)
+        # A user's sessions never overlap, so the plays before a session's start are exactly
+        # those of the user's earlier sessions: one slice of the user's plays in time order.
+        ordered = data.sessions("train", "validation", "test").sort("user_id", "start_time", "session_id")
+        lengths = ordered["track_ids"].list.len()
+        placed = ordered.select(
             "session_id",
+            "user_id",
             pl.col("start_time").alias("start"),
             pl.col("track_ids").alias("tracks"),
             pl.col("completion_ratios").alias("ratios"),
-        ),
-        on="session_id",
-    )
-    history = (
-        own.select("instance_id", "user_id", "start")
-        .join(sessions.select("user_id", "start_time", "track_ids", "completion_ratios"), on="user_id")
-        .filter(pl.col("start_time") < pl.col("start"))
-        .sort("instance_id", "start_time")
-        .group_by("instance_id", maintain_order=True)
-        .agg(
-            pl.col("track_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("history"),
-            pl.col("completion_ratios").list.explode(keep_nulls=False, empty_as_null=False).alias("history_completion"),
+            (lengths.cum_sum() - lengths).alias("end"),
+        ).with_columns(pl.col("end").min().over("user_id").alias("begin"))
+        rows = (
+            instances.join(placed, on="session_id", how="left")
+            .select(
+                "instance_id",
+                "start",
+                "begin",
+                "end",
+                pl.col("tracks").list.head(pl.col("position")).alias("prefix"),
+                pl.col("ratios").list.head(pl.col("position")).alias("prefix_completion"),
+                "candidates",
+            )
+            .sort("instance_id")
         )
-    )  # fmt: skip
-    rows = (
-        own.join(history, on="instance_id", how="left")
-        .select(
-            "instance_id",
-            "start",
-            pl.col("history").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-            pl.col("history_completion").fill_null(pl.lit([], dtype=pl.List(pl.Float32))),
-            pl.col("tracks").list.head(pl.col("position")).alias("prefix"),
-            pl.col("ratios").list.head(pl.col("position")).alias("prefix_completion"),
-            "candidates",
-        )
-        .sort("instance_id")
-    )
-    return rows.to_dicts()
+        self._tracks = ordered["track_ids"].explode().to_list()
+        self._ratios = ordered["completion_ratios"].explode().to_list()
+        self._spans = list(zip(rows["begin"].to_list(), rows["end"].to_list(), strict=True))
+        self._rows = rows.drop("begin", "end").to_dicts()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _row(self, index: int) -> dict[str, Any]:
+        begin, end = self._spans[index]
+        return {
+            **self._rows[index],
+            "history": self._tracks[begin:end],
+            "history_completion": self._ratios[begin:end],
+        }
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._row(i) for i in range(*index.indices(len(self)))]
+        return self._row(range(len(self))[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self._row(i) for i in range(len(self)))
+
+
+def instance_inputs(data: Benchmark, task: str, split: str) -> InstanceInputs:
+    """What a memory-based baseline reads of each instance of ``task``/``split``
+    (:class:`InstanceInputs`)."""
+    return InstanceInputs(data, task, split)

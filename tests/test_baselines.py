@@ -87,6 +87,39 @@ def test_paper_sampled_ranks_candidates(trained, sample_build, tmp_path):
     )
 
 
+@pytest.mark.parametrize(("task", "split"), [("next-track", "test"), ("paper-sampled", "validation")])
+def test_instance_inputs_are_each_users_earlier_sessions_then_the_prefix(sample_build, task, split):
+    """The rows against a join written here: every session of the user that starts before the
+    instance's session, in time order, then the session's plays before the target."""
+    import polars as pl
+
+    data = Benchmark(sample_build)
+    sessions = data.sessions("train", "validation", "test")
+    own = data.instances(task, split).join(sessions, on="session_id")
+    history = (
+        own.select("instance_id", "user_id", pl.col("start_time").alias("start"))
+        .join(sessions, on="user_id")
+        .filter(pl.col("start_time") < pl.col("start"))
+        .sort("instance_id", "start_time")
+        .group_by("instance_id", maintain_order=True)
+        .agg(pl.col("track_ids").explode(), pl.col("completion_ratios").explode())
+    )
+    expected = {r["instance_id"]: r for r in history.to_dicts()}
+    rows = instance_inputs(data, task, split)
+    assert len(rows) == own.height and [r["instance_id"] for r in rows] == sorted(own["instance_id"])
+    by_id = {r["instance_id"]: r for r in own.to_dicts()}
+    assert sum(len(r["history"]) for r in rows) > 10 * len(rows)
+    for row in rows:
+        earlier = expected.get(row["instance_id"], {"track_ids": [], "completion_ratios": []})
+        session = by_id[row["instance_id"]]
+        assert row["history"] == earlier["track_ids"]
+        assert row["history_completion"] == earlier["completion_ratios"]
+        assert row["prefix"] == session["track_ids"][: session["position"]]
+        assert row["prefix_completion"] == session["completion_ratios"][: session["position"]]
+        assert row["start"] == session["start_time"] and row["candidates"] == session["candidates"]
+    assert rows[-1] == rows[len(rows) - 1] and rows[1:3] == [rows[1], rows[2]]
+
+
 def test_rank_backs_off_to_popularity():
     order = ["a", "b", "c", "d"]
     pop_rank = {t: i for i, t in enumerate(order)}
