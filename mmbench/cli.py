@@ -322,7 +322,7 @@ def reproduce(raw: Path | None, sample: bool, out: Path, models: str, seeds: int
         if not colon or "=" not in setting or model not in chosen:
             raise MmbenchError(f"--set-model {item!r}: expected MODEL:KEY=VALUE with MODEL one of {', '.join(chosen)}")  # fmt: skip
         per_model.setdefault(model, []).append(setting)
-    build_args = ["--quiet", *[x for o in overrides for x in ("--set", o)]]
+    build_args = [x for o in overrides for x in ("--set", o)]
     if plan_only:
         from mmbench.devices import resolve_device
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbench.errors import MmbenchError
+from mmbench.files import write_atomic
 
 PROBES = ("history-lookup", "unseen-first")
 CLASSIC = ("pop", "user-repeat", "sknn")
@@ -212,7 +213,6 @@ def make_plan(
                         str(dataset),
                         "--out",
                         str(folder),
-                        "--quiet",
                         *sets,
                     ],
                     folder / "config.json",
@@ -234,7 +234,6 @@ def make_plan(
                             task,
                             "--out",
                             str(predictions),
-                            "--quiet",
                         ],
                         predictions,
                         task,
@@ -397,7 +396,7 @@ def check_seeds(out: Path, seeds: int) -> None:
             "use another --out or the same --seeds"
         )
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(f"{seeds}\n", encoding="utf-8")
+    write_atomic(stamp, f"{seeds}\n")
 
 
 def reproduce(
@@ -438,7 +437,7 @@ def reproduce(
         guess = estimate(step, Sizes.of(dataset, raw), costs) or (0.0, 0.0)
         echo(f"[{index + 1}/{len(plan.steps)}] {step.name} (~{duration(guess[0])}, ~{guess[1]:.1f} GiB)")
         costs[step.name] = run_step(step, lambda: Sizes.of(dataset, raw), env)
-        (out / "costs.json").write_text(json.dumps(costs, indent=2) + "\n", encoding="utf-8")
+        write_atomic(out / "costs.json", json.dumps(costs, indent=2) + "\n")
     results = write_results(plan, costs)
     write_entries(plan, raw is None, echo)
     echo(f"results: {results}; entries: {out / 'leaderboard'}")
@@ -498,7 +497,7 @@ def write_results(plan: Plan, costs: dict[str, dict[str, Any]]) -> Path:
     ]
     lines += [f"| {name} | {duration(c['seconds'])} | {c['peak_gib']:.2f} |" for name, c in costs.items()]
     path = out / "results.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -528,7 +527,7 @@ def write_entries(plan: Plan, sample: bool, echo: Callable[[str], None]) -> None
             )
             meta = out / "leaderboard-meta" / f"{slug}.yaml"
             meta.parent.mkdir(parents=True, exist_ok=True)
-            meta.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+            write_atomic(meta, yaml.safe_dump(data, sort_keys=False))
             (out / "leaderboard" / "submissions").mkdir(parents=True, exist_ok=True)
             command = mmbench_command(
                 "submit", str(out / "predictions" / task / model), "--meta", str(meta), "--dataset", str(dataset),
