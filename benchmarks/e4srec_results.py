@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
 from baseline_results import (  # the sibling script (benchmarks/ is on the path when run)
@@ -51,6 +49,8 @@ from baseline_results import (  # the sibling script (benchmarks/ is on the path
     run,
     write_block,
 )
+
+from mmbench.reproduce import measured_run, mmbench_command
 
 CONTENT = ("audio-mfcc", "lyrics-minilm", "mgphot")
 HEADLINE = ("e4srec-id", "e4srec-content", "e4srec-random", "e4srec-text")
@@ -125,29 +125,13 @@ def train(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace)
     if not (folder / "config.json").exists():
         settings = row_settings(row, seed, rate, fusion, args)
         sets = [x for s in settings for x in ("--set", s)]
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            [
-                "mmbench",
-                "baseline",
-                "train",
-                "e4srec",
-                "--dataset",
-                args.dataset,
-                "--out",
-                str(folder),
-                "--quiet",
-                *sets,
-            ]  # fmt: skip
+        command = mmbench_command(
+            "baseline", "train", "e4srec", "--dataset", args.dataset, "--out", str(folder), "--quiet", *sets
         )
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode:
-            raise SystemExit(f"training {name} failed (exit {child.returncode})")
-        cost = {
-            "train_seconds": round(time.perf_counter() - start, 1),
-            "peak_gib": round(usage.ru_maxrss / 2**20, 2),
-        }
+        code, seconds, peak_gib = measured_run(command, stdout=True)  # this child's own peak memory
+        if code:
+            raise SystemExit(f"training {name} failed (exit {code})")
+        cost = {"train_seconds": round(seconds, 1), "peak_gib": round(peak_gib, 2)}
         (folder / "cost.json").write_text(json.dumps(cost) + "\n")
     return folder
 

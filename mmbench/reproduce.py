@@ -345,24 +345,30 @@ def mmbench_command(*args: str) -> list[str]:
     return [str(exe) if exe.exists() else "mmbench", *args]
 
 
+def measured_run(
+    command: list[str], env: dict[str, str] | None = None, stdout: bool = False
+) -> tuple[int, float, float]:
+    """Run ``command`` in its own process: its exit code, wall seconds and peak RSS in GiB (the
+    child's own, from ``os.wait4``). Its stdout is dropped unless ``stdout``."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, env=env, stdout=None if stdout else subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 2**20
+
+
 def run_step(step: Step, sizes_after: Callable[[], Sizes], env: dict[str, str]) -> dict[str, Any]:
     """Run one step's command in its own process; its wall time and peak memory."""
-    command = mmbench_command(*step.command)
     step.output.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    code = os.waitstatus_to_exitcode(status)
+    code, seconds, peak_gib = measured_run(mmbench_command(*step.command), env)
     if code != 0:
         raise MmbenchError(
             f"reproduce: step {step.name!r} failed (exit {code}): mmbench {' '.join(step.command)}"
         )
-    seconds = time.perf_counter() - start
     sizes = sizes_after()
     return {
         "kind": step.kind,
         "seconds": round(seconds, 2),
-        "peak_gib": round(usage.ru_maxrss / 2**20, 3),
+        "peak_gib": round(peak_gib, 3),
         "work": step.work(sizes),
         "plays": sizes.plays,
     }
