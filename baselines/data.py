@@ -101,7 +101,7 @@ class InstanceInputs(Sequence[dict[str, Any]]):
             (lengths.cum_sum() - lengths).alias("end"),
         ).with_columns(pl.col("end").min().over("user_id").alias("begin"))
         rows = (
-            instances.join(placed, on="session_id", how="left")
+            instances.join(placed, on="session_id")
             .select(
                 "instance_id",
                 "start",

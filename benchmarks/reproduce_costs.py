@@ -33,8 +33,29 @@ def facts(run: Path) -> str:
     return f"{stats['plays']:,} plays, {stats['tracks']:,} tracks, {test:,} next-track test instances"
 
 
-def cell(cost: dict | None) -> str:
-    return f"{duration(cost['seconds'])} | {cost['peak_gib']:.2f}" if cost else "not run | "
+def cell(run: Path, name: str, cost: dict | None) -> str:
+    """Wall time and peak memory; for a neural training, the epochs it ran and the best one."""
+    if not cost:
+        return "not run | "
+    note = ""
+    config = run / "models" / name.removeprefix("train ") / "config.json"
+    if name.startswith("train ") and config.is_file():
+        training = json.loads(config.read_text(encoding="utf-8")).get("training")
+        if training:
+            note = f" ({len(training['epochs'])} epochs, best {training['best_epoch']})"
+    return f"{duration(cost['seconds'])}{note} | {cost['peak_gib']:.2f}"
+
+
+def text_encoding(run: Path) -> str:
+    """How long the build spent embedding track names: the first to the last chunk written to
+    the text config's embedding cache (one chunk's time added for the first)."""
+    chunks = sorted(
+        p.stat().st_mtime for p in (run / "dataset" / ".build" / "embedding-cache").glob("text-*/*.npz")
+    )
+    if len(chunks) < 2:
+        return ""
+    span = (chunks[-1] - chunks[0]) * len(chunks) / (len(chunks) - 1)
+    return f" Of the full-size build, embedding the track names took about {duration(span)} ({len(chunks)} chunks of the embedding cache)."
 
 
 def table(sample: Path, full: Path) -> str:
@@ -45,7 +66,10 @@ def table(sample: Path, full: Path) -> str:
         "| step | sample: wall | sample: peak GiB | full size: wall | full size: peak GiB |",
         "|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {name} | {cell(small.get(name))} | {cell(large.get(name))} |" for name in large]
+    lines += [
+        f"| {name} | {cell(sample, name, small.get(name))} | {cell(full, name, large.get(name))} |"
+        for name in large
+    ]
     total_small = sum(c["seconds"] for c in small.values())
     total_large = sum(c["seconds"] for c in large.values())
     lines.append(
@@ -63,7 +87,7 @@ def table(sample: Path, full: Path) -> str:
     lines += [
         "",
         f"At full size the largest step is {largest} ({duration(large[largest]['seconds'])}); "
-        f"the time by kind of step: {shares}.",
+        f"the time by kind of step: {shares}." + text_encoding(full),
     ]
     return "\n".join(lines)
 
