@@ -286,17 +286,38 @@ def read_costs(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def estimate(step: Step, sizes: Sizes, costs: dict[str, dict[str, Any]]) -> tuple[float, float] | None:
-    """Seconds and GiB of ``step``: this machine's measured rate of its kind (the median over
-    the finished steps of that kind) when there is one, else the reference rate. None for a
-    step after the build while only the raw file's size is known."""
+    """Seconds and GiB of ``step``: from this machine's finished steps of its kind (of its task
+    where there are some) when there are any, else the reference rates. Time: a least-squares
+    line through their (work, seconds) where the works differ, else the reference fixed part
+    and the median rate through them; memory: the median GiB per play above the fixed part.
+    None for a step after the build while only the raw file's size is known."""
     if not sizes.counted and step.kind != "build":
         return None
     fixed_s, rate_s, fixed_gib, rate_gib = RATES[step.kind]
-    measured = [c for c in costs.values() if c["kind"] == step.kind and c["work"] > 0 and c.get("plays")]
-    if measured:
-        rate_s = statistics.median(max(0.0, c["seconds"] - fixed_s) / c["work"] for c in measured)
-        rate_gib = statistics.median(max(0.0, c["peak_gib"] - fixed_gib) / c["plays"] for c in measured)
+    measured = {
+        name: c for name, c in costs.items() if c["kind"] == step.kind and c["work"] > 0 and c.get("plays")
+    }
+    # (costs.json files older than the "task" field: the step's name ends with it)
+    same_task = [c for name, c in measured.items() if c.get("task", name.rsplit(" ", 1)[-1]) == step.task]
+    measured_steps = same_task or list(measured.values())
+    if measured_steps:
+        fixed_s, rate_s = time_line([(c["work"], c["seconds"]) for c in measured_steps], fixed_s)
+        rate_gib = statistics.median(max(0.0, c["peak_gib"] - fixed_gib) / c["plays"] for c in measured_steps)
     return fixed_s + rate_s * step.work(sizes), fixed_gib + rate_gib * sizes.plays
+
+
+def time_line(points: list[tuple[float, float]], fixed_s: float) -> tuple[float, float]:
+    """(fixed seconds, seconds per unit of work) through measured (work, seconds) points: the
+    least-squares line, both parts kept non-negative, where the works differ; else ``fixed_s``
+    and the median rate above it."""
+    works = [w for w, _ in points]
+    if len(set(works)) > 1:
+        slope, intercept = statistics.linear_regression(works, [t for _, t in points])
+        if slope > 0 and intercept >= 0:
+            return intercept, slope
+        if slope > 0:  # a line through 0: the rate alone
+            return 0.0, sum(t for _, t in points) / sum(works)
+    return fixed_s, statistics.median(max(0.0, t - fixed_s) / w for w, t in points)
 
 
 def duration(seconds: float) -> str:
@@ -367,6 +388,7 @@ def run_step(step: Step, sizes_after: Callable[[], Sizes], env: dict[str, str]) 
     sizes = sizes_after()
     return {
         "kind": step.kind,
+        "task": step.task,
         "seconds": round(seconds, 2),
         "peak_gib": round(peak_gib, 3),
         "work": step.work(sizes),
