@@ -71,8 +71,15 @@ def test_reproduce_writes_the_results_costs_and_entries(reproduced):
     assert costs["train pop"]["kind"] == "train-memory" and costs["train pop"]["peak_gib"] > 0.1
     entries = sorted(p.name for p in (out / "leaderboard" / "submissions").iterdir())
     expected = {f"sample-{m}-{t}" for m in MODELS.split(",") for t in ("next-track", "paper-sampled")}
-    # user-repeat's paper-sampled ranking is the history-lookup probe's file: no entry of its own
+    # user-repeat's paper-sampled ranking is the history-lookup probe's file: the leaderboard
+    # refuses it as a copy, and the results say so instead of the run failing
     assert entries == sorted(expected - {"sample-user-repeat-paper-sampled"})
+    refused = results.split("## Leaderboard entries not written")[1].split("## ")[0].strip().splitlines()
+    assert len(refused) == 1 and refused[0].startswith("- `sample-user-repeat-paper-sampled`: run 1 gives")
+    assert refused[0].endswith(
+        "sample-history-lookup-paper-sampled/seed0.jsonl.gz on 100.0% of the instances: a copy of an existing entry"
+    )
+    assert "entry sample-user-repeat-paper-sampled not written" in stdout
     check = run_cli(
         "leaderboard", "validate", str(out / "leaderboard"), "--recompute", "--dataset", str(out / "dataset")
     )

@@ -219,6 +219,9 @@ def submit(
     return target, results
 
 
+COPY = "a copy of an existing entry"  # the end of a refusal for near-identical rankings
+
+
 def _near_duplicate_entry(
     ranks: np.ndarray, metadata: Metadata, root: Path, evaluator: Evaluator
 ) -> str | None:
@@ -238,7 +241,7 @@ def _near_duplicate_entry(
         if share > NEAR_DUPLICATE:
             return (
                 f"run {i + 1} gives the target the same rank as {entry.slug}/{entry.files[j]} on "
-                f"{share:.1%} of the instances: a copy of an existing entry"
+                f"{share:.1%} of the instances: {COPY}"
             )
     return None
 
