@@ -94,7 +94,7 @@ def standardise(embeddings: np.ndarray) -> np.ndarray:
 
 
 def intra_list_diversity_at_k(
-    top: np.ndarray, embeddings: np.ndarray, k: int = K, chunk: int = 65_536
+    top: np.ndarray, embeddings: np.ndarray, k: int = K, chunk: int = 4_096
 ) -> float:
     """ILD@K = mean over rankings of the mean pairwise cosine distance 1 - cos(z_s, z_t) over
     the pairs of their top K tracks that have an embedding (rows of ``embeddings`` that are NaN
@@ -112,11 +112,14 @@ def intra_list_diversity_at_k(
     Reference: Ziegler, McNee, Konstan and Lausen, "Improving recommendation lists through topic
     diversification", WWW 2005 (intra-list similarity; here its distance form).
     """
-    emb = standardise(embeddings)
-    has = ~np.isnan(emb).any(axis=1)
-    norms = np.linalg.norm(np.where(has[:, None], emb, 0.0), axis=1)
+    # In place on the standardised copy: one catalogue-sized float64 matrix at a time (the real
+    # catalogue's 383,670 tracks x 768 dimensions are 2.4 GB), and rankings a chunk at a time.
+    unit = standardise(embeddings)
+    has = ~np.isnan(unit).any(axis=1)
+    unit[~has] = 0.0
+    norms = np.linalg.norm(unit, axis=1)
     usable = has & (norms > 0)
-    unit = np.where(usable[:, None], emb / np.where(usable, norms, 1.0)[:, None], 0.0)
+    unit /= np.where(usable, norms, 1.0)[:, None]
     total, lists = 0.0, 0
     for start in range(0, top.shape[0], chunk):
         codes = top[start : start + chunk, :k]
