@@ -75,9 +75,10 @@ def test_reproduce_writes_the_results_costs_and_entries(reproduced):
     # refuses it as a copy, and the results say so instead of the run failing
     assert entries == sorted(expected - {"sample-user-repeat-paper-sampled"})
     refused = results.split("## Leaderboard entries not written")[1].split("## ")[0].strip().splitlines()
-    assert len(refused) == 1 and refused[0].startswith("- `sample-user-repeat-paper-sampled`: run 1 gives")
+    assert len(refused) == 1 and refused[0].startswith("- `sample-user-repeat-paper-sampled`: ")
     assert refused[0].endswith(
-        "sample-history-lookup-paper-sampled/seed0.jsonl.gz on 100.0% of the instances: a copy of an existing entry"
+        "run 1 gives the target the same rank as sample-history-lookup-paper-sampled/seed0.jsonl.gz "
+        "on 100.0% of the instances: a copy of an existing entry"
     )
     assert "entry sample-user-repeat-paper-sampled not written" in stdout
     check = run_cli(
