@@ -57,22 +57,25 @@ def real_data_settings(model: str, cuda: bool, content: list[str]) -> list[str]:
 
 
 # Reference rates on the project's 2-core CPU: (fixed seconds, seconds per unit of work, fixed
-# GiB, GiB per play: what a step holds grows with the data). The units of work: the build and
-# memory-based training, plays; neural training, epochs
-# x (plays + validation instances x tracks / 100: a play's training costs about as much as
-# scoring 100 tracks); prediction, instances (sknn: x its 1,000 sampled sessions; neural: x
-# tracks); evaluation and comparison, instances. Build: 4 min and 3.4 GB for the 19.15M-line
-# file (benchmarks/build_full.py); neural training from benchmarks/train_speed.py's sampled
-# softmax step at 383,670 tracks; the rest from the sample's runs.
+# GiB, GiB per play: what a step holds grows with the data). The units of work: the build of the
+# archive, the plays its size gives (most of its time embeds the track names with the text
+# encoder, whose number grows with the plays); the sample's build, none (it is one fixed input);
+# memory-based training, plays; neural training, epochs x (plays + validation instances x tracks
+# / 100: a play's training costs about as much as scoring 100 tracks); prediction, instances
+# (sknn: x its 1,000 sampled sessions; neural: x tracks); evaluation and comparison, instances.
+# Measured by this command on the full-size synthetic file (docs/baselines.md, "At full size")
+# and on the sample; neural training and prediction from benchmarks/train_speed.py's sampled
+# softmax step at 383,670 tracks.
 RATES: dict[str, tuple[float, float, float, float]] = {
-    "build": (60.0, 12.5e-6, 1.0, 1.8e-7),
-    "train-memory": (5.0, 2.0e-6, 0.5, 1.0e-7),
+    "build": (60.0, 8.6e-5, 1.0, 1.2e-7),
+    "build-sample": (270.0, 0.0, 2.6, 0.0),
+    "train-memory": (3.0, 1.0e-6, 0.4, 2.0e-7),
     "train-neural": (20.0, 9.0e-5, 1.0, 1.0e-7),
-    "predict-memory": (5.0, 4.0e-3, 0.5, 1.0e-7),
-    "predict-sknn": (5.0, 2.0e-5, 0.5, 1.0e-7),
+    "predict-memory": (4.0, 3.0e-3, 0.4, 2.7e-7),
+    "predict-sknn": (4.0, 2.3e-6, 0.4, 3.9e-7),
     "predict-neural": (10.0, 1.5e-9, 1.0, 1.0e-7),
-    "evaluate": (3.0, 2.0e-4, 0.3, 0.5e-7),
-    "compare": (5.0, 3.0e-3, 0.3, 0.5e-7),
+    "evaluate": (6.0, 3.0e-4, 1.9, 4.4e-7),
+    "compare": (2.0, 2.0e-5, 0.4, 2.0e-8),
 }
 
 
@@ -119,6 +122,8 @@ class Step:
 
     def work(self, sizes: Sizes) -> float:
         """The units its kind's rate is per (see :data:`RATES`)."""
+        if self.kind == "build-sample":
+            return 0.0
         if self.kind in ("build", "train-memory"):
             return sizes.plays
         if self.kind == "train-neural":
@@ -167,7 +172,7 @@ def make_plan(
     steps = [
         Step(
             "build",
-            "build",
+            "build-sample" if raw is None else "build",
             [
                 "build",
                 *(["--sample"] if raw is None else ["--raw", str(raw)]),
@@ -291,7 +296,7 @@ def estimate(step: Step, sizes: Sizes, costs: dict[str, dict[str, Any]]) -> tupl
     line through their (work, seconds) where the works differ, else the reference fixed part
     and the median rate through them; memory: the median GiB per play above the fixed part.
     None for a step after the build while only the raw file's size is known."""
-    if not sizes.counted and step.kind != "build":
+    if not sizes.counted and not step.kind.startswith("build"):
         return None
     fixed_s, rate_s, fixed_gib, rate_gib = RATES[step.kind]
     measured = {
