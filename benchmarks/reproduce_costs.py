@@ -36,7 +36,7 @@ def facts(run: Path) -> str:
 def cell(run: Path, name: str, cost: dict | None) -> str:
     """Wall time and peak memory; for a neural training, the epochs it ran and the best one."""
     if not cost:
-        return "not run | "
+        return "not run yet | "
     note = ""
     config = run / "models" / name.removeprefix("train ") / "config.json"
     if name.startswith("train ") and config.is_file():
@@ -66,9 +66,10 @@ def table(sample: Path, full: Path) -> str:
         "| step | sample: wall | sample: peak GiB | full size: wall | full size: peak GiB |",
         "|---|---:|---:|---:|---:|",
     ]
+    names = [*small, *(name for name in large if name not in small)]
     lines += [
         f"| {name} | {cell(sample, name, small.get(name))} | {cell(full, name, large.get(name))} |"
-        for name in large
+        for name in names
     ]
     total_small = sum(c["seconds"] for c in small.values())
     total_large = sum(c["seconds"] for c in large.values())
@@ -83,12 +84,18 @@ def table(sample: Path, full: Path) -> str:
         f"{kind} {seconds / total_large:.0%}"
         for kind, seconds in sorted(by_kind.items(), key=lambda kv: -kv[1])
     )
+    missing = [name for name in small if name not in large]
     largest = max(large, key=lambda name: large[name]["seconds"])
     lines += [
         "",
         f"At full size the largest step is {largest} ({duration(large[largest]['seconds'])}); "
         f"the time by kind of step: {shares}." + text_encoding(full),
     ]
+    if missing:
+        lines += [
+            "",
+            f"Not run yet at full size: {len(missing)} of the {len(small)} steps (the totals leave them out).",
+        ]
     return "\n".join(lines)
 
 
