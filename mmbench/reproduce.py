@@ -553,7 +553,8 @@ def write_entries(plan: Plan, sample: bool, echo: Callable[[str], None]) -> dict
     prefix = "sample" if sample else "lastfm1k-mm"
     refused: dict[str, str] = {}
     for task in TASKS:
-        for model, runs in plan.models.items():
+        # The probes first: a model whose rankings repeat a probe's is the one refused.
+        for model, runs in sorted(plan.models.items(), key=lambda item: item[0] not in PROBES):
             slug = f"{prefix}-{model}-{task}"
             if (out / "leaderboard" / "submissions" / slug / "results.json").exists():
                 continue
