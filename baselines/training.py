@@ -550,7 +550,7 @@ def _train_epoch(
         losses.append(report.item())
         norms.append(norm.item())
         total, steps = total + losses[-1], steps + 1
-        bar.set_postfix(loss=f"{total / steps:.3f}")
+        bar.set_postfix(loss=f"{total / steps:.3f}", refresh=False)  # drawn at the bar's own interval
     tenths = [float(np.mean(part)) for part in np.array_split(np.asarray(losses), 10) if len(part)]
     return {
         "epoch": epoch,
