@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -411,7 +412,8 @@ def fit(
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in record.items()
                     if not isinstance(v, list)
-                )
+                ),
+                file=sys.stderr,  # with the bars: a log, not output (`mmbench reproduce` drops stdout)
             )
         if validate is not None and waited >= config.patience:
             break
