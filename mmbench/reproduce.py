@@ -64,16 +64,17 @@ def real_data_settings(model: str, cuda: bool, content: list[str]) -> list[str]:
 # / 100: a play's training costs about as much as scoring 100 tracks); prediction, instances
 # (sknn: x its 1,000 sampled sessions; neural: x tracks); evaluation and comparison, instances.
 # Measured by this command on the full-size synthetic file (docs/baselines.md, "At full size")
-# and on the sample; neural training and prediction from benchmarks/train_speed.py's sampled
-# softmax step at 383,670 tracks.
+# and on the sample. Neural training: SASRec's epochs there (sampled softmax, 241 s each with its
+# validation pass), as if every epoch of the bound ran; once a training has finished here, its
+# own rate, early stopping included, replaces it.
 RATES: dict[str, tuple[float, float, float, float]] = {
     "build": (60.0, 8.6e-5, 1.0, 1.2e-7),
     "build-sample": (270.0, 0.0, 2.6, 0.0),
     "train-memory": (3.0, 1.0e-6, 0.4, 2.0e-7),
-    "train-neural": (20.0, 9.0e-5, 1.0, 1.0e-7),
+    "train-neural": (20.0, 6.8e-6, 1.0, 1.6e-6),
     "predict-memory": (4.0, 3.0e-3, 0.4, 2.7e-7),
     "predict-sknn": (4.0, 2.3e-6, 0.4, 3.9e-7),
-    "predict-neural": (10.0, 1.5e-9, 1.0, 1.0e-7),
+    "predict-neural": (5.0, 3.0e-8, 1.0, 2.0e-7),
     "evaluate": (6.0, 3.0e-4, 1.9, 4.4e-7),
     "compare": (2.0, 2.0e-5, 0.4, 2.0e-8),
 }
