@@ -34,6 +34,8 @@ from pathlib import Path
 from baseline_results import DOCS, write_block  # the sibling scripts
 from build_full import FULL_LINES, timed, write_synthetic
 
+from mmbench.reproduce import mmbench_command
+
 VALIDATION = r"""
 import json, sys, time
 import mmbench.baselines.sasrec as sasrec
@@ -68,13 +70,9 @@ def built(fraction: float, work: Path, given: dict[float, Path]) -> Path:
     if not (dataset / "build_report.json").exists():
         # No text config: none of the components reads content, and its encoding is most of a CPU build.
         command = ["build", "--raw", str(raw), "--out", str(dataset), "--text-encoder", "", "--quiet"]
-        wall, peak, _ = timed([mmbench("mmbench"), *command])
+        wall, peak, _ = timed(mmbench_command(*command))
         print(f"built {dataset} in {wall:.0f} s (peak {peak:.1f} GB)")
     return dataset
-
-
-def mmbench(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def measure(fraction: float, dataset: Path, work: Path) -> dict[str, dict[str, float]]:
@@ -92,10 +90,10 @@ def measure(fraction: float, dataset: Path, work: Path) -> dict[str, dict[str, f
         }
     }
     model = work / f"sknn-{fraction}"
-    timed([mmbench("mmbench"), "baseline", "train", "sknn", "--dataset", str(dataset), "--out", str(model),
+    timed([*mmbench_command(), "baseline", "train", "sknn", "--dataset", str(dataset), "--out", str(model),
            "--set", "sample_size=1000", "--quiet"])  # fmt: skip
     predictions = work / f"sknn-{fraction}.jsonl"
-    wall, peak, _ = timed([mmbench("mmbench"), "baseline", "predict", str(model), "--task", "next-track",
+    wall, peak, _ = timed([*mmbench_command(), "baseline", "predict", str(model), "--task", "next-track",
                            "--out", str(predictions), "--quiet"])  # fmt: skip
     rows["sknn search"] = {
         "seconds": wall,
@@ -103,7 +101,7 @@ def measure(fraction: float, dataset: Path, work: Path) -> dict[str, dict[str, f
         "work": test,
         "unit": f"{test:,} instances, {stats['sessions']:,} sessions in the build",
     }
-    wall, peak, _ = timed([mmbench("mmbench"), "evaluate", str(predictions), "--dataset", str(dataset),
+    wall, peak, _ = timed([*mmbench_command(), "evaluate", str(predictions), "--dataset", str(dataset),
                            "--task", "next-track", "--json", str(work / f"sknn-{fraction}.report.json")])  # fmt: skip
     rows["evaluator"] = {"seconds": wall, "peak_gb": peak, "work": test, "unit": f"{test:,} instances"}
     for row in rows.values():

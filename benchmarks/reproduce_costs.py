@@ -28,9 +28,9 @@ def costs(run: Path) -> dict[str, dict]:
 
 
 def facts(run: Path) -> str:
-    stats = json.loads((run / "dataset" / "build_report.json").read_text(encoding="utf-8"))["statistics"]
-    test = stats["instances"]["next-track"]["test"]
-    return f"{stats['plays']:,} plays, {stats['tracks']:,} tracks, {test:,} next-track test instances"
+    report = json.loads((run / "dataset" / "build_report.json").read_text(encoding="utf-8"))
+    stats, test = report["statistics"], report["statistics"]["instances"]["next-track"]["test"]
+    return f"dataset {report['dataset_version']}, fingerprint {report['fingerprint'][:12]}: {stats['plays']:,} plays, {stats['tracks']:,} tracks, {test:,} next-track test instances"
 
 
 def cell(run: Path, name: str, cost: dict | None) -> str:
