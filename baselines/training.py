@@ -238,13 +238,23 @@ def sampled_softmax_loss(
     n_negatives: int,
     generator: torch.Generator,
     allowed: torch.Tensor | None = None,
+    draw_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of each target against ``n_negatives`` items drawn uniformly from 1..N (or
-    from the items where ``allowed`` [N] is true) for the whole batch; a draw equal to a
-    position's own target is left out of that position."""
+    """Cross-entropy of each target against ``n_negatives`` items drawn for the whole batch; a
+    draw equal to a position's own target is left out of that position.
+
+    Without ``draw_weights`` the draws are uniform over 1..N (or over the items where ``allowed``
+    [N] is true). With ``draw_weights`` [N] (non-negative, zero outside ``allowed``) each draw
+    takes item i with probability q_i = w_i / sum(w), and every logit, the target's included, is
+    corrected by minus log(n_negatives q_i), its expected number of draws: the sampled softmax of
+    Jean et al. (ACL 2015, eq. 9-10), whose gradient estimates the full softmax's whatever the
+    draws' distribution (Yi et al., RecSys 2019, apply it to in-batch negatives)."""
     keep = targets > 0
     h, t = hidden[keep], targets[keep]
-    if allowed is None:
+    if draw_weights is not None:
+        q = draw_weights / draw_weights.sum()
+        negatives = torch.multinomial(q, n_negatives, replacement=True, generator=generator) + 1
+    elif allowed is None:
         negatives = torch.randint(1, table.shape[0], (n_negatives,), generator=generator)
     else:
         pool = allowed.nonzero().flatten().cpu() + 1
@@ -252,9 +262,31 @@ def sampled_softmax_loss(
     negatives = negatives.to(t.device)
     positive = (h * table[t]).sum(-1, keepdim=True)
     negative = h @ table[negatives].T
+    if draw_weights is not None:
+        log_expected = torch.log(n_negatives * q).to(t.device)
+        positive = positive - log_expected[t - 1, None]
+        negative = negative - log_expected[negatives - 1][None, :]
     negative = negative.masked_fill(negatives[None, :] == t[:, None], float("-inf"))
     logits = torch.cat([positive, negative], dim=1).float()
     return F.cross_entropy(logits, torch.zeros(len(t), dtype=torch.long, device=t.device))
+
+
+def negative_draw_weights(
+    windows: torch.Tensor, n_items: int, popular_share: float, allowed: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """The draw weights of the sampled softmax's negatives over items 1..``n_items``: a share
+    ``popular_share`` of each draw in proportion to the item's plays in the training ``windows``
+    (the first channel of multi-channel windows), the rest uniform, both over the ``allowed``
+    items; None for uniform draws alone (``popular_share = 0``). The uniform part keeps every
+    item a negative now and then, so none is left at its initial score."""
+    if popular_share == 0:
+        return None
+    items = windows[:, 0] if windows.ndim == 3 else windows
+    plays = torch.bincount(items.flatten(), minlength=n_items + 1)[1 : n_items + 1].double()
+    mask = torch.ones(n_items, dtype=torch.bool) if allowed is None else allowed.cpu().bool()
+    plays = plays * mask
+    uniform = mask.double() / mask.sum()
+    return (popular_share * plays / plays.sum() + (1 - popular_share) * uniform).float()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,6 +376,8 @@ class TrainingSettings(BaselineSettings):
     targets: Literal["all", "last"]
     loss: Literal["full", "sampled"]
     negatives: Positive
+    # Folders trained before the setting existed drew their negatives uniformly.
+    popular_negatives: Annotated[float, Field(ge=0, le=1)] = 0.0
     batch_size: Positive
     learning_rate: Annotated[float, Field(gt=0)]
     weight_decay: Annotated[float, Field(ge=0)]
@@ -514,6 +548,7 @@ def _train_epoch(
     wrapped.train()
     order = torch.randperm(len(data), generator=generator)
     total, steps, losses, norms = 0.0, 0, [], []
+    weights = None  # the negatives' draw weights, once the first batch gives the table's size
     bar = progress_bar(
         range(0, len(data), config.batch_size), desc=f"epoch {epoch}", disable=not progress, leave=False
     )
@@ -526,7 +561,13 @@ def _train_epoch(
         with autocast:
             hidden, targets, table = wrapped(batch.to(device), draws)
             if config.loss == "sampled":
-                loss = sampled_softmax_loss(hidden, table, targets, config.negatives, generator, allowed)
+                if weights is None:
+                    weights = negative_draw_weights(
+                        data, table.shape[0] - 1, config.popular_negatives, allowed
+                    )
+                loss = sampled_softmax_loss(
+                    hidden, table, targets, config.negatives, generator, allowed, weights
+                )
             else:
                 loss = full_softmax_loss(hidden, table, targets, allowed)
         report = loss.detach()
