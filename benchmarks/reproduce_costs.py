@@ -1,17 +1,25 @@
 """The measured cost of every step of `mmbench reproduce`, on the sample beside the full size.
 
     python benchmarks/reproduce_costs.py --sample repro-sample --full repro-full [--docs]
+        [--trials MODEL_DIR ... --reference pop=VALIDATION_PREDICTIONS.jsonl]
 
 Reads the ``costs.json`` that each run of ``mmbench reproduce`` keeps (wall time and peak RSS of
 each step's process) and prints one table: each step's cost on the sample and at full size, the
 totals, and the share of the full run's time that each kind of step takes. ``--docs`` writes it
 into docs/baselines.md between ``<!-- reproduce-costs:start -->`` and ``<!-- reproduce-costs:end -->``.
+
+``--trials`` lists trained neural model folders (the full-size runs' and the trials that chose
+their CPU loss) with their sampled-softmax settings and validation NDCG@10 after each epoch, beside
+the ``--reference`` rankings of the same validation instances scored by the official evaluator
+(``mmbench baseline predict pop --split validation``); ``--docs`` writes that table between
+``<!-- cpu-loss-trials:start -->`` and ``<!-- cpu-loss-trials:end -->``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -99,18 +107,58 @@ def table(sample: Path, full: Path) -> str:
     return "\n".join(lines)
 
 
+def trials(folders: list[Path], reference: tuple[str, Path] | None) -> str:
+    """Each trained model's loss settings and validation NDCG@10 by epoch, with a reference."""
+    from mmbench.evaluator import Evaluator
+
+    command = " ".join(["python benchmarks/reproduce_costs.py", *sys.argv[1:]]).replace(" --docs", "")
+    lines = [
+        f"`{command}`:",
+        "",
+        "| model folder | model | loss | negatives | drawn by popularity | batch | validation NDCG@10 by epoch | best |",
+        "|---|---|---|---:|---:|---:|---|---:|",
+    ]
+    dataset = None
+    for folder in folders:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        settings, epochs = config["config"], config["training"]["epochs"]
+        dataset = dataset or config["dataset"]
+        scores = [e["validation_ndcg@10"] for e in epochs]
+        lines.append(
+            f"| `{folder.parent.name}/{folder.name}` | {config['model']} | {settings['loss']} | {settings['negatives']:,} | "
+            f"{settings.get('popular_negatives', 0.0):g} | {settings['batch_size']} | "
+            f"{', '.join(f'{v:.4f}' for v in scores)} | {max(scores):.4f} |"
+        )
+    if reference:
+        name, path = reference
+        score = Evaluator("next-track", "validation", dataset).eval_file(path, n_bootstrap=0, segments=False)
+        lines += [
+            "",
+            f"`{name}` on the same validation instances: NDCG@10 {score.metrics['ndcg@10']['value']:.4f}.",
+        ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sample", type=Path, required=True)
     parser.add_argument("--full", type=Path, required=True)
+    parser.add_argument("--trials", type=Path, nargs="*", default=[])
+    parser.add_argument("--reference", help="NAME=PREDICTIONS: validation rankings to show beside the trials")
     parser.add_argument("--docs", action="store_true")
     args = parser.parse_args()
     text = table(args.sample, args.full)
     print(text)
     if args.docs:
         write_block(DOCS, "reproduce-costs", text + "\n")
+    if args.trials:
+        name, _, path = (args.reference or "").partition("=")
+        text = trials(args.trials, (name, Path(path)) if path else None)
+        print(text)
+        if args.docs:
+            write_block(DOCS, "cpu-loss-trials", text + "\n")
 
 
 if __name__ == "__main__":

@@ -43,15 +43,15 @@ GZ_BYTES_PER_PLAY = 33  # lastfm-dataset-1K.tar.gz: 641 MB for the same lines
 def real_data_settings(model: str, cuda: bool, content: list[str]) -> list[str]:
     """The ``--set`` values for a baseline on the real data (docs/baselines.md, "On the real
     data"): longer inputs and wider models; on a CPU the sampled softmax with negatives drawn by
-    popularity (chosen on the full-size synthetic file's validation split) and fewer epochs with
-    more patience per epoch; sknn's neighbours sampled from 1,000 sessions."""
+    popularity (chosen on the full-size synthetic file's validation split) and at most 4 epochs
+    (a time budget, docs/baselines.md); sknn's neighbours sampled from 1,000 sessions."""
     if model == "sknn":
         return ["sample_size=1000"]
     if model not in NEURAL:
         return []
     settings = ["max_len=200", "dim=128", "batch_size=256"]
     if not cuda:
-        settings += ["loss=sampled", "negatives=1024", "popular_negatives=1.0", "epochs=10", "patience=2"]
+        settings += ["loss=sampled", "negatives=1024", "popular_negatives=1.0", "epochs=4", "patience=2"]
     if model == "sasrec-mm":
         settings.append("content=" + json.dumps(content))
     return settings
