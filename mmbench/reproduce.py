@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -398,9 +398,20 @@ def run_step(step: Step, sizes_after: Callable[[], Sizes], env: dict[str, str]) 
         "task": step.task,
         "seconds": round(seconds, 2),
         "peak_gib": round(peak_gib, 3),
-        "work": step.work(sizes),
+        "work": work_done(step, sizes),
         "plays": sizes.plays,
     }
+
+
+def work_done(step: Step, sizes: Sizes) -> float:
+    """The units of work a finished step did: a neural training's epochs are those it ran (its
+    config.json's record), not the bound, so that a run that stopped early does not lower the
+    rate that the next estimate uses."""
+    if step.kind == "train-neural" and step.output.is_file():
+        training = json.loads(step.output.read_text(encoding="utf-8")).get("training") or {}
+        if training.get("epochs"):
+            return replace(step, epochs=len(training["epochs"])).work(sizes)
+    return step.work(sizes)
 
 
 def content_configs(dataset: Path) -> list[str]:

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from conftest import run_cli
+from mmbench.reproduce import Sizes, Step, work_done
 
 MODELS = "pop,user-repeat,history-lookup,unseen-first"
 
@@ -121,3 +122,16 @@ def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
     result = run_cli("reproduce", "--sample", "--out", str(tmp_path / "out"), "--plan", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_training_that_stopped_early_records_the_epochs_it_ran(tmp_path):
+    # Ten epochs allowed, three run: the rate per epoch that later estimates use is the time over
+    # three epochs, not over ten.
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"training": {"epochs": [{"epoch": e} for e in (1, 2, 3)]}}))
+    step = Step("train sasrec-seed0", "train-neural", [], config, epochs=10)
+    sizes = Sizes(plays=1000, tracks=500, validation=40)
+    assert work_done(step, sizes) == 3 * (1000 + 40 * 500 / 100)
+    assert step.work(sizes) == 10 * (1000 + 40 * 500 / 100)  # the estimate before it ran: the bound
+    memory = Step("train pop", "train-memory", [], config)
+    assert work_done(memory, sizes) == 1000
