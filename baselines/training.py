@@ -277,8 +277,9 @@ def negative_draw_weights(
     """The draw weights of the sampled softmax's negatives over items 1..``n_items``: a share
     ``popular_share`` of each draw in proportion to the item's plays in the training ``windows``
     (the first channel of multi-channel windows), the rest uniform, both over the ``allowed``
-    items; None for uniform draws alone (``popular_share = 0``). The uniform part keeps every
-    item a negative now and then, so none is left at its initial score."""
+    items; None for uniform draws alone (``popular_share = 0``). With a uniform part every item
+    is a negative now and then; with ``popular_share = 1`` a track never played in training is
+    never drawn and keeps its initial output vector."""
     if popular_share == 0:
         return None
     items = windows[:, 0] if windows.ndim == 3 else windows

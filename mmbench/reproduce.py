@@ -67,7 +67,7 @@ def real_data_settings(model: str, cuda: bool, content: list[str]) -> list[str]:
 # Measured by this command on the full-size synthetic file (docs/baselines.md, "At full size")
 # and on the sample. Neural training: SASRec's epochs there (sampled softmax, 241 s each with its
 # validation pass), as if every epoch of the bound ran; once a training has finished here, its
-# own rate, early stopping included, replaces it.
+# own rate per epoch it ran (work_done) replaces it.
 RATES: dict[str, tuple[float, float, float, float]] = {
     "build": (60.0, 8.6e-5, 1.0, 1.2e-7),
     "build-sample": (270.0, 0.0, 2.6, 0.0),
