@@ -21,7 +21,11 @@ Rows (``--seeds`` seeds for the references and the headline rows, one seed for t
   ``e4srec-gru4rec`` (the ID encoder), ``e4srec-audio``, ``e4srec-lyrics``, ``e4srec-mgphot``
   (one content config each, tied head: is fusion additive?), ``e4srec-embed`` and
   ``e4srec-prompt`` (the completion ratio embedded, or as text after the last ``--text-items``
-  items), ``e4srec-last`` (targets = each user's last 50 training plays, as the originals).
+  items), ``e4srec-last`` (targets = each user's last 50 training plays, as the originals);
+- a diagnostic, on validation only: ``e4srec-id``'s seed with the lowest validation score trained
+  again with an epochs bound of ``--longer``. The block shows every headline run's training curve
+  beside the loss of predicting popularity alone, to tell a seed that is cut off by the bound
+  from one that diverges.
 
 Each run is trained, ranks the test next-track instances and is scored by `mmbench evaluate
 --json`; comparisons are `mmbench compare` (paired bootstrap interval, randomization test,
@@ -118,12 +122,15 @@ def row_settings(row: str, seed: int, rate: str, fusion: str, args: argparse.Nam
     return settings
 
 
-def train(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> Path:
-    """Train (once) one E4SRec run; its folder, with ``cost.json`` (wall time, peak memory)."""
-    folder = model_folder(row, seed, rate, fusion, args)
+def train(
+    row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace, epochs: int | None = None
+) -> Path:
+    """Train (once) one E4SRec run (``epochs``: another bound than the config's); its folder, with
+    ``cost.json`` (wall time, peak memory)."""
+    folder = model_folder(row, seed, rate, fusion, args, epochs)
     name = folder.name
     if not (folder / "config.json").exists():
-        settings = row_settings(row, seed, rate, fusion, args)
+        settings = row_settings(row, seed, rate, fusion, args) + ([f"epochs={epochs}"] if epochs else [])
         sets = [x for s in settings for x in ("--set", s)]
         command = mmbench_command(
             "baseline", "train", "e4srec", "--dataset", args.dataset, "--out", str(folder), "--quiet", *sets
@@ -136,8 +143,29 @@ def train(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace)
     return folder
 
 
-def model_folder(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> Path:
-    return args.out / "models" / (f"{row}-seed{seed}-lr{rate}" + (f"-{fusion}" if uses_fusion(row) else ""))
+def model_folder(
+    row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace, epochs: int | None = None
+) -> Path:
+    name = f"{row}-seed{seed}-lr{rate}" + (f"-{fusion}" if uses_fusion(row) else "")
+    return args.out / "models" / (name + (f"-epochs{epochs}" if epochs else ""))
+
+
+def longer_run(
+    results: dict[str, list[dict]], choices: dict, wanted: set[str], args: argparse.Namespace
+) -> tuple[int, Path] | None:
+    """``e4srec-id``'s seed with the lowest best validation NDCG@10, trained again with an epochs
+    bound of ``--longer`` (does the bound cut off a seed that falls behind?). Its curve joins the
+    training curves; it is never scored on test."""
+    runs = results.get("e4srec-id", [])
+    if not args.longer or choices["rate"] is None or len(runs) < args.seeds:
+        return None
+    seed = min(range(len(runs)), key=lambda s: best_validation(choices["folders"][("e4srec-id", s)]))
+    folder = model_folder("e4srec-id", seed, choices["rate"], "", args, args.longer)
+    if not (folder / "config.json").exists():
+        if "e4srec-id" not in wanted:
+            return None
+        train("e4srec-id", seed, choices["rate"], "", args, args.longer)
+    return seed, folder
 
 
 def uses_fusion(row: str) -> bool:
@@ -234,6 +262,52 @@ def holds(per_seed: list[dict], overall: dict) -> str:
     return f"{verdict}: {same} of {len(per_seed)} seeds on the mean's side, {significant} significant"
 
 
+def popularity_loss(dataset: str) -> float:
+    """The training loss (nats) of a model that predicts the training plays' popularity alone:
+    the entropy of the tracks of the training plays, the level a run's loss stays at until it
+    uses the history."""
+    import numpy as np
+
+    from mmbench.baselines.data import Benchmark
+
+    counts = Benchmark(dataset).tracks["n_plays_train"].to_numpy().astype(float)
+    shares = counts[counts > 0] / counts.sum()
+    return float(-(shares * np.log(shares)).sum())
+
+
+def training_curves(results: dict[str, list[dict]], choices: dict, args: argparse.Namespace) -> list[str]:
+    """The markdown lines of the headline runs' training records (each run's config.json): the
+    loss by tenth of each epoch, the largest gradient norm before clipping, validation NDCG@10."""
+    lines = [
+        "",
+        "Training curves of the headline runs (each run's `config.json`): the mean loss over each tenth "
+        "of an epoch, the largest gradient norm before clipping, and validation NDCG@10 after the epoch. "
+        f"A model that predicts the training plays' popularity alone has a loss of {popularity_loss(args.dataset):.2f} "
+        "nats (the entropy of their tracks): a run whose loss stays there has not yet used the history.",
+        "",
+        "| run | epoch | loss by tenth | max gradient norm | validation NDCG@10 |",
+        "|---|---:|---|---:|---:|",
+    ]
+    runs = [(f"`{row}` seed {seed}", choices["folders"][(row, seed)]) for row in HEADLINE for seed in range(len(results.get(row, [])))]  # fmt: skip
+    if choices.get("longer"):
+        seed, folder = choices["longer"]
+        runs.append((f"`e4srec-id` seed {seed}, bound {args.longer} epochs", folder))
+    for name, folder in runs:
+        for epoch in json.loads((folder / "config.json").read_text())["training"]["epochs"]:
+            tenths = " ".join(f"{x:.2f}" for x in epoch["loss_by_tenth"])
+            lines.append(
+                f"| {name} | {epoch['epoch']} | {tenths} | {epoch['max_grad_norm']:.2f} | "
+                f"{epoch['validation_ndcg@10']:.4f} |"
+            )
+    if choices.get("longer"):
+        lines += [
+            "",
+            f"The last run is `e4srec-id`'s seed with the lowest validation score trained again with an epochs "
+            f"bound of {args.longer} (`--longer`; its cosine decays over the longer bound), scored on validation only.",
+        ]
+    return lines
+
+
 def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namespace) -> str:
     """The markdown of the E4SRec results block."""
     from mmbench.fingerprint import dataset_fingerprint
@@ -256,7 +330,7 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
     )
     lines = [
         f"Measured by `python benchmarks/e4srec_results.py --dataset DIR --out DIR --seeds {args.seeds} "
-        f"--text-items {args.text_items} --docs` on the sample, dataset version {DATASET_VERSION} "
+        f"--text-items {args.text_items} --longer {args.longer} --docs` on the sample, dataset version {DATASET_VERSION} "
         f"(fingerprint `{dataset_fingerprint(args.dataset)[:16]}…`), next-track test split, "
         f"{first['n_instances']} instances, SmolLM2-135M in fp32 on a 2-core CPU. This block is written "
         "by the script; do not edit it by hand.",
@@ -291,6 +365,7 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
         )
     if pending:
         lines += ["", "Not run yet: " + ", ".join(pending) + "."]
+    lines += training_curves(results, choices, args)
     lines += [
         "",
         "Paired comparisons (`mmbench compare A B --k 10`; over the mean: the folders of the seeds' runs, an "
@@ -341,6 +416,12 @@ def main() -> None:
     parser.add_argument("--rates", nargs="+", default=["0.002", "0.001", "0.0005"])
     parser.add_argument("--fusions", nargs="+", default=["sum", "gated", "concat"])
     parser.add_argument("--text-items", type=int, default=5)
+    parser.add_argument(
+        "--longer",
+        type=int,
+        default=4,
+        help="Train e4srec-id's seed with the lowest validation score again with this epochs bound (0: no).",
+    )
     parser.add_argument("--only", nargs="+", choices=[*REFERENCES, *ROWS], help="Train these rows only.")
     parser.add_argument("--docs", action="store_true", help="Write the block into docs/baselines.md.")
     parser.add_argument(
@@ -396,6 +477,7 @@ def main() -> None:
         for s in range(len(results[row])):
             choices["folders"][(row, s)] = model_folder(row, s, rate or "", fusion or "", args)
         print(f"{row}: {[round(ndcg(r), 4) for r in results[row]]}", flush=True)
+    choices["longer"] = longer_run(results, choices, wanted, args)
     finished = {
         row: {
             str(s): {
