@@ -388,21 +388,22 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
             f"| `{b}` − `{a}` | {asks} | {overall['difference']:+.4f} [{overall['ci_low']:+.4f}, "
             f"{overall['ci_high']:+.4f}] | {overall['p_randomization_holm']:.2g} | {cells} | {holds(per_seed, overall)} |"
         )
-    lines += [
-        "",
-        "One-seed rows against `e4srec-id` seed 0 (the axis each changes):",
-        "",
-        "| B − A | NDCG@10 difference | p |",
-        "|---|---|---:|",
-    ]
-    for row in AXES:
-        if results.get(row) and results.get("e4srec-id"):
-            r = comparison(row, "e4srec-id", 0, args)
-            star = " *" if r["significant"] else ""
-            lines.append(
-                f"| `{row}` − `e4srec-id` | {r['difference']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
-                f"{r['p_randomization_holm']:.2g}{star} |"
-            )
+    axes = [row for row in AXES if results.get(row) and results.get("e4srec-id")]
+    if axes:
+        lines += [
+            "",
+            "One-seed rows against `e4srec-id` seed 0 (the axis each changes):",
+            "",
+            "| B − A | NDCG@10 difference | p |",
+            "|---|---|---:|",
+        ]
+    for row in axes:
+        r = comparison(row, "e4srec-id", 0, args)
+        star = " *" if r["significant"] else ""
+        lines.append(
+            f"| `{row}` − `e4srec-id` | {r['difference']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
+            f"{r['p_randomization_holm']:.2g}{star} |"
+        )
     return "\n".join(lines) + "\n"
 
 
