@@ -90,7 +90,10 @@ def metadata(
         "split": "test",
         "runs": len(seeds),
         "seeds": seeds,
-        "hyperparameter_selection": "validation" if baseline in (*NEURAL, "e4srec") else "defaults",
+        # the zero-shot ranker's defaults are the settings benchmarks/zeroshot_results.py chose on validation
+        "hyperparameter_selection": "validation"
+        if baseline in (*NEURAL, "e4srec", "zeroshot")
+        else "defaults",
         "backbone": description["backbone"],
         "training_data": "train",
         "hardware": hardware or f"{platform.machine()} CPU, {os.cpu_count()} cores",
