@@ -35,13 +35,23 @@ Run: ``python benchmarks/e4srec_results.py --dataset SAMPLE --out DIR [--only RO
 Everything is written under ``--out`` and reused, so a run resumes where it stopped and the
 rows can be spread over sessions (``--only``); ``--docs`` writes the rows whose runs are all
 done into docs/baselines.md and names the rest as not yet run; ``runs.json`` lists the finished
-rows' folders and files for leaderboard/sample_entries.py. The defaults reproduce the docs.
+rows' folders and files (the test predictions and the paper-sampled ones, made from the same
+model) for leaderboard/sample_entries.py. The defaults reproduce the docs.
+
+``--records DIR`` keeps every finished E4SRec run's records in DIR: its training record and cost,
+its test report and both tasks' predictions (gzipped), never the weights. A run whose records are
+there is taken back from them instead of trained, so the table survives the loss of ``--out``
+and a reviewer regenerates it (``--report-only``) without training. The docs' runs are kept in
+``benchmarks/e4srec-records/``; the classic baselines are not kept (they retrain byte-identical in
+minutes, and E4SRec's ID encoders need their weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import shutil
 import statistics
 import subprocess
 from pathlib import Path
@@ -140,6 +150,8 @@ def train(
             raise SystemExit(f"training {name} failed (exit {code})")
         cost = {"train_seconds": round(seconds, 1), "peak_gib": round(peak_gib, 2)}
         (folder / "cost.json").write_text(json.dumps(cost) + "\n")
+        if args.records:
+            keep_records(args.out, args.records)
     return folder
 
 
@@ -198,17 +210,81 @@ def choose(
 
 
 def test_report(row: str, seed: int, rate: str, fusion: str, args: argparse.Namespace) -> dict:
-    """Train (once), predict and score one E4SRec run on the test split; its report."""
+    """Train (once), predict both tasks and score one E4SRec run on the test split; its report."""
     folder = train(row, seed, rate, fusion, args)
     path = predictions(row, seed, args.out)
+    sampled = paper_sampled(row, seed, args.out)
     report = args.out / f"{row}-seed{seed}.report.json"
+    for task, out in (("next-track", path), ("paper-sampled", sampled)):
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                ["mmbench", "baseline", "predict", str(folder), "--task", task, "--out", str(out), "--quiet"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
     if not report.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["mmbench", "baseline", "predict", str(folder), "--out", str(path), "--quiet"], check=True
-        )
         subprocess.run(["mmbench", "evaluate", str(path), "--dataset", args.dataset, "--json", str(report)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    if args.records:
+        keep_records(args.out, args.records)
     return json.loads(report.read_text())
+
+
+def paper_sampled(row: str, seed: int, out: Path) -> Path:
+    """The paper-sampled test predictions of an E4SRec run (for its leaderboard entry)."""
+    return out / "runs-paper-sampled" / row / f"seed{seed}.jsonl"
+
+
+def record_files(out: Path) -> list[Path]:
+    """The records of the finished E4SRec runs under ``out``, relative to it: each model's
+    training record and cost, and the reports and predictions of each row's seeds."""
+    files = [p for p in sorted((out / "models").glob("*/cost.json"))]
+    files += [p.with_name("config.json") for p in files]
+    for row in ROWS:
+        for report in sorted(out.glob(f"{row}-seed*.report.json")):
+            seed = int(report.name.removeprefix(f"{row}-seed").split(".")[0])
+            files += [report, predictions(row, seed, out), paper_sampled(row, seed, out)]
+    return [p.relative_to(out) for p in files if p.exists()]
+
+
+def keep_records(out: Path, records: Path) -> None:
+    """Copy the records of ``out``'s finished runs that ``records`` lacks (predictions gzipped,
+    byte-stable: no name or time in the header)."""
+    for name in record_files(out):
+        kept = records / (f"{name}.gz" if name.suffix == ".jsonl" else name)
+        if kept.exists():
+            continue
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_name(kept.name + ".partial")
+        if name.suffix == ".jsonl":
+            with (
+                (out / name).open("rb") as source,
+                partial.open("wb") as raw,
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as target,
+            ):
+                shutil.copyfileobj(source, target)
+        else:
+            shutil.copyfile(out / name, partial)
+        partial.replace(kept)
+
+
+def restore_records(records: Path, out: Path) -> None:
+    """Take back into ``out`` the kept records it lacks (a model folder then holds its training
+    record and cost but no weights: the run counts as trained, its reports and predictions are
+    reused)."""
+    for kept in sorted(p for p in records.rglob("*") if p.is_file()):
+        name = kept.relative_to(records)
+        target = out / (name.with_suffix("") if name.suffix == ".gz" else name)
+        if name.parts[0] in ("dataset_fingerprint.txt", "options.json") or target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        if name.suffix == ".gz":
+            with gzip.open(kept, "rb") as source, partial.open("wb") as copy:
+                shutil.copyfileobj(source, copy)
+        else:
+            shutil.copyfile(kept, partial)
+        partial.replace(target)
 
 
 def done_report(row: str, seed: int, args: argparse.Namespace) -> dict | None:
@@ -413,6 +489,21 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
     return "\n".join(lines) + "\n"
 
 
+def stamp_runs(folder: Path, fingerprint: str, options: dict) -> None:
+    """Mark ``folder`` as holding runs of this build with these options; refuse one that holds
+    runs of another."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp, kept = folder / "dataset_fingerprint.txt", folder / "options.json"
+    if stamp.exists() and stamp.read_text().strip() != fingerprint:
+        raise SystemExit(
+            f"{folder} holds runs of another build ({stamp.read_text().strip()}); use another folder"
+        )
+    if kept.exists() and json.loads(kept.read_text()) != options:
+        raise SystemExit(f"{folder} holds runs made with {kept.read_text().strip()}; use another folder")
+    stamp.write_text(fingerprint + "\n")
+    kept.write_text(json.dumps(options) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -432,27 +523,26 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=[*REFERENCES, *ROWS], help="Train these rows only.")
     parser.add_argument("--docs", action="store_true", help="Write the block into docs/baselines.md.")
     parser.add_argument(
+        "--records",
+        type=Path,
+        default=None,
+        help="Keep the finished runs' records here and take back the missing ones (benchmarks/e4srec-records).",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="Train nothing: the table of the finished runs."
     )
     args = parser.parse_args()
     args.dataset = str(Path(args.dataset).resolve())
-    args.out.mkdir(parents=True, exist_ok=True)
     from mmbench.fingerprint import dataset_fingerprint
 
     fingerprint = dataset_fingerprint(args.dataset)
-    stamp = args.out / "dataset_fingerprint.txt"  # runs and reports are reused: of this build only
-    if stamp.exists() and stamp.read_text().strip() != fingerprint:
-        raise SystemExit(
-            f"{args.out} holds runs of another build ({stamp.read_text().strip()}); use a new --out"
-        )
-    stamp.write_text(fingerprint + "\n")
-    # Reports and predictions are named by row and seed only: every run of --out must share the
-    # lists the choices are made from and the rows' text settings.
-    options = args.out / "options.json"
+    # Reports and predictions are named by row and seed only: every run of --out must be of this
+    # build and share the lists the choices are made from and the rows' text settings.
     wanted_options = {"rates": args.rates, "fusions": args.fusions, "text_items": args.text_items}
-    if options.exists() and json.loads(options.read_text()) != wanted_options:
-        raise SystemExit(f"{args.out} holds runs made with {options.read_text().strip()}; use a new --out")
-    options.write_text(json.dumps(wanted_options) + "\n")
+    for folder in (args.out, args.records) if args.records else (args.out,):
+        stamp_runs(folder, fingerprint, wanted_options)
+    if args.records:
+        restore_records(args.records, args.out)
     wanted = set() if args.report_only else set(args.only or [*REFERENCES, *ROWS])
     rate, rate_scores = choose("e4srec-id", args.rates, None, args)
     print(f"learning rate chosen on validation: {rate} {rate_scores}", flush=True)
@@ -490,6 +580,7 @@ def main() -> None:
             str(s): {
                 "model": str(choices["folders"][(row, s)]),
                 "predictions": str(predictions(row, s, args.out)),
+                "paper_sampled": str(paper_sampled(row, s, args.out)),
             }
             for s in seeds_of(row, args)
         }

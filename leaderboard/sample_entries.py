@@ -47,10 +47,11 @@ def mmbench(*args: str) -> None:
 
 
 def run_folder(
-    row: str, trained: dict[int, Path], next_track: dict[int, Path], runs: Path, dataset: str, task: str
+    row: str, trained: dict[int, Path], made: dict[str, dict[int, Path]], runs: Path, dataset: str, task: str
 ) -> Path:
-    """The folder of a model's predictions for ``task``, ``seed<N>.jsonl`` per run: next-track's
-    are the results scripts' files; paper-sampled's are predicted here from the same models."""
+    """The folder of a model's predictions for ``task``, ``seed<N>.jsonl`` per run: the results
+    scripts' files where ``made`` has the task's (next-track's always, paper-sampled's for the
+    E4SRec runs), else predicted here from the same models."""
     folder = runs / f"leaderboard-{task}" / row
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {f"seed{seed}.jsonl" for seed in trained}
@@ -59,25 +60,29 @@ def run_folder(
             stale.unlink()
     for seed, model_dir in trained.items():
         out = folder / f"seed{seed}.jsonl"
-        if task == "next-track":
-            shutil.copyfile(next_track[seed], out)
+        if task in made:
+            shutil.copyfile(made[task][seed], out)
         elif not out.exists():
             mmbench("baseline", "predict", str(model_dir), "--task", task, "--dataset", dataset, "--out", str(out), "--quiet")  # fmt: skip
     return folder
 
 
-def models(args: argparse.Namespace) -> dict[str, tuple[str, dict[int, Path], dict[int, Path]]]:
-    """Each entry row: (its mmbench baseline, seed -> trained folder, seed -> next-track test file)."""
+Made = dict[str, dict[int, Path]]  # task -> seed -> a results script's test predictions
+
+
+def models(args: argparse.Namespace) -> dict[str, tuple[str, dict[int, Path], Made]]:
+    """Each entry row: (its mmbench baseline, seed -> trained folder, the test predictions the
+    results scripts made)."""
     runs = args.runs
-    out: dict[str, tuple[str, dict[int, Path], dict[int, Path]]] = {}
+    out: dict[str, tuple[str, dict[int, Path], Made]] = {}
     for model in MEMORY:
-        out[model] = (model, {0: runs / model}, {0: runs / f"{model}.jsonl"})
+        out[model] = (model, {0: runs / model}, {"next-track": {0: runs / f"{model}.jsonl"}})
     for model in NEURAL:
         seeds = range(args.seeds)
         out[model] = (
             model,
             {s: runs / f"{model}-seed{s}" for s in seeds},
-            {s: runs / "runs" / model / f"seed{s}.jsonl" for s in seeds},
+            {"next-track": {s: runs / "runs" / model / f"seed{s}.jsonl" for s in seeds}},
         )
     if args.e4srec:
         finished = json.loads((args.e4srec / "runs.json").read_text())["runs"]
@@ -85,7 +90,10 @@ def models(args: argparse.Namespace) -> dict[str, tuple[str, dict[int, Path], di
             out[row] = (
                 "e4srec",
                 {int(s): Path(run["model"]) for s, run in seeds.items()},
-                {int(s): Path(run["predictions"]) for s, run in seeds.items()},
+                {
+                    "next-track": {int(s): Path(run["predictions"]) for s, run in seeds.items()},
+                    "paper-sampled": {int(s): Path(run["paper_sampled"]) for s, run in seeds.items()},
+                },
             )
     if args.zeroshot:
         folder, predictions = runs / "zeroshot-likelihood", runs / "zeroshot-likelihood.jsonl"
@@ -94,7 +102,7 @@ def models(args: argparse.Namespace) -> dict[str, tuple[str, dict[int, Path], di
                     "--set", f"retriever={runs / 'sasrec-seed0'}")  # fmt: skip
         if not predictions.exists():
             mmbench("baseline", "predict", str(folder), "--dataset", args.dataset, "--out", str(predictions), "--quiet")  # fmt: skip
-        out["zeroshot-likelihood"] = ("zeroshot", {0: folder}, {0: predictions})
+        out["zeroshot-likelihood"] = ("zeroshot", {0: folder}, {"next-track": {0: predictions}})
     return out
 
 
@@ -143,14 +151,14 @@ def main() -> None:
             shutil.rmtree(entry.folder)
     baselines = {}
     for task in ("next-track", "paper-sampled"):
-        for row, (baseline, trained, next_track) in rows.items():
+        for row, (baseline, trained, made) in rows.items():
             if task == "paper-sampled" and row == "user-repeat":
                 # On paper-sampled the negatives exclude the user's plays, so the only candidate the
                 # user heard is the target: user-repeat writes the history-lookup probe's very file.
                 continue
             if task == "paper-sampled" and baseline == "zeroshot":
                 continue  # scoring all 200 candidates of 596 instances takes hours on this CPU
-            folder = run_folder(row, trained, next_track, args.runs, args.dataset, task)
+            folder = run_folder(row, trained, made, args.runs, args.dataset, task)
             description = described(baseline, trained[0])
             meta = args.runs / "leaderboard-meta" / f"{row}-{task}.yaml"
             meta.parent.mkdir(parents=True, exist_ok=True)
