@@ -404,9 +404,13 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
         if choices["fusion"]
         else f"fusion not chosen yet (finished: {fusions or 'none'} of {', '.join(args.fusions)})"
     )
+    records = ""
+    if args.records:
+        kept = args.records.resolve()
+        records = f" --records {kept.relative_to(DOCS.parents[1]) if kept.is_relative_to(DOCS.parents[1]) else kept}"
     lines = [
         f"Measured by `python benchmarks/e4srec_results.py --dataset DIR --out DIR --seeds {args.seeds} "
-        f"--text-items {args.text_items} --longer {args.longer} --docs` on the sample, dataset version {DATASET_VERSION} "
+        f"--text-items {args.text_items} --longer {args.longer}{records} --docs` on the sample, dataset version {DATASET_VERSION} "
         f"(fingerprint `{dataset_fingerprint(args.dataset)[:16]}…`), next-track test split, "
         f"{first['n_instances']} instances, SmolLM2-135M in fp32 on a 2-core CPU. This block is written "
         "by the script; do not edit it by hand.",
