@@ -60,17 +60,20 @@ def predictions(model: str, seed: int | None, out: Path, keep_prefix: bool = Fal
 
 
 def run(model: str, seed: int | None, dataset: str, out: Path, keep_prefix: bool = False) -> dict:
-    """Train (once), predict and evaluate one run; the report, reused when it exists."""
+    """Train (once), predict and evaluate one run; the report. Each step runs only when its
+    output is missing (the model folder is trained even where a kept report and predictions
+    were taken back without it: other runs start from its weights)."""
     tag = model if seed is None else f"{model}-seed{seed}"
     report = out / f"{tag}{'-keep-prefix' if keep_prefix else ''}.report.json"
-    if not report.exists():
-        if not (out / tag / "config.json").exists():
-            extra = [] if seed is None else ["--set", f"seed={seed}"]
-            sh("baseline", "train", model, "--dataset", dataset, "--out", str(out / tag), "--quiet", *extra)
-        path = predictions(model, seed, out, keep_prefix)
+    if not (out / tag / "config.json").exists():
+        extra = [] if seed is None else ["--set", f"seed={seed}"]
+        sh("baseline", "train", model, "--dataset", dataset, "--out", str(out / tag), "--quiet", *extra)
+    path = predictions(model, seed, out, keep_prefix)
+    if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         flag = ["--keep-prefix"] if keep_prefix else []
         sh("baseline", "predict", str(out / tag), "--out", str(path), "--quiet", *flag)
+    if not report.exists():
         sh("evaluate", str(path), "--dataset", dataset, "--json", str(report))
     return json.loads(report.read_text())
 

@@ -42,8 +42,9 @@ model) for leaderboard/sample_entries.py. The defaults reproduce the docs.
 its test report and both tasks' predictions (gzipped), never the weights. A run whose records are
 there is taken back from them instead of trained, so the table survives the loss of ``--out``
 and a reviewer regenerates it (``--report-only``) without training. The docs' runs are kept in
-``benchmarks/e4srec-records/``; the classic baselines are not kept (they retrain byte-identical in
-minutes, and E4SRec's ID encoders need their weights).
+``benchmarks/e4srec-records/``. Of the references (sasrec, sasrec-mm), the reports and test
+predictions are kept and not the weights: a missing model folder is trained again (byte-identical,
+in minutes), since E4SRec's ID encoders start from it.
 """
 
 from __future__ import annotations
@@ -236,14 +237,16 @@ def paper_sampled(row: str, seed: int, out: Path) -> Path:
 
 
 def record_files(out: Path) -> list[Path]:
-    """The records of the finished E4SRec runs under ``out``, relative to it: each model's
-    training record and cost, and the reports and predictions of each row's seeds."""
+    """The records of the finished runs under ``out``, relative to it: each E4SRec model's
+    training record and cost, the reports and test predictions of each row's seeds (and for
+    E4SRec the paper-sampled ones) and of the references (sasrec, sasrec-mm)."""
     files = [p for p in sorted((out / "models").glob("*/cost.json"))]
     files += [p.with_name("config.json") for p in files]
-    for row in ROWS:
+    for row in (*REFERENCES, *ROWS):
         for report in sorted(out.glob(f"{row}-seed*.report.json")):
             seed = int(report.name.removeprefix(f"{row}-seed").split(".")[0])
-            files += [report, predictions(row, seed, out), paper_sampled(row, seed, out)]
+            files += [report, predictions(row, seed, out)]
+            files += [paper_sampled(row, seed, out)] if row in ROWS else []
     return [p.relative_to(out) for p in files if p.exists()]
 
 
