@@ -240,7 +240,7 @@ def record_files(out: Path) -> list[Path]:
     """The records of the finished runs under ``out``, relative to it: each E4SRec model's
     training record and cost, the reports and test predictions of each row's seeds (and for
     E4SRec the paper-sampled ones) and of the references (sasrec, sasrec-mm)."""
-    files = [p for p in sorted((out / "models").glob("*/cost.json"))]
+    files = sorted((out / "models").glob("*/cost.json"))
     files += [p.with_name("config.json") for p in files]
     for row in (*REFERENCES, *ROWS):
         for report in sorted(out.glob(f"{row}-seed*.report.json")):
