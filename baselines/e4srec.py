@@ -35,6 +35,7 @@ import torch
 from pydantic import Field
 from safetensors import SafetensorError, safe_open
 from torch import nn
+from torch.nn import functional as F
 
 from mmbench.baselines.data import Benchmark
 from mmbench.baselines.fusion import Fusion, ItemFusion
@@ -330,7 +331,8 @@ class E4SRec(SequentialRecommender):
         codes, buckets = (seqs, None) if seqs.dim() == 2 else (seqs[:, 0], seqs[:, 1])
         batch, length = codes.shape
         embed = self.backbone.get_input_embeddings()
-        items = self.to_hidden(fused_all[codes] if fused_all is not None else self.fused(codes))
+        # F.embedding, not fused_all[codes]: indexing's backward adds in a run-dependent order on CPU.
+        items = self.to_hidden(F.embedding(codes, fused_all) if fused_all is not None else self.fused(codes))
         items = items * (codes > 0)[..., None]
         if self.completion == "embed":
             items = items + self.completion_embedding(buckets)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from mmbench.baselines.training import (
     Fraction,
@@ -70,8 +71,9 @@ class SASRec(SequentialRecommender):
 
     def encode(self, seqs: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden state [B, L, D] at every position, from the items up to that position."""
-        # The plain ID table is looked up through the embedding layer; fused tables are indexed.
-        x = self.items(seqs) if table is None or table is self.items.weight else table[seqs]
+        # A fused table goes through F.embedding, not table[seqs]: the backward of advanced indexing
+        # accumulates with parallel atomic adds on a multi-core CPU, so two runs of one seed differed.
+        x = self.items(seqs) if table is None or table is self.items.weight else F.embedding(seqs, table)
         return self.encoder(x * math.sqrt(self.dim), seqs > 0)
 
     def loss_inputs(

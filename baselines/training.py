@@ -260,8 +260,9 @@ def sampled_softmax_loss(
         pool = allowed.nonzero().flatten().cpu() + 1
         negatives = pool[torch.randint(0, len(pool), (n_negatives,), generator=generator)]
     negatives = negatives.to(t.device)
-    positive = (h * table[t]).sum(-1, keepdim=True)
-    negative = h @ table[negatives].T
+    # F.embedding, not table[...]: indexing's backward adds repeated rows in a run-dependent order.
+    positive = (h * F.embedding(t, table)).sum(-1, keepdim=True)
+    negative = h @ F.embedding(negatives, table).T
     if draw_weights is not None:
         log_expected = torch.log(n_negatives * q).to(t.device)
         positive = positive - log_expected[t - 1, None]

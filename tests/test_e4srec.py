@@ -37,11 +37,14 @@ def id_encoder(sample_build, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(sample_build, id_encoder, tmp_path_factory) -> Path:
-    """A tiny e4srec with content, completion embedded and the tied head, trained by the CLI."""
+    """A tiny e4srec with content, completion embedded and the tied head, trained by the CLI in
+    batches of 256 x 12 items: enough items that a multi-core CPU's backward of an index lookup
+    sums repeated items' gradients in parallel, which the determinism test below needs."""
     out = tmp_path_factory.mktemp("e4srec") / "tied"
     args = ["baseline", "train", "e4srec", "--dataset", str(sample_build), "--out", str(out), "--quiet"]
     for item in [*TINY, f"id_encoder={id_encoder}", 'content=["audio-mfcc", "lyrics-minilm"]',
-                 "head=tied", "completion=embed", "epochs=1"]:  # fmt: skip
+                 "head=tied", "completion=embed", "epochs=1",
+                 "batch_size=256"]:  # fmt: skip
         args += ["--set", item]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
