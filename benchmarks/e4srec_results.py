@@ -250,25 +250,29 @@ def record_files(out: Path) -> list[Path]:
     return [p.relative_to(out) for p in files if p.exists()]
 
 
+def copy_record(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` through a ``.partial`` file, gzipping where only the target
+    ends in ``.gz`` (byte-stable: no name or time in the header) and unzipping where only the
+    source does."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with (
+        gzip.open(source, "rb") if source.suffix == ".gz" else source.open("rb") as reader,
+        partial.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+        if target.suffix == ".gz"
+        else raw as writer,
+    ):
+        shutil.copyfileobj(reader, writer)
+    partial.replace(target)
+
+
 def keep_records(out: Path, records: Path) -> None:
-    """Copy the records of ``out``'s finished runs that ``records`` lacks (predictions gzipped,
-    byte-stable: no name or time in the header)."""
+    """Copy the records of ``out``'s finished runs that ``records`` lacks (predictions gzipped)."""
     for name in record_files(out):
         kept = records / (f"{name}.gz" if name.suffix == ".jsonl" else name)
-        if kept.exists():
-            continue
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_name(kept.name + ".partial")
-        if name.suffix == ".jsonl":
-            with (
-                (out / name).open("rb") as source,
-                partial.open("wb") as raw,
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as target,
-            ):
-                shutil.copyfileobj(source, target)
-        else:
-            shutil.copyfile(out / name, partial)
-        partial.replace(kept)
+        if not kept.exists():
+            copy_record(out / name, kept)
 
 
 def restore_records(records: Path, out: Path) -> None:
@@ -278,16 +282,8 @@ def restore_records(records: Path, out: Path) -> None:
     for kept in sorted(p for p in records.rglob("*") if p.is_file()):
         name = kept.relative_to(records)
         target = out / (name.with_suffix("") if name.suffix == ".gz" else name)
-        if name.parts[0] in ("dataset_fingerprint.txt", "options.json") or target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        if name.suffix == ".gz":
-            with gzip.open(kept, "rb") as source, partial.open("wb") as copy:
-                shutil.copyfileobj(source, copy)
-        else:
-            shutil.copyfile(kept, partial)
-        partial.replace(target)
+        if name.parts[0] not in ("dataset_fingerprint.txt", "options.json") and not target.exists():
+            copy_record(kept, target)
 
 
 def done_report(row: str, seed: int, args: argparse.Namespace) -> dict | None:
