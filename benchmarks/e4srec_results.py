@@ -442,6 +442,8 @@ def section(results: dict[str, list[dict]], choices: dict, args: argparse.Namesp
             f"| `{model}` | {WHAT.get(model, '')} | {len(reports)} | {mean_std(values)} | {per_seed} | "
             f"{recall} | {cold_cell} | {epochs} | {minutes} |"
         )
+    if args.longer and not choices.get("longer"):
+        pending.append(f"the `--longer {args.longer}` run of `e4srec-id`'s slowest seed (validation only)")
     if pending:
         lines += ["", "Not run yet: " + ", ".join(pending) + "."]
     lines += training_curves(results, choices, args)
